@@ -1,0 +1,458 @@
+"""The corridor world: a camera-carrying agent flies through a procedurally generated corridor."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pybullet as pb
+from gymnasium import spaces
+
+from envs.geometry import (
+    CorridorLayout,
+    generate_centreline,
+    generate_clutter,
+    generate_obstacles,
+)
+from envs.scene import SceneBodies, SceneBuilder, fixed_appearance, random_appearance
+
+OBS_MODES = ("rgb", "depth", "rgbd")
+ACTION_TYPES = ("discrete", "continuous")
+RENDER_MODES = ("rgb_array",)
+OUTCOMES = ("running", "collision", "goal")
+
+_NEAR_PLANE = 0.05
+
+
+def bin_yaw_commands(n_bins: int) -> np.ndarray:
+    """Yaw command of each discrete action: bin i is ``1 - 2 i / (n_bins - 1)``, + is left."""
+    return 1.0 - 2.0 * np.arange(n_bins) / (n_bins - 1)
+
+
+def yaw_command_to_bin(command: float, n_bins: int) -> int:
+    """The discrete action whose yaw command is nearest to ``command`` (in [-1, 1])."""
+    index = round((1.0 - float(np.clip(command, -1.0, 1.0))) * (n_bins - 1) / 2.0)
+    return int(min(max(index, 0), n_bins - 1))
+
+
+def _image_shape(image_size: int | Sequence[int]) -> tuple[int, int]:
+    if isinstance(image_size, (int, np.integer)):
+        height = width = int(image_size)
+    elif isinstance(image_size, Sequence) and len(image_size) == 2:
+        height, width = (int(v) for v in image_size)
+    else:
+        raise ValueError(f"image_size must be an int or (height, width), got {image_size!r}")
+    if height < 32 or width < 32:
+        raise ValueError(f"image_size must be >= 32 (pixels per side), got {image_size!r}")
+    return height, width
+
+
+class CorridorEnv(gym.Env):
+    """Fly through a procedurally generated corridor without touching anything.
+
+    ## Description
+    A camera-carrying agent (a drone) flies at constant height and constant forward speed
+    through a corridor of straight segments joined by left and right bends, and steers by its
+    yaw rate alone. Walls, optional obstacles (pillars, boxes, half-closed doors that always
+    leave a passable gap), wall-side clutter, textures and the light are drawn from the reset
+    seed. The world is built in its own PyBullet client (DIRECT mode) and rendered with
+    PyBullet's TinyRenderer, headless. It stands in for the Gazebo corridor of published
+    imitation-learning experiments (drone at 1 m, ~0.8 m/s, camera at ~10 Hz).
+
+    ## Action Space
+    ``action_type="discrete"``: ``Discrete(n_bins)``; action ``i`` commands the yaw rate
+    ``(1 - 2 i / (n_bins - 1)) * max_yaw_rate``, so with 3 bins 0 = left, 1 = straight,
+    2 = right. ``action_type="continuous"``: ``Box(-1, 1, (1,), float32)``, the yaw rate as a
+    fraction of ``max_yaw_rate`` (+ = left). While turning the forward speed moves from
+    ``speed`` towards ``turn_speed`` in proportion to the command's magnitude.
+
+    ## Observation Space
+    ``Box(0, 255, (H, W, C), uint8)``: the forward camera's view. ``obs_mode="rgb"`` gives
+    C = 3, ``"depth"`` C = 1 and ``"rgbd"`` C = 4, where depth is metric depth scaled to 0-255
+    over ``[0, depth_range]`` metres (farther is clipped to 255).
+
+    ## Rewards
+    Per step, the progress along the centreline in metres (negative when flying backwards),
+    minus ``collision_penalty`` on a collision. ``info`` holds both parts.
+
+    ## Starting State
+    The agent starts ``start_offset`` metres into the corridor, with a lateral offset drawn
+    from ``U(-start_lateral_jitter, start_lateral_jitter)`` and a heading error drawn from
+    ``U(-start_yaw_jitter, start_yaw_jitter)`` degrees.
+
+    ## Episode End
+    Terminated when the agent's collision sphere touches anything (outcome ``collision``) or
+    the goal panel across the corridor's end (outcome ``goal``): both are found by PyBullet's
+    contact queries, checked after each of ``physics_substeps`` sub-steps. Truncated by the
+    ``max_episode_steps`` given at registration (1000 steps for the registered ids).
+
+    ``info`` always holds the privileged state: ``pose`` (x, y, yaw), ``progress_m``,
+    ``progress_frac``, ``lateral_offset`` (m, + left of the centreline), ``heading_error``
+    (rad), ``wall_distance`` (m from the agent's centre to the nearer corridor wall, from the
+    geometry), ``collision``, ``outcome`` (running | collision | goal), ``reward_progress``
+    and ``reward_collision``.
+
+    ## Arguments
+    See ``__init__``: every tunable is a typed keyword argument, validated with a ValueError
+    that names the argument and the allowed values.
+
+    ## Render
+    ``render_mode="rgb_array"`` returns the agent's camera view in RGB at ``render_size``
+    pixels square, whatever the ``obs_mode``; the demo writes videos from it.
+
+    ## Version History
+    * v0: initial release.
+    """
+
+    metadata = {"render_modes": list(RENDER_MODES), "render_fps": 10}
+
+    def __init__(
+        self,
+        render_mode: str | None = None,
+        action_type: str = "discrete",
+        n_bins: int = 3,
+        image_size: int | Sequence[int] = 64,
+        fov: float = 90.0,
+        obs_mode: str = "rgb",
+        depth_range: float = 10.0,
+        speed: float = 0.8,
+        turn_speed: float | None = None,
+        max_yaw_rate: float = 0.9,
+        control_hz: float = 10.0,
+        physics_substeps: int = 4,
+        camera_height: float = 1.0,
+        agent_radius: float = 0.2,
+        n_segments: int = 4,
+        segment_length: Sequence[float] = (5.0, 10.0),
+        bend_angles: Sequence[float] = (30.0, 45.0, 60.0, 90.0),
+        corridor_width: float = 2.8,
+        wall_height: float = 2.5,
+        wall_thickness: float = 0.2,
+        obstacle_density: float = 0.0,
+        obstacle_min_gap: float = 1.2,
+        clutter_density: float = 0.5,
+        randomize: bool = True,
+        start_offset: float = 1.0,
+        start_lateral_jitter: float = 0.3,
+        start_yaw_jitter: float = 10.0,
+        collision_penalty: float = 10.0,
+        render_size: int = 256,
+    ):
+        def require(ok: bool, name: str, allowed: str, value: Any) -> None:
+            if not ok:
+                raise ValueError(f"{name} must be {allowed}, got {value!r}")
+
+        require(render_mode is None or render_mode in RENDER_MODES, "render_mode",
+                f"None or one of {RENDER_MODES}", render_mode)  # fmt: skip
+        require(action_type in ACTION_TYPES, "action_type", f"one of {ACTION_TYPES}", action_type)
+        require(isinstance(n_bins, (int, np.integer)) and n_bins >= 3 and n_bins % 2 == 1,
+                "n_bins", "an odd integer >= 3", n_bins)  # fmt: skip
+        self.height, self.width = _image_shape(image_size)
+        require(0.0 < fov < 180.0, "fov", "in (0, 180) degrees", fov)
+        require(obs_mode in OBS_MODES, "obs_mode", f"one of {OBS_MODES}", obs_mode)
+        require(depth_range > 0, "depth_range", "> 0 metres", depth_range)
+        require(speed > 0, "speed", "> 0 m/s", speed)
+        require(turn_speed is None or turn_speed >= 0, "turn_speed", "None or >= 0 m/s",
+                turn_speed)  # fmt: skip
+        require(max_yaw_rate > 0, "max_yaw_rate", "> 0 rad/s", max_yaw_rate)
+        require(control_hz > 0, "control_hz", "> 0 Hz", control_hz)
+        require(isinstance(physics_substeps, (int, np.integer)) and physics_substeps >= 1,
+                "physics_substeps", "an integer >= 1", physics_substeps)  # fmt: skip
+        require(0 < wall_height, "wall_height", "> 0 metres", wall_height)
+        require(agent_radius > 0, "agent_radius", "> 0 metres", agent_radius)
+        require(agent_radius < camera_height < wall_height - agent_radius, "camera_height",
+                "between agent_radius and wall_height - agent_radius", camera_height)  # fmt: skip
+        require(isinstance(n_segments, (int, np.integer)) and n_segments >= 1, "n_segments",
+                "an integer >= 1", n_segments)  # fmt: skip
+        require(len(segment_length) == 2 and 0 < segment_length[0] <= segment_length[1],
+                "segment_length", "(min, max) with 0 < min <= max metres",
+                segment_length)  # fmt: skip
+        require(len(bend_angles) >= 1 and all(0 < a <= 90 for a in bend_angles), "bend_angles",
+                "a non-empty list of angles in (0, 90] degrees", bend_angles)  # fmt: skip
+        require(corridor_width > 2 * agent_radius + 0.2, "corridor_width",
+                "> 2 * agent_radius + 0.2 metres", corridor_width)  # fmt: skip
+        require(wall_thickness > 0, "wall_thickness", "> 0 metres", wall_thickness)
+        require(0.0 <= obstacle_density <= 1.0, "obstacle_density", "in [0, 1]",
+                obstacle_density)  # fmt: skip
+        require(2 * agent_radius < obstacle_min_gap <= corridor_width - 0.6, "obstacle_min_gap",
+                "in (2 * agent_radius, corridor_width - 0.6] metres",
+                obstacle_min_gap)  # fmt: skip
+        require(0.0 <= clutter_density <= 1.0, "clutter_density", "in [0, 1]", clutter_density)
+        require(0 <= start_offset < segment_length[0] - agent_radius, "start_offset",
+                "in [0, min segment length - agent_radius) metres", start_offset)  # fmt: skip
+        require(0 <= start_lateral_jitter < corridor_width / 2 - agent_radius,
+                "start_lateral_jitter", "in [0, corridor_width / 2 - agent_radius)",
+                start_lateral_jitter)  # fmt: skip
+        require(0 <= start_yaw_jitter < 90, "start_yaw_jitter", "in [0, 90) degrees",
+                start_yaw_jitter)  # fmt: skip
+        require(collision_penalty >= 0, "collision_penalty", ">= 0", collision_penalty)
+        require(isinstance(render_size, (int, np.integer)) and render_size >= 32, "render_size",
+                "an integer >= 32", render_size)  # fmt: skip
+
+        self.render_mode = render_mode
+        self.action_type = action_type
+        self.n_bins = int(n_bins)
+        self.fov = float(fov)
+        self.obs_mode = obs_mode
+        self.depth_range = float(depth_range)
+        self.speed = float(speed)
+        self.turn_speed = float(speed if turn_speed is None else turn_speed)
+        self.max_yaw_rate = float(max_yaw_rate)
+        self.control_dt = 1.0 / float(control_hz)
+        self.physics_substeps = int(physics_substeps)
+        self.camera_height = float(camera_height)
+        self.agent_radius = float(agent_radius)
+        self.n_segments = int(n_segments)
+        self.segment_length = (float(segment_length[0]), float(segment_length[1]))
+        self.bend_angles = tuple(float(a) for a in bend_angles)
+        self.corridor_width = float(corridor_width)
+        self.wall_height = float(wall_height)
+        self.wall_thickness = float(wall_thickness)
+        self.obstacle_density = float(obstacle_density)
+        self.obstacle_min_gap = float(obstacle_min_gap)
+        self.clutter_density = float(clutter_density)
+        self.randomize = bool(randomize)
+        self.start_offset = float(start_offset)
+        self.start_lateral_jitter = float(start_lateral_jitter)
+        self.start_yaw_jitter = math.radians(start_yaw_jitter)
+        self.collision_penalty = float(collision_penalty)
+        self.render_size = int(render_size)
+        self.metadata = {**self.metadata, "render_fps": float(control_hz)}
+
+        self.yaw_commands = bin_yaw_commands(self.n_bins)
+        if action_type == "discrete":
+            self.action_space = spaces.Discrete(self.n_bins)
+        else:
+            self.action_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
+        channels = {"rgb": 3, "depth": 1, "rgbd": 4}[obs_mode]
+        self.observation_space = spaces.Box(0, 255, (self.height, self.width, channels), np.uint8)
+
+        self._client = pb.connect(pb.DIRECT)
+        self._far_plane = max(30.0, self.depth_range)
+        self._projection = pb.computeProjectionMatrixFOV(
+            self.fov, self.width / self.height, _NEAR_PLANE, self._far_plane,
+            physicsClientId=self._client,
+        )  # fmt: skip
+        self._builder = SceneBuilder(self._client, self.wall_height, self.wall_thickness)
+        self.layout: CorridorLayout | None = None
+        self.bodies = SceneBodies()
+        self._agent = -1
+        self._light: dict[str, Any] = {}
+        self.x = self.y = self.yaw = 0.0
+        self.progress = 0.0
+        self.outcome = "running"
+
+    # ------------------------------------------------------------------ privileged state
+    @property
+    def pose(self) -> np.ndarray:
+        """The agent's (x, y, yaw) in the world frame."""
+        return np.array([self.x, self.y, self.yaw])
+
+    def action_to_yaw_command(self, action: Any) -> float:
+        """The yaw command in [-1, 1] that ``action`` asks for (+ is left)."""
+        if self.action_type == "discrete":
+            return float(self.yaw_commands[int(action)])
+        return float(np.clip(np.asarray(action, dtype=np.float64).reshape(-1)[0], -1.0, 1.0))
+
+    def yaw_command_to_action(self, command: float) -> int | np.ndarray:
+        """The env action for a yaw command in [-1, 1]: the nearest bin, or the value itself."""
+        if self.action_type == "discrete":
+            return yaw_command_to_bin(command, self.n_bins)
+        return np.array([np.clip(command, -1.0, 1.0)], dtype=np.float32)
+
+    def ray_scan(self, angles: np.ndarray, max_range: float = 5.0) -> np.ndarray:
+        """Distances (m) from the agent's centre to the first surface along each horizontal ray.
+
+        ``angles`` are relative to the agent's heading (+ is left); rays that hit nothing within
+        ``max_range`` report ``max_range``. This is PyBullet's ``rayTestBatch`` on the same
+        collision shapes that end episodes.
+        """
+        angles = np.asarray(angles, dtype=np.float64) + self.yaw
+        directions = np.stack([np.cos(angles), np.sin(angles), np.zeros_like(angles)], axis=1)
+        origin = np.array([self.x, self.y, self.camera_height])
+        # start just outside the agent's own sphere, so the ray does not report the agent
+        start = origin + directions * (self.agent_radius + 1e-3)
+        end = origin + directions * max_range
+        hits = pb.rayTestBatch(start.tolist(), end.tolist(), physicsClientId=self._client)
+        distances = np.full(len(angles), max_range)
+        for i, hit in enumerate(hits):
+            if hit[0] >= 0:
+                distances[i] = float(np.linalg.norm(np.array(hit[3]) - origin))
+        return distances
+
+    # ------------------------------------------------------------------ gymnasium api
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        rng = self.np_random
+        centreline = generate_centreline(
+            rng, self.n_segments, self.segment_length, self.bend_angles,
+            self.corridor_width, self.wall_thickness,
+        )  # fmt: skip
+        obstacles = generate_obstacles(
+            rng, centreline, self.corridor_width, self.obstacle_density, self.obstacle_min_gap
+        )
+        clutter = generate_clutter(rng, centreline, self.clutter_density, self.wall_height)
+        self.layout = CorridorLayout(centreline, self.corridor_width, obstacles, clutter)
+        if self.randomize:
+            look = random_appearance(rng, len(clutter))
+        else:
+            look = fixed_appearance(len(clutter))
+        self._light = {
+            "lightDirection": list(look.light_direction),
+            "lightColor": list(look.light_color),
+            "lightAmbientCoeff": look.light_ambient,
+            "lightDiffuseCoeff": 0.55,
+            "lightSpecularCoeff": 0.05,
+        }
+
+        pb.resetSimulation(physicsClientId=self._client)
+        self._builder.load_textures()
+        self.bodies = self._builder.build(self.layout, look)
+        sphere = pb.createCollisionShape(
+            pb.GEOM_SPHERE, radius=self.agent_radius, physicsClientId=self._client
+        )
+        # a dynamic body (mass > 0): Bullet reports no contacts between two static bodies;
+        # it is moved kinematically and the simulation is never stepped
+        self._agent = pb.createMultiBody(
+            baseMass=1.0, baseCollisionShapeIndex=sphere, baseVisualShapeIndex=-1,
+            physicsClientId=self._client,
+        )  # fmt: skip
+
+        start = centreline.point_at(self.start_offset)
+        heading = centreline.heading_at(self.start_offset)
+        lateral = rng.uniform(-self.start_lateral_jitter, self.start_lateral_jitter)
+        normal = np.array([-math.sin(heading), math.cos(heading)])
+        self.x, self.y = (float(v) for v in start + lateral * normal)
+        self.yaw = float(heading + rng.uniform(-self.start_yaw_jitter, self.start_yaw_jitter))
+        self._place_agent()
+        self.progress = centreline.project(self.x, self.y)[0]
+        self.outcome = "running"
+        return self._observation(), self._info(collision=False, progress_delta=0.0)
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        if self.layout is None:
+            raise RuntimeError("call reset() before step()")
+        if self.outcome != "running":
+            raise RuntimeError(f"episode is over (outcome {self.outcome}); call reset()")
+        if not self.action_space.contains(
+            action if self.action_type == "discrete" else np.asarray(action, dtype=np.float32)
+        ):
+            raise ValueError(f"action {action!r} is outside the action space {self.action_space}")
+        command = self.action_to_yaw_command(action)
+        yaw_rate = command * self.max_yaw_rate
+        forward = self.speed + (self.turn_speed - self.speed) * abs(command)
+        dt = self.control_dt / self.physics_substeps
+        contact = None
+        for _ in range(self.physics_substeps):
+            self.yaw = _wrap_angle(self.yaw + yaw_rate * dt)
+            self.x += forward * dt * math.cos(self.yaw)
+            self.y += forward * dt * math.sin(self.yaw)
+            self._place_agent()
+            contact = self._touching()
+            if contact is not None:
+                break
+
+        previous = self.progress
+        self.progress = self.layout.centreline.project(self.x, self.y)[0]
+        progress_delta = self.progress - previous
+        collision = contact is not None and contact != self.bodies.goal
+        if contact is not None:
+            self.outcome = "collision" if collision else "goal"
+        reward = progress_delta - (self.collision_penalty if collision else 0.0)
+        info = self._info(collision=collision, progress_delta=progress_delta)
+        return self._observation(), float(reward), self.outcome != "running", False, info
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode != "rgb_array":
+            return None
+        rgb, _ = self._camera(self.render_size, self.render_size, with_depth=False)
+        return rgb
+
+    def close(self) -> None:
+        if self._client >= 0:
+            pb.disconnect(physicsClientId=self._client)
+            self._client = -1
+
+    @property
+    def connected(self) -> bool:
+        """Whether the env still holds a live PyBullet client."""
+        return self._client >= 0 and pb.isConnected(physicsClientId=self._client)
+
+    # ------------------------------------------------------------------ internals
+    def _place_agent(self) -> None:
+        pb.resetBasePositionAndOrientation(
+            self._agent, [self.x, self.y, self.camera_height], [0.0, 0.0, 0.0, 1.0],
+            physicsClientId=self._client,
+        )  # fmt: skip
+
+    def _touching(self) -> int | None:
+        """The body the agent's sphere touches (the goal wins over anything else), or None."""
+        pb.performCollisionDetection(physicsClientId=self._client)
+        touched = [
+            point[2]
+            for point in pb.getContactPoints(bodyA=self._agent, physicsClientId=self._client)
+            if point[8] <= 0.0
+        ]
+        if not touched:
+            return None
+        return self.bodies.goal if self.bodies.goal in touched else touched[0]
+
+    def _camera(self, width: int, height: int, with_depth: bool) -> tuple[np.ndarray, Any]:
+        eye = [self.x, self.y, self.camera_height]
+        target = [self.x + math.cos(self.yaw), self.y + math.sin(self.yaw), self.camera_height]
+        view = pb.computeViewMatrix(eye, target, [0.0, 0.0, 1.0], physicsClientId=self._client)
+        projection = self._projection
+        if (width, height) != (self.width, self.height):
+            projection = pb.computeProjectionMatrixFOV(
+                self.fov, width / height, _NEAR_PLANE, self._far_plane,
+                physicsClientId=self._client,
+            )  # fmt: skip
+        _, _, rgba, depth_buffer, _ = pb.getCameraImage(
+            width, height, view, projection,
+            renderer=pb.ER_TINY_RENDERER, flags=pb.ER_NO_SEGMENTATION_MASK,
+            shadow=0, physicsClientId=self._client, **self._light,
+        )  # fmt: skip
+        rgb = np.asarray(rgba, dtype=np.uint8).reshape(height, width, 4)[:, :, :3]
+        depth = None
+        if with_depth:
+            z = np.asarray(depth_buffer, dtype=np.float32).reshape(height, width)
+            far, near = self._far_plane, _NEAR_PLANE
+            metres = far * near / (far - (far - near) * z)
+            depth = np.clip(metres / self.depth_range * 255.0, 0, 255).round().astype(np.uint8)
+        return rgb, depth
+
+    def _observation(self) -> np.ndarray:
+        rgb, depth = self._camera(self.width, self.height, with_depth=self.obs_mode != "rgb")
+        if self.obs_mode == "rgb":
+            return np.ascontiguousarray(rgb)
+        if self.obs_mode == "depth":
+            return depth[:, :, None]
+        return np.concatenate([rgb, depth[:, :, None]], axis=2)
+
+    def _info(self, collision: bool, progress_delta: float) -> dict[str, Any]:
+        centreline = self.layout.centreline
+        s, lateral, segment = centreline.project(self.x, self.y)
+        heading_error = _wrap_angle(self.yaw - float(centreline.headings[segment]))
+        fraction = 1.0 if self.outcome == "goal" else min(max(s / centreline.length, 0.0), 1.0)
+        return {
+            "pose": self.pose,
+            "progress_m": float(s),
+            "progress_frac": float(fraction),
+            "corridor_length_m": centreline.length,
+            "lateral_offset": float(lateral),
+            "heading_error": float(heading_error),
+            "wall_distance": float(self.corridor_width / 2.0 - abs(lateral)),
+            "collision": bool(collision),
+            "outcome": self.outcome,
+            "reward_progress": float(progress_delta),
+            "reward_collision": float(-self.collision_penalty if collision else 0.0),
+        }
+
+
+def _wrap_angle(angle: float) -> float:
+    return (angle + math.pi) % (2.0 * math.pi) - math.pi

@@ -1,0 +1,86 @@
+"""A fixed bank of procedural grey-scale textures, tinted per body at reset.
+
+The patterns never change (they come from a fixed seed), so a world depends only on which
+pattern and which tint the reset seed picks. They are written once per process as PNG files,
+since PyBullet loads textures from disk.
+"""
+
+from __future__ import annotations
+
+import atexit
+import shutil
+import tempfile
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+
+TEXTURE_SIZE = 64
+
+_texture_dir: Path | None = None
+
+
+def _bricks(rng: np.random.Generator, n: int) -> np.ndarray:
+    image = np.full((n, n), 200, np.float64)
+    rows = 4
+    h = n // rows
+    for r in range(rows):
+        image[r * h, :] = 90  # mortar line
+        shift = (n // 4) if r % 2 else 0
+        for c in range(0, n, n // 2):
+            image[r * h : (r + 1) * h, (c + shift) % n] = 90
+    return image + rng.normal(0, 12, (n, n))
+
+
+def _tiles(rng: np.random.Generator, n: int) -> np.ndarray:
+    image = np.full((n, n), 215, np.float64)
+    image[:: n // 4, :] = 120
+    image[:, :: n // 4] = 120
+    return image + rng.normal(0, 6, (n, n))
+
+
+def _stripes(rng: np.random.Generator, n: int) -> np.ndarray:
+    period = int(rng.integers(6, 16))
+    x = np.arange(n)
+    stripes = np.where((x // (period // 2)) % 2 == 0, 220.0, 130.0)
+    return np.tile(stripes, (n, 1)) + rng.normal(0, 5, (n, n))
+
+
+def _checker(rng: np.random.Generator, n: int) -> np.ndarray:
+    cells = int(rng.choice([4, 8]))
+    y, x = np.mgrid[0:n, 0:n] // (n // cells)
+    return np.where((x + y) % 2 == 0, 225.0, 110.0) + rng.normal(0, 4, (n, n))
+
+
+def _noise(rng: np.random.Generator, n: int) -> np.ndarray:
+    coarse = rng.normal(0, 1, (n // 8, n // 8))
+    smooth = np.kron(coarse, np.ones((8, 8)))
+    return 175 + 30 * smooth + rng.normal(0, 10, (n, n))
+
+
+def _planks(rng: np.random.Generator, n: int) -> np.ndarray:
+    y = np.arange(n)[:, None]
+    grain = 170 + 25 * np.sin(y / 1.7 + rng.uniform(0, 6)) + rng.normal(0, 8, (n, n))
+    grain[:: n // 4, :] = 90
+    return grain
+
+
+def _plain(rng: np.random.Generator, n: int) -> np.ndarray:
+    return 205 + rng.normal(0, 3, (n, n))
+
+
+PATTERNS = (_bricks, _tiles, _stripes, _checker, _noise, _planks, _plain)
+PATTERN_NAMES = tuple(pattern.__name__.lstrip("_") for pattern in PATTERNS)
+
+
+def texture_files() -> list[Path]:
+    """Paths of the bank's PNG files, written on first use into a per-process temp dir."""
+    global _texture_dir
+    if _texture_dir is None or not _texture_dir.exists():
+        _texture_dir = Path(tempfile.mkdtemp(prefix="corridor-textures-"))
+        atexit.register(shutil.rmtree, _texture_dir, True)
+        rng = np.random.default_rng(12345)
+        for name, pattern in zip(PATTERN_NAMES, PATTERNS, strict=True):
+            grey = np.clip(pattern(rng, TEXTURE_SIZE), 0, 255).astype(np.uint8)
+            iio.imwrite(_texture_dir / f"{name}.png", np.repeat(grey[:, :, None], 3, axis=2))
+    return [_texture_dir / f"{name}.png" for name in PATTERN_NAMES]
