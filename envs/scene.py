@@ -180,8 +180,10 @@ class SceneBuilder:
     def _wall(
         self, a: np.ndarray, b: np.ndarray, side: int, rgba: tuple[float, ...], texture: int
     ) -> int:
-        """A wall whose inner face runs from a to b; ``side`` +1 means the corridor is on its
-        right-hand side when walking from a to b (a left wall), -1 on its left.
+        """A wall whose inner face runs from a to b.
+
+        ``side`` +1: the corridor lies to the right when walking from a to b (a left wall);
+        -1: to the left.
         """
         direction = b - a
         length = float(np.linalg.norm(direction))
