@@ -141,6 +141,9 @@ class CorridorEnv(gym.Env):
         collision_penalty: float = 10.0,
         render_size: int = 256,
     ):
+        # kept for pickling: an unpickled env is rebuilt from these, then replayed
+        self._init_kwargs = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
+
         def require(ok: bool, name: str, allowed: str, value: Any) -> None:
             if not ok:
                 raise ValueError(f"{name} must be {allowed}, got {value!r}")
@@ -244,6 +247,8 @@ class CorridorEnv(gym.Env):
         self.x = self.y = self.yaw = 0.0
         self.progress = 0.0
         self.outcome = "running"
+        self._episode_rng_state: dict[str, Any] | None = None
+        self._episode_actions: list[Any] = []
 
     # ------------------------------------------------------------------ privileged state
     @property
@@ -288,6 +293,11 @@ class CorridorEnv(gym.Env):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
+        self._episode_rng_state = self.np_random.bit_generator.state
+        self._episode_actions = []
+        return self._start_episode()
+
+    def _start_episode(self) -> tuple[np.ndarray, dict[str, Any]]:
         rng = self.np_random
         centreline = generate_centreline(
             rng, self.n_segments, self.segment_length, self.bend_angles,
@@ -343,6 +353,7 @@ class CorridorEnv(gym.Env):
             action if self.action_type == "discrete" else np.asarray(action, dtype=np.float32)
         ):
             raise ValueError(f"action {action!r} is outside the action space {self.action_space}")
+        self._episode_actions.append(np.array(action).copy())
         command = self.action_to_yaw_command(action)
         yaw_rate = command * self.max_yaw_rate
         forward = self.speed + (self.turn_speed - self.speed) * abs(command)
@@ -377,6 +388,26 @@ class CorridorEnv(gym.Env):
         if self._client >= 0:
             pb.disconnect(physicsClientId=self._client)
             self._client = -1
+
+    def __getstate__(self) -> dict[str, Any]:
+        # a PyBullet client cannot be pickled: keep what rebuilds the same state exactly
+        return {
+            "init_kwargs": self._init_kwargs,
+            "episode_rng_state": self._episode_rng_state,
+            "episode_actions": self._episode_actions,
+            "rng_state": None if self._np_random is None else self.np_random.bit_generator.state,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(**state["init_kwargs"])
+        if state["episode_rng_state"] is not None:
+            self.np_random.bit_generator.state = state["episode_rng_state"]
+            self._episode_rng_state = state["episode_rng_state"]
+            self._start_episode()
+            for action in state["episode_actions"]:
+                self.step(action)
+        if state["rng_state"] is not None:
+            self.np_random.bit_generator.state = state["rng_state"]
 
     @property
     def connected(self) -> bool:

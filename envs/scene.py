@@ -113,14 +113,17 @@ class SceneBuilder:
         bodies.start_wall = self._wall(right[0], left[0], 1, look.wall_rgba, look.wall_texture)
         bodies.goal = self._wall(left[-1], right[-1], 1, (0.1, 0.85, 0.2, 1.0), 6)
 
-        points = np.concatenate([left, right])
-        low, high = points.min(axis=0) - 1.0, points.max(axis=0) + 1.0
-        bodies.visual_only.append(
-            self._horizontal_quad(low, high, 0.0, +1, look.floor_rgba, look.floor_texture)
-        )
-        bodies.visual_only.append(
-            self._horizontal_quad(low, high, height, -1, look.ceiling_rgba, look.ceiling_texture)
-        )
+        # floor and ceiling cover just the corridor, one quad per segment between the mitred
+        # wall lines: a single quad over the whole bounding box costs TinyRenderer twice the
+        # raster time of everything else in view
+        for i in range(centreline.n_segments):
+            corners = [left[i], left[i + 1], right[i + 1], right[i]]
+            bodies.visual_only.append(
+                self._floor_quad(corners, 0.0, +1, look.floor_rgba, look.floor_texture)
+            )
+            bodies.visual_only.append(
+                self._floor_quad(corners, height, -1, look.ceiling_rgba, look.ceiling_texture)
+            )
         for obstacle in layout.obstacles:
             bodies.obstacles.append(self._obstacle(layout, obstacle, look))
         for item, rgba in zip(layout.clutter, look.clutter_rgba, strict=False):
@@ -203,19 +206,20 @@ class SceneBuilder:
         centre = (a + b) / 2.0 - inward * half_t
         return self._body([centre[0], centre[1], height / 2.0], yaw, visual, collision, texture)
 
-    def _horizontal_quad(
+    def _floor_quad(
         self,
-        low: np.ndarray,
-        high: np.ndarray,
+        corners: list[np.ndarray],
         z: float,
         facing: int,
         rgba: tuple[float, ...],
         texture: int,
     ) -> int:
-        x0, y0 = low
-        x1, y1 = high
-        vertices = [[x0, y0, z], [x1, y0, z], [x1, y1, z], [x0, y1, z]]
-        indices = [0, 1, 2, 0, 2, 3] if facing > 0 else [0, 2, 1, 0, 3, 2]
+        """A horizontal quad through four (x, y) corners, seen from above (+1) or below (-1)."""
+        vertices = [[float(x), float(y), z] for x, y in corners]
+        # pick the winding that faces ``facing``, whatever order the corners come in
+        (x0, y0, _), (x1, y1, _), (x2, y2, _) = vertices[:3]
+        upward = (x1 - x0) * (y2 - y0) - (y1 - y0) * (x2 - x0) > 0
+        indices = [0, 1, 2, 0, 2, 3] if upward == (facing > 0) else [0, 2, 1, 0, 3, 2]
         uvs = [[x / TEXTURE_TILE_M, y / TEXTURE_TILE_M] for x, y, _ in vertices]
         visual = pb.createVisualShape(
             pb.GEOM_MESH,
@@ -264,8 +268,12 @@ class SceneBuilder:
         point = centreline.point_at(item.s)
         half_width = layout.width / 2.0
         if item.kind == "lamp":
-            low, high = point - item.length / 2.0, point + item.length / 2.0
-            return self._horizontal_quad(low, high, item.z_low - 0.01, -1, (1, 1, 0.9, 1), 6)
+            half = item.length / 2.0
+            corners = [
+                point + offset
+                for offset in ([-half, -half], [half, -half], [half, half], [-half, half])
+            ]
+            return self._floor_quad(corners, item.z_low - 0.01, -1, (1.0, 1.0, 0.9, 1.0), 6)
         # a panel just off the wall, facing into the corridor
         depth = 0.1 if item.kind == "radiator" else 0.01
         centre = point + item.side * normal * (half_width - depth)

@@ -1,0 +1,139 @@
+"""Env throughput beside the raw renderer ceiling, measured in the same run.
+
+``python -m envs.bench`` steps the env with a fixed action sequence and times each step; before
+each step it also times a bare ``getCameraImage`` at the same pose, size and light in the same
+scene (the renderer ceiling). It prints both rates and their ratio; resets are timed apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from dataclasses import dataclass
+
+import pybullet as pb
+from rich.console import Console
+from rich.table import Table
+
+from envs.corridor_env import OBS_MODES, CorridorEnv
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """What to measure."""
+
+    image_sizes: tuple[int, ...] = (64, 128)
+    obs_mode: str = "rgb"
+    steps: int = 1000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.steps < 10:
+            raise ValueError(f"--steps must be >= 10, got {self.steps}")
+        if any(size < 32 for size in self.image_sizes):
+            raise ValueError(f"--image-sizes must all be >= 32, got {self.image_sizes}")
+        if self.obs_mode not in OBS_MODES:
+            raise ValueError(f"--obs-mode must be one of {OBS_MODES}, got {self.obs_mode!r}")
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    """Rates for one image size."""
+
+    image_size: int
+    env_steps_per_s: float
+    render_per_s: float
+    resets_per_s: float
+
+    @property
+    def ratio(self) -> float:
+        return self.env_steps_per_s / self.render_per_s
+
+
+def _steer(step: int) -> int:
+    # a slow weave keeps the agent flying for a while in most corridors
+    return (0, 1, 1, 2, 2, 1, 1, 0)[(step // 3) % 8]
+
+
+def _raw_render(env: CorridorEnv) -> float:
+    """Seconds for one bare getCameraImage at the env's current pose, size and light."""
+    eye = [env.x, env.y, env.camera_height]
+    target = [env.x + math.cos(env.yaw), env.y + math.sin(env.yaw), env.camera_height]
+    start = time.perf_counter()
+    view = pb.computeViewMatrix(eye, target, [0, 0, 1], physicsClientId=env._client)
+    pb.getCameraImage(
+        env.width, env.height, view, env._projection,
+        renderer=pb.ER_TINY_RENDERER, flags=pb.ER_NO_SEGMENTATION_MASK, shadow=0,
+        physicsClientId=env._client, **env._light,
+    )  # fmt: skip
+    return time.perf_counter() - start
+
+
+def measure(image_size: int, config: BenchConfig) -> BenchResult:
+    """Time env steps and, interleaved, raw renders at the very same poses and scenes."""
+    env = CorridorEnv(image_size=image_size, obs_mode=config.obs_mode)
+    try:
+        seed = config.seed
+        env.reset(seed=seed)
+        step_time = render_time = reset_time = 0.0
+        resets = 0
+        for i in range(config.steps):
+            render_time += _raw_render(env)
+            start = time.perf_counter()
+            _, _, terminated, _, _ = env.step(_steer(i))
+            step_time += time.perf_counter() - start
+            if terminated:
+                seed += 1
+                start = time.perf_counter()
+                env.reset(seed=seed)
+                reset_time += time.perf_counter() - start
+                resets += 1
+        if resets == 0:
+            start = time.perf_counter()
+            env.reset(seed=seed + 1)
+            reset_time, resets = time.perf_counter() - start, 1
+    finally:
+        env.close()
+    return BenchResult(
+        image_size, config.steps / step_time, config.steps / render_time, resets / reset_time
+    )
+
+
+def main(config: BenchConfig) -> list[BenchResult]:
+    """Measure every configured size and print a table."""
+    results = [measure(size, config) for size in config.image_sizes]
+    table = Table(title=f"CorridorEnv throughput ({config.obs_mode}, one process, one core)")
+    for column in ("image", "env steps/s", "render ceiling/s", "ratio", "resets/s"):
+        table.add_column(column, justify="right")
+    for r in results:
+        table.add_row(
+            f"{r.image_size}x{r.image_size}",
+            f"{r.env_steps_per_s:,.0f}",
+            f"{r.render_per_s:,.0f}",
+            f"{r.ratio:.0%}",
+            f"{r.resets_per_s:,.1f}",
+        )
+    Console().print(table)
+    return results
+
+
+def parse_args(argv: list[str] | None = None) -> BenchConfig:
+    """Build the config from the command line."""
+    parser = argparse.ArgumentParser(prog="python -m envs.bench", description=__doc__)
+    parser.add_argument("--image-sizes", type=int, nargs="+", default=[64, 128],
+                        help="square image sizes to measure (>= 32)")  # fmt: skip
+    parser.add_argument("--obs-mode", default="rgb", help=f"one of {OBS_MODES}")
+    parser.add_argument("--steps", type=int, default=1000, help="env steps (and renders) to time")
+    parser.add_argument("--seed", type=int, default=0, help="world seed of the first corridor")
+    args = parser.parse_args(argv)
+    try:
+        return BenchConfig(tuple(args.image_sizes), args.obs_mode, args.steps, args.seed)
+    except ValueError as error:
+        parser.error(str(error))
+
+
+if __name__ == "__main__":
+    main(parse_args())
+    sys.exit(0)
