@@ -1,0 +1,425 @@
+"""Training configuration: one typed dataclass, validated on creation, and the CLI built from it.
+
+Every field is a command-line flag (``time_length`` -> ``--time-length``; the underscore
+spelling of the original experiment scripts, ``--time_length``, is accepted too) whose help
+line is the field's ``help`` metadata, so the dataclass is the single source of truth for
+names, defaults, choices and documentation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import types
+import typing
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, NoReturn, TypeVar
+
+from bc.errors import ConfigError
+from bc.nets import NETS
+
+ConfigT = TypeVar("ConfigT")
+
+
+def option(
+    default: Any,
+    help: str,
+    *,
+    choices: Sequence[str] | None = None,
+    group: str = "options",
+    metavar: str | None = None,
+) -> Any:
+    """A dataclass field that carries its CLI help line, choices, help group and metavar."""
+    metadata = {
+        "help": help,
+        "choices": tuple(choices) if choices else None,
+        "group": group,
+        "metavar": metavar,
+    }
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def check_choice(name: str, value: str, choices: Sequence[str]) -> None:
+    """Raise a ConfigError naming the flag when ``value`` is not one of ``choices``."""
+    if value not in choices:
+        flag = "--" + name.replace("_", "-")
+        raise ConfigError(f"{flag} must be one of {', '.join(choices)}; got {value!r}")
+
+
+def check_range(name: str, value: float, *, low: float | None = None, why: str = "") -> None:
+    """Raise a ConfigError naming the flag when ``value < low``."""
+    if low is not None and value < low:
+        flag = "--" + name.replace("_", "-")
+        raise ConfigError(f"{flag} must be >= {low:g}, got {value:g}{why}")
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse prints usage plus the error; our contract is a single ``error: ...`` line."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see --help)\n")
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def build_parser(cls: type, prog: str, description: str) -> argparse.ArgumentParser:
+    """An argparse parser with one flag per dataclass field.
+
+    Defaults are ``argparse.SUPPRESS`` so that ``parse_config`` can tell which flags were
+    given (``--resume`` accepts only a few of them); the help text shows the real defaults.
+    """
+    parser = _OneLineParser(
+        prog=prog,
+        description=description,
+        argument_default=argparse.SUPPRESS,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    hints = _field_types(cls)
+    for item in dataclasses.fields(cls):
+        meta = item.metadata
+        group_name = meta.get("group", "options")
+        if group_name not in groups:
+            groups[group_name] = parser.add_argument_group(group_name)
+        group = groups[group_name]
+        flags = ["--" + item.name.replace("_", "-")]
+        if "_" in item.name:
+            flags.append("--" + item.name)
+        annotation = hints[item.name]
+        default = item.default_factory() if callable(item.default_factory) else item.default
+        # ArgumentDefaultsHelpFormatter only shows a default that argparse knows about.
+        help_text = f"{meta.get('help', '')} (default: {_show_default(default)})"
+        if annotation is bool:
+            # BooleanOptionalAction adds the --no-... spelling of every flag.
+            group.add_argument(
+                *flags, dest=item.name, action=argparse.BooleanOptionalAction, help=help_text
+            )
+            continue
+        kwargs: dict[str, Any] = {"dest": item.name, "help": help_text}
+        if meta.get("choices"):
+            kwargs["choices"] = meta["choices"]
+        if _is_list_of_str(annotation):
+            kwargs.update(
+                nargs="+", action="extend", type=str, metavar=meta.get("metavar") or "VALUE"
+            )
+        elif annotation in (int, float, str):
+            kwargs["type"] = annotation
+            if not meta.get("choices"):
+                kwargs["metavar"] = meta.get("metavar") or item.name.upper()
+        else:
+            raise TypeError(f"{cls.__name__}.{item.name}: unsupported field type {annotation}")
+        group.add_argument(*flags, **kwargs)
+    return parser
+
+
+def _is_list_of_str(annotation: Any) -> bool:
+    return typing.get_origin(annotation) in (list, types.GenericAlias) and typing.get_args(
+        annotation
+    ) == (str,)
+
+
+def _show_default(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, list):
+        return " ".join(value) if value else "none"
+    if value == "":
+        return "unset"
+    return str(value)
+
+
+def parse_given(
+    cls: type, argv: Sequence[str] | None, prog: str, description: str
+) -> dict[str, Any]:
+    """Parse ``argv`` and return only the flags that were given, by field name."""
+    parser = build_parser(cls, prog, description)
+    namespace = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    return vars(namespace)
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """A JSON-ready copy of a config dataclass (lists copied, nothing shared)."""
+    return {item.name: _copy(getattr(config, item.name)) for item in dataclasses.fields(config)}
+
+
+def _copy(value: Any) -> Any:
+    return list(value) if isinstance(value, list) else value
+
+
+def config_from_dict(cls: type[ConfigT], values: dict[str, Any]) -> ConfigT:
+    """Rebuild a config from ``config_to_dict`` output, rejecting unknown keys."""
+    names = {item.name for item in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ConfigError(f"unknown config keys: {', '.join(unknown)}")
+    return cls(**values)
+
+
+OPTIMIZERS = ("sgd", "adam", "adadelta")
+HEADS = ("classifier", "regressor", "gaussian")
+INPUT_NORMS = ("none", "shift", "scale", "imagenet")
+BPTT_MODES = ("full", "window", "sliding")
+
+# Fields that may differ when a run is resumed: they change how long or where it runs, not
+# what it computes. Everything else must match the checkpoint for the resume to be exact.
+SESSION_FIELDS = frozenset(
+    {
+        "data",
+        "epochs",
+        "steps",
+        "device",
+        "threads",
+        "progress",
+        "tensorboard",
+        "log_every",
+        "eval_every",
+        "eval_episodes",
+        "eval_workers",
+        "resume",
+    }
+)
+
+
+@dataclass
+class TrainConfig:
+    """Everything a behaviour-cloning run depends on; ``config.json`` of a run holds it."""
+
+    data: str = option("data/default", "dataset directory (manifest.json + runs/)", group="data")
+    in_ram: str = option(
+        "auto",
+        "load all frames into memory (yes), read them from the HDF5 files per batch (no), or"
+        " load them when they take less than half the free memory (auto)",
+        choices=("auto", "yes", "no"),
+        group="data",
+    )
+    max_frames: int = option(
+        0,
+        "use at most this many labelled training frames, whole runs first in manifest order"
+        " (data-dependency subsets; 0 = all)",
+        group="data",
+    )
+    subsample: int = option(
+        1,
+        "label only every k-th training frame of each run; the net still sees consecutive"
+        " frames, as it does in the env",
+        group="data",
+    )
+    input_norm: str = option(
+        "shift",
+        "input normalisation: none ([0, 1]), shift ([-0.5, 0.5]), scale (training-set"
+        " mean/std per channel, kept in the checkpoint) or imagenet (for pretrained nets)",
+        choices=INPUT_NORMS,
+        group="data",
+    )
+    balance: bool = option(
+        False,
+        "draw class-balanced training batches (sampling with replacement, weights 1/count"
+        " of the label's bin); feed-forward nets only",
+        group="data",
+    )
+    net: str = option("tiny_nfc", "policy net, by registry name (see docs/nets.md)", group="net")
+    frames: int = option(
+        3,
+        "frames per sample for feed-forward nets (the first frames of a run are repeated);"
+        " recurrent nets take 1",
+        group="net",
+    )
+    head: str = option(
+        "classifier",
+        "classifier (cross-entropy over the action bins), regressor (MSE on the yaw command)"
+        " or gaussian (mean and log-std, negative log-likelihood)",
+        choices=HEADS,
+        group="net",
+    )
+    target: str = option(
+        "auto",
+        "what the head learns: bin (the label's bin; for a regressor its yaw value) or"
+        " continuous (expert_continuous; regressor and gaussian only); auto = bin for the"
+        " classifier, continuous otherwise",
+        choices=("auto", "bin", "continuous"),
+        group="net",
+    )
+    pretrained: str = option(
+        "",
+        "weights file handed to the net's encoder.load_pretrained(path) before training",
+        group="net",
+    )
+    init_from: list[str] = option(
+        [],
+        "CKPT[:PART] to copy weights from before training, PART = encoder, lstm, head or any"
+        " parameter-name prefix (whole net if omitted); repeatable, later ones win",
+        group="net",
+        metavar="CKPT[:PART]",
+    )
+    freeze: list[str] = option(
+        [],
+        "parameters not to train: backbone (= encoder), none, or parameter-name prefixes",
+        group="net",
+        metavar="PREFIX",
+    )
+    bptt: str = option(
+        "window",
+        "recurrent training: full (whole runs), window (shuffled windows of --time-length)"
+        " or sliding (windows sliding by --sliding-step, hidden state carried over)",
+        choices=BPTT_MODES,
+        group="recurrent nets",
+    )
+    time_length: int = option(
+        20, "window length in steps for --bptt window and sliding", group="recurrent nets"
+    )
+    sliding_step: int = option(
+        5,
+        "steps between consecutive sliding windows (1 <= step <= --time-length)",
+        group="recurrent nets",
+    )
+    accumulate: bool = option(
+        False,
+        "with --bptt sliding, accumulate the gradients of all windows of a sequence and take"
+        " one optimiser step per sequence",
+        group="recurrent nets",
+    )
+    optimizer: str = option("adam", "optimiser", choices=OPTIMIZERS, group="optimisation")
+    lr: float = option(1e-3, "learning rate", group="optimisation")
+    momentum: float = option(
+        0.9, "momentum of sgd (ignored by adam and adadelta)", group="optimisation"
+    )
+    batch_size: int = option(
+        32,
+        "samples per step: frames (feed-forward), windows (window, sliding) or runs (full)",
+        group="optimisation",
+    )
+    weight_decay: float = option(0.0, "L2 weight decay", group="optimisation")
+    clip: float = option(
+        0.0, "clip the gradient norm to this value (0 = no clipping)", group="optimisation"
+    )
+    epochs: int = option(10, "passes over the training set", group="optimisation")
+    steps: int = option(
+        0,
+        "stop after this many optimiser steps instead of --epochs (0 = use --epochs)",
+        group="optimisation",
+    )
+    seed: int = option(0, "seed of weights init and batch order", group="optimisation")
+    device: str = option(
+        "auto",
+        "auto (cuda if available), cpu or cuda",
+        choices=("auto", "cpu", "cuda"),
+        group="optimisation",
+    )
+    threads: int = option(
+        1,
+        "torch CPU threads (0 = torch's default, one per core); 1 because on a CPU shared with"
+        " other jobs extra threads spin-wait for each other: steps were 4-6x slower with 2"
+        " threads than with 1 on a busy 2-core machine",
+        group="optimisation",
+    )
+    out: str = option("runs", "parent directory of new run directories", group="run")
+    run_dir: str = option(
+        "",
+        "exact run directory (must not exist yet; default: OUT/<time>_<net>_f<frames>)",
+        group="run",
+    )
+    resume: str = option(
+        "",
+        "RUN_DIR to continue exactly from its checkpoints/last.pt (only session flags such"
+        " as --epochs, --steps, --device may be given with it)",
+        group="run",
+        metavar="RUN_DIR",
+    )
+    log_every: int = option(
+        10, "log the training loss to TensorBoard every this many steps", group="run"
+    )
+    progress: bool = option(True, "show a live progress bar", group="run")
+    tensorboard: bool = option(True, "write TensorBoard events into the run directory", group="run")
+    eval_every: int = option(
+        0,
+        "run closed-loop episodes in the env every this many epochs (0 = never); keeps"
+        " checkpoints/best_success.pt",
+        group="closed-loop evaluation",
+    )
+    eval_episodes: int = option(
+        10, "episodes per closed-loop evaluation", group="closed-loop evaluation"
+    )
+    eval_workers: int = option(
+        1, "parallel env workers for closed-loop evaluation", group="closed-loop evaluation"
+    )
+
+    def __post_init__(self) -> None:
+        check_range("frames", self.frames, low=1)
+        if self.net not in NETS:
+            raise ConfigError(
+                f"unknown --net {self.net!r}; choose one of: {', '.join(sorted(NETS))}"
+            )
+        entry = NETS[self.net]
+        if self.frames not in entry.frames:
+            allowed = ", ".join(map(str, entry.frames))
+            why = " (recurrent nets read time as the sequence)" if entry.recurrent else ""
+            raise ConfigError(
+                f"net {self.net!r} takes --frames in {{{allowed}}}, got {self.frames}{why}"
+            )
+        for name, choices in (
+            ("in_ram", ("auto", "yes", "no")),
+            ("input_norm", INPUT_NORMS),
+            ("head", HEADS),
+            ("target", ("auto", "bin", "continuous")),
+            ("bptt", BPTT_MODES),
+            ("optimizer", OPTIMIZERS),
+            ("device", ("auto", "cpu", "cuda")),
+        ):
+            check_choice(name, getattr(self, name), choices)
+        if self.target == "auto":
+            self.target = "bin" if self.head == "classifier" else "continuous"
+        if self.head == "classifier" and self.target != "bin":
+            raise ConfigError(
+                "the classifier learns bins; --target continuous needs --head regressor or gaussian"
+            )
+        check_range("max_frames", self.max_frames, low=0, why=" (0 = all)")
+        check_range("subsample", self.subsample, low=1)
+        check_range("time_length", self.time_length, low=1)
+        check_range("sliding_step", self.sliding_step, low=1)
+        if self.bptt == "sliding" and self.sliding_step > self.time_length:
+            raise ConfigError(
+                f"--sliding-step {self.sliding_step} skips frames: it must be <="
+                f" --time-length {self.time_length}"
+            )
+        if self.accumulate and not (entry.recurrent and self.bptt == "sliding"):
+            raise ConfigError("--accumulate applies to recurrent nets with --bptt sliding")
+        if self.balance and entry.recurrent:
+            raise ConfigError(
+                "--balance draws single frames; recurrent nets train on sequences, so drop it"
+            )
+        if not self.lr > 0:
+            raise ConfigError(f"--lr must be > 0, got {self.lr:g}")
+        if not 0 <= self.momentum < 1:
+            raise ConfigError(f"--momentum must be in [0, 1), got {self.momentum:g}")
+        check_range("batch_size", self.batch_size, low=1)
+        check_range("weight_decay", self.weight_decay, low=0)
+        check_range("clip", self.clip, low=0, why=" (0 = no clipping)")
+        check_range("epochs", self.epochs, low=1)
+        check_range("steps", self.steps, low=0, why=" (0 = use --epochs)")
+        check_range("threads", self.threads, low=0, why=" (0 = torch's default)")
+        check_range("log_every", self.log_every, low=1)
+        check_range("eval_every", self.eval_every, low=0, why=" (0 = never)")
+        check_range("eval_episodes", self.eval_episodes, low=1)
+        check_range("eval_workers", self.eval_workers, low=1)
+        if "none" in self.freeze and len(self.freeze) > 1:
+            raise ConfigError("--freeze none means train everything; do not combine it")
+        self.freeze = [part for part in self.freeze if part != "none"]
+        if any(not part.strip() for part in self.freeze):
+            raise ConfigError("--freeze takes non-empty parameter-name prefixes")
+        if any(not spec.strip() for spec in self.init_from):
+            raise ConfigError("--init-from takes CKPT or CKPT:PART, got an empty value")
+        if self.resume and self.run_dir:
+            raise ConfigError("--resume RUN_DIR already names the run; drop --run-dir")
+        if not self.data:
+            raise ConfigError("--data must name a dataset directory")
+
+    @property
+    def recurrent(self) -> bool:
+        """Whether the configured net is recurrent (trains on sequences)."""
+        return NETS[self.net].recurrent

@@ -1,0 +1,556 @@
+"""Reading datasets (docs/dataset.md) into one sequence store shared by every net family.
+
+A split's runs are laid end to end on one global frame axis; per frame we keep the index of
+its run's first frame, so every window is built by index arithmetic on whole batches:
+
+* a frame stack for target frame ``t`` is ``[t - F + 1, ..., t]`` clamped from below at the
+  run's first frame, i.e. **the first frames of a run are padded by repeating its first
+  frame** (the policy does the same at the start of an episode);
+* a sequence window is ``[start, start + L)`` inside one run, cut short at the run's end,
+  with a mask for the steps that are padding.
+
+So no window crosses a run boundary. Frames stay uint8 ``(N, C, H, W)`` (channels first, once,
+at load time) either in memory (``--in-ram yes``) or in the HDF5 files (``--in-ram no``, read
+per batch); normalisation happens on the gathered batch (``InputNorm``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import h5py
+import numpy as np
+import psutil
+import torch
+
+from bc.errors import DatasetError
+
+CHANNELS = {"rgb": 3, "depth": 1, "rgbd": 4}
+LABEL_KEYS = ("expert_action", "expert_continuous")
+SPLITS = ("train", "val", "test")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def bin_to_yaw(bins: torch.Tensor, n_bins: int) -> torch.Tensor:
+    """Yaw command of bin ``i`` of ``n``: ``1 - 2 i / (n - 1)`` (0 = left = +1)."""
+    return 1.0 - 2.0 * bins.to(torch.float32) / (n_bins - 1)
+
+
+def yaw_to_bin(yaw: torch.Tensor, n_bins: int) -> torch.Tensor:
+    """The bin nearest to each yaw command (commands outside [-1, 1] go to the end bins)."""
+    return torch.round((1.0 - yaw.clamp(-1.0, 1.0)) * (n_bins - 1) / 2.0).to(torch.int64)
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """One run of a split: its file, how many frames it has and how many we use."""
+
+    name: str
+    path: Path
+    split: str
+    total: int
+    length: int
+
+
+class FrameSource(Protocol):
+    """Where a split's frames live; ``gather`` returns uint8 ``(*idx.shape, C, H, W)``."""
+
+    def gather(self, idx: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        ...
+
+
+class InRamFrames:
+    """All frames of a split in one uint8 tensor ``(N, C, H, W)``."""
+
+    def __init__(self, frames: torch.Tensor):
+        self.frames = frames
+
+    def gather(self, idx: torch.Tensor) -> torch.Tensor:
+        """Frames at global indices ``idx`` (any shape), as one ``index_select``."""
+        flat = self.frames.index_select(0, idx.reshape(-1).to(self.frames.device))
+        return flat.view(*idx.shape, *self.frames.shape[1:])
+
+
+class LazyFrames:
+    """Frames read from the HDF5 files per batch; files stay open between batches."""
+
+    def __init__(self, runs: Sequence[RunInfo], begins: torch.Tensor, shape: tuple[int, ...]):
+        self.runs = list(runs)
+        self.begins = begins.cpu()
+        self.shape = shape  # (C, H, W)
+        self._files: dict[int, h5py.File] = {}
+
+    def _dataset(self, run: int) -> h5py.Dataset:
+        if run not in self._files:
+            path = self.runs[run].path
+            try:
+                self._files[run] = h5py.File(path, "r")
+            except OSError as error:
+                raise DatasetError(f"{path}: cannot open ({_one_line(error)})") from None
+        return self._files[run]["frames"]
+
+    def read(self, run: int, local: np.ndarray) -> np.ndarray:
+        """Frames ``local`` (sorted, unique) of one run as uint8 ``(n, H, W, C)``."""
+        dataset = self._dataset(run)
+        try:
+            low, high = int(local[0]), int(local[-1]) + 1
+            # One contiguous read beats h5py's per-index selection when the indices are dense
+            # (sequence windows, frame stacks).
+            if high - low <= 4 * len(local):
+                return dataset[low:high][local - low]
+            return dataset[local]
+        except (OSError, ValueError) as error:
+            raise DatasetError(
+                f"{self.runs[run].path}: cannot read frames ({_one_line(error)})"
+            ) from None
+
+    def gather(self, idx: torch.Tensor) -> torch.Tensor:
+        """Frames at global indices ``idx``, grouped by run into as few reads as possible."""
+        flat = idx.reshape(-1).cpu()
+        out = torch.empty((flat.numel(), *self.shape), dtype=torch.uint8)
+        runs = torch.searchsorted(self.begins, flat, right=True) - 1
+        for run in torch.unique(runs).tolist():
+            where = (runs == run).nonzero().squeeze(1)
+            unique, inverse = torch.unique(flat[where] - self.begins[run], return_inverse=True)
+            frames = torch.from_numpy(self.read(run, unique.numpy()))  # (n, H, W, C)
+            out[where] = frames.permute(0, 3, 1, 2)[inverse]
+        return out.view(*idx.shape, *self.shape)
+
+    def close(self) -> None:
+        """Close the open HDF5 files."""
+        for file in self._files.values():
+            file.close()
+        self._files.clear()
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Open h5py handles cannot cross process boundaries; reopen on first use.
+        return {**self.__dict__, "_files": {}}
+
+
+@dataclass
+class SplitData:
+    """The runs of one split on a single global frame axis, with their labels."""
+
+    name: str
+    runs: list[RunInfo]
+    begins: torch.Tensor  # (R,) global index of each run's first frame
+    lengths: torch.Tensor  # (R,) frames used per run
+    run_of: torch.Tensor  # (N,) run of every frame
+    bins: torch.Tensor  # (N,) int64 label bin (expert_action, or nearest bin of continuous)
+    yaw: torch.Tensor  # (N,) float32 expert_continuous in [-1, 1]
+    source: FrameSource
+    in_ram: bool
+
+    @property
+    def n_frames(self) -> int:
+        """Frames in the split."""
+        return int(self.run_of.numel())
+
+    @property
+    def n_runs(self) -> int:
+        """Runs in the split."""
+        return len(self.runs)
+
+    def stack_indices(self, targets: torch.Tensor, frames: int) -> torch.Tensor:
+        """``(M,) -> (M, frames)`` indices of the stacks ending at ``targets``, oldest first.
+
+        The first frames of a run are repeated instead of reaching into the previous run.
+        """
+        offsets = torch.arange(1 - frames, 1, device=targets.device)  # (F,)
+        first = self.begins.to(targets.device)[self.run_of.to(targets.device)[targets]]
+        return torch.maximum(targets[:, None] + offsets[None, :], first[:, None])
+
+    def window_indices(
+        self, runs: torch.Tensor, offsets: torch.Tensor, valid: torch.Tensor, length: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Windows of ``length`` steps from ``offsets`` in ``runs``, ``valid`` steps each.
+
+        Returns ``(idx, mask)``, both ``(B, length)``; steps past ``valid`` repeat the last
+        valid frame (never the next run's) and are ``False`` in the mask.
+        """
+        steps = torch.arange(length)
+        mask = steps[None, :] < valid[:, None]
+        local = offsets[:, None] + torch.minimum(steps[None, :], (valid - 1).clamp_min(0)[:, None])
+        local = torch.minimum(local, (self.lengths[runs] - 1)[:, None]).clamp_min(0)
+        return self.begins[runs][:, None] + local, mask
+
+    def positions(self, idx: torch.Tensor) -> torch.Tensor:
+        """Step of each global frame index within its run."""
+        return idx - self.begins[self.run_of[idx]]
+
+    def gather(self, idx: torch.Tensor) -> torch.Tensor:
+        """uint8 frames ``(*idx.shape, C, H, W)``."""
+        return self.source.gather(idx)
+
+    def iter_frames(self, chunk: int = 512) -> Iterator[torch.Tensor]:
+        """Every frame in order, in uint8 chunks ``(n, C, H, W)``."""
+        for start in range(0, self.n_frames, chunk):
+            yield self.gather(torch.arange(start, min(start + chunk, self.n_frames)))
+
+    def class_counts(self, n_bins: int) -> torch.Tensor:
+        """Frames per label bin."""
+        return torch.bincount(self.bins.cpu(), minlength=n_bins)
+
+
+@dataclass
+class Dataset:
+    """A dataset directory, read: its manifest, env_kwargs and splits."""
+
+    root: Path
+    manifest: dict[str, Any]
+    env_kwargs: dict[str, Any]
+    n_bins: int
+    action_type: str
+    channels: int
+    height: int
+    width: int
+    splits: dict[str, SplitData] = field(default_factory=dict)
+
+    def fingerprint(self) -> dict[str, list[list[Any]]]:
+        """Run names and used lengths per split.
+
+        Enough to tell that a resume reads the same data as the run it continues.
+        """
+        return {
+            name: [[run.name, run.length] for run in split.runs]
+            for name, split in self.splits.items()
+        }
+
+
+def _read_manifest(root: Path) -> dict[str, Any]:
+    if not root.exists():
+        raise DatasetError(
+            f"dataset {root} does not exist (collect one with python -m expert.collect)"
+        )
+    if not root.is_dir():
+        raise DatasetError(f"dataset {root} is not a directory")
+    path = root / "manifest.json"
+    if not path.exists():
+        raise DatasetError(f"{path} is missing: {root} is not a dataset directory")
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DatasetError(f"{path}: cannot read ({_one_line(error)})") from None
+    if not isinstance(manifest, dict):
+        raise DatasetError(f"{path}: expected a JSON object")
+    if manifest.get("format_version") != 1:
+        raise DatasetError(
+            f"{path}: format_version {manifest.get('format_version')!r} is not supported (need 1)"
+        )
+    for key in ("env_kwargs", "runs", "splits"):
+        if key not in manifest:
+            raise DatasetError(f"{path}: missing key {key!r}")
+    return manifest
+
+
+def _image_size(value: Any, path: Path) -> tuple[int, int]:
+    if isinstance(value, int):
+        return value, value
+    if (
+        isinstance(value, list | tuple)
+        and len(value) == 2
+        and all(isinstance(v, int) for v in value)
+    ):
+        return int(value[0]), int(value[1])
+    raise DatasetError(f"{path}: env_kwargs.image_size must be an int or [H, W], got {value!r}")
+
+
+def _check_env_kwargs(env_kwargs: dict[str, Any], path: Path) -> tuple[int, str, int, int, int]:
+    for key in ("n_bins", "obs_mode", "image_size", "action_type"):
+        if key not in env_kwargs:
+            raise DatasetError(f"{path}: env_kwargs lacks {key!r}")
+    n_bins = env_kwargs["n_bins"]
+    if not isinstance(n_bins, int) or n_bins < 2:
+        raise DatasetError(f"{path}: env_kwargs.n_bins must be an int >= 2, got {n_bins!r}")
+    obs_mode = env_kwargs["obs_mode"]
+    if obs_mode not in CHANNELS:
+        raise DatasetError(f"{path}: env_kwargs.obs_mode {obs_mode!r} is not rgb, depth or rgbd")
+    action_type = env_kwargs["action_type"]
+    if action_type not in ("discrete", "continuous"):
+        raise DatasetError(
+            f"{path}: env_kwargs.action_type {action_type!r} is not discrete or continuous"
+        )
+    height, width = _image_size(env_kwargs["image_size"], path)
+    return n_bins, action_type, CHANNELS[obs_mode], height, width
+
+
+def _resolve_run_path(root: Path, entry: dict[str, Any], manifest_path: Path) -> Path:
+    if not isinstance(entry, dict) or "name" not in entry:
+        raise DatasetError(f"{manifest_path}: every entry of 'runs' needs a 'name'")
+    file = entry.get("file") or f"runs/{entry['name']}.h5"
+    path = root / file
+    if not path.exists() and (root / "runs" / file).exists():
+        path = root / "runs" / file
+    return path
+
+
+def _open_run(path: Path, shape: tuple[int, int, int], n_bins: int) -> tuple[int, h5py.File]:
+    if not path.exists():
+        raise DatasetError(f"{path}: run file is missing")
+    try:
+        file = h5py.File(path, "r")
+    except OSError as error:
+        raise DatasetError(f"{path}: truncated or not an HDF5 file ({_one_line(error)})") from None
+    try:
+        for key in ("frames", *LABEL_KEYS):
+            if key not in file:
+                raise DatasetError(f"{path}: dataset {key!r} is missing")
+        frames = file["frames"]
+        if frames.dtype != np.uint8 or frames.ndim != 4:
+            raise DatasetError(
+                f"{path}: frames must be uint8 (T, H, W, C), got {frames.dtype} {frames.shape}"
+            )
+        height, width, channels = shape
+        if frames.shape[1:] != (height, width, channels):
+            raise DatasetError(
+                f"{path}: frames are {frames.shape[1:]} (H, W, C) but env_kwargs say"
+                f" {(height, width, channels)}"
+            )
+        length = frames.shape[0]
+        for key in LABEL_KEYS:
+            if file[key].shape != (length,):
+                raise DatasetError(
+                    f"{path}: {key} has shape {file[key].shape}, expected ({length},)"
+                )
+        if length == 0:
+            raise DatasetError(f"{path}: the run has no frames")
+    except DatasetError:
+        file.close()
+        raise
+    return length, file
+
+
+def _plan_lengths(totals: list[int], max_frames: int, subsample: int) -> list[int]:
+    """Frames used per training run so that at most ``max_frames`` are labelled."""
+    if max_frames <= 0:
+        return list(totals)
+    lengths, remaining = [], max_frames
+    for total in totals:
+        labelled = math.ceil(total / subsample)
+        take = min(labelled, remaining)
+        # The last labelled frame of a truncated run is step (take - 1) * subsample.
+        lengths.append(total if take == labelled else (take - 1) * subsample + 1 if take else 0)
+        remaining -= take
+    return lengths
+
+
+def _memory_fits(n_bytes: int) -> bool:
+    return n_bytes < psutil.virtual_memory().available // 2
+
+
+def load_dataset(
+    path: str | Path,
+    *,
+    in_ram: str = "auto",
+    max_frames: int = 0,
+    subsample: int = 1,
+    splits: Sequence[str] = SPLITS,
+    device: str | torch.device = "cpu",
+) -> Dataset:
+    """Read a dataset directory; every problem is a one-line ``DatasetError`` naming the file.
+
+    ``max_frames`` and ``subsample`` shape the training split only (at most ``max_frames``
+    labelled frames, whole runs first); ``in_ram`` is ``yes``, ``no`` or ``auto`` (load when
+    the frames take less than half the free memory). In-memory frames live on ``device``.
+    """
+    root = Path(path)
+    manifest = _read_manifest(root)
+    manifest_path = root / "manifest.json"
+    env_kwargs = manifest["env_kwargs"]
+    if not isinstance(env_kwargs, dict):
+        raise DatasetError(f"{manifest_path}: env_kwargs must be an object")
+    n_bins, action_type, channels, height, width = _check_env_kwargs(env_kwargs, manifest_path)
+    entries = {
+        entry["name"]: entry
+        for entry in manifest["runs"]
+        if isinstance(entry, dict) and "name" in entry
+    }
+    if not manifest["runs"]:
+        raise DatasetError(f"{manifest_path}: the dataset holds no runs")
+    split_names = manifest["splits"]
+    if not isinstance(split_names, dict):
+        raise DatasetError(f"{manifest_path}: splits must map split names to run names")
+
+    dataset = Dataset(root, manifest, env_kwargs, n_bins, action_type, channels, height, width)
+    opened: list[tuple[str, list[RunInfo], list[h5py.File]]] = []
+    try:
+        for split in splits:
+            names = split_names.get(split) or []
+            if not names:
+                if split in ("train", "val"):
+                    raise DatasetError(
+                        f"{manifest_path}: the {split} split holds no runs (collect at least"
+                        " 2 runs so that train and val both get one)"
+                    )
+                continue
+            runs, files = [], []
+            for name in names:
+                if name not in entries:
+                    raise DatasetError(f"{manifest_path}: split {split} names unknown run {name!r}")
+                run_path = _resolve_run_path(root, entries[name], manifest_path)
+                total, file = _open_run(run_path, (height, width, channels), n_bins)
+                files.append(file)
+                expected = entries[name].get("frames")
+                if isinstance(expected, int) and expected != total:
+                    raise DatasetError(
+                        f"{run_path}: holds {total} frames but the manifest says {expected}"
+                        " (incomplete write?)"
+                    )
+                runs.append(RunInfo(name, run_path, split, total, total))
+            if split == "train":
+                lengths = _plan_lengths([run.total for run in runs], max_frames, subsample)
+                runs = [
+                    RunInfo(r.name, r.path, r.split, r.total, n)
+                    for r, n in zip(runs, lengths, strict=True)
+                ]
+            opened.append((split, runs, files))
+        total_bytes = sum(
+            run.length * height * width * channels for _, runs, _ in opened for run in runs
+        )
+        if in_ram not in ("auto", "yes", "no"):
+            raise ValueError(f"in_ram must be auto, yes or no, got {in_ram!r}")
+        keep_in_ram = in_ram == "yes" or (in_ram == "auto" and _memory_fits(total_bytes))
+        for split, runs, files in opened:
+            dataset.splits[split] = _build_split(
+                split, runs, files, dataset, keep_in_ram, torch.device(device)
+            )
+    finally:
+        for _, _, files in opened:
+            for file in files:
+                file.close()
+    return dataset
+
+
+def _build_split(
+    name: str,
+    runs: list[RunInfo],
+    files: list[h5py.File],
+    dataset: Dataset,
+    in_ram: bool,
+    device: torch.device,
+) -> SplitData:
+    kept = [(run, file) for run, file in zip(runs, files, strict=True) if run.length > 0]
+    lengths = torch.tensor([run.length for run, _ in kept], dtype=torch.int64)
+    begins = torch.cumsum(lengths, 0) - lengths
+    n_frames = int(lengths.sum())
+    bins = torch.empty(n_frames, dtype=torch.int64)
+    yaw = torch.empty(n_frames, dtype=torch.float32)
+    shape = (dataset.channels, dataset.height, dataset.width)
+    frames = torch.empty((n_frames, *shape), dtype=torch.uint8) if in_ram else None
+    for (run, file), begin in zip(kept, begins.tolist(), strict=True):
+        end = begin + run.length
+        try:
+            continuous = np.asarray(file["expert_continuous"][: run.length], dtype=np.float32)
+            if dataset.action_type == "discrete":
+                labels = np.asarray(file["expert_action"][: run.length], dtype=np.int64)
+            else:
+                labels = yaw_to_bin(torch.from_numpy(continuous), dataset.n_bins).numpy()
+            if frames is not None:
+                # (T, H, W, C) -> (T, C, H, W) once here, so batches need no permute.
+                frames[begin:end] = torch.from_numpy(file["frames"][: run.length]).permute(
+                    0, 3, 1, 2
+                )
+        except (OSError, ValueError, KeyError) as error:
+            raise DatasetError(f"{run.path}: cannot read ({_one_line(error)})") from None
+        if labels.min() < 0 or labels.max() >= dataset.n_bins:
+            raise DatasetError(
+                f"{run.path}: expert_action outside [0, {dataset.n_bins}) (n_bins of the manifest)"
+            )
+        if not np.isfinite(continuous).all():
+            raise DatasetError(f"{run.path}: expert_continuous holds NaN or inf")
+        bins[begin:end] = torch.from_numpy(labels)
+        yaw[begin:end] = torch.from_numpy(continuous)
+    run_of = torch.repeat_interleave(torch.arange(len(kept)), lengths)
+    kept_runs = [run for run, _ in kept]
+    source: FrameSource = (
+        InRamFrames(frames.to(device))
+        if frames is not None
+        else LazyFrames(kept_runs, begins, shape)
+    )
+    return SplitData(
+        name, kept_runs, begins, lengths, run_of, bins, yaw, source, in_ram=frames is not None
+    )
+
+
+@dataclass
+class InputNorm:
+    """Per-channel ``(x / 255 - mean) / std``, applied to uint8 batches.
+
+    Every mode is this one affine map: none (mean 0, std 1: [0, 1]), shift (mean 0.5,
+    std 1: [-0.5, 0.5]), scale (training-set statistics) and imagenet (ImageNet's).
+    """
+
+    mode: str
+    mean: list[float]
+    std: list[float]
+
+    def __post_init__(self) -> None:
+        self._cache: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    @classmethod
+    def fit(cls, mode: str, split: SplitData, channels: int) -> InputNorm:
+        """The normalisation ``mode`` for data like ``split`` (statistics from it for scale)."""
+        if mode == "none":
+            return cls(mode, [0.0] * channels, [1.0] * channels)
+        if mode == "shift":
+            return cls(mode, [0.5] * channels, [1.0] * channels)
+        if mode == "imagenet":
+            if channels != 3:
+                raise DatasetError(
+                    f"--input-norm imagenet needs RGB frames, this dataset has {channels}"
+                    " channels; use shift or scale"
+                )
+            return cls(mode, list(IMAGENET_MEAN), list(IMAGENET_STD))
+        if mode == "scale":
+            total = torch.zeros(channels, dtype=torch.float64)
+            squares = torch.zeros(channels, dtype=torch.float64)
+            count = 0
+            for chunk in split.iter_frames():
+                values = chunk.to(torch.float64).div_(255.0)
+                total += values.sum(dim=(0, 2, 3)).cpu()
+                squares += values.square().sum(dim=(0, 2, 3)).cpu()
+                count += values[:, 0].numel()
+            mean = total / count
+            std = (squares / count - mean.square()).clamp_min(0).sqrt().clamp_min(1e-3)
+            return cls(mode, mean.tolist(), std.tolist())
+        raise ValueError(f"unknown input normalisation {mode!r}")
+
+    def _affine(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        if device not in self._cache:
+            mean = torch.tensor(self.mean, dtype=torch.float32, device=device)
+            std = torch.tensor(self.std, dtype=torch.float32, device=device)
+            self._cache[device] = (
+                (1.0 / (255.0 * std))[:, None, None],
+                (-mean / std)[:, None, None],
+            )
+        return self._cache[device]
+
+    def __call__(self, frames: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """uint8 ``(..., C, H, W)`` -> normalised float32 of the same shape (into ``out``)."""
+        scale, shift = self._affine(frames.device)
+        # In place on the float copy: 4x faster than a broadcasting addcmul on CPU.
+        values = frames.to(torch.float32) if out is None else out.copy_(frames)
+        return values.mul_(scale).add_(shift)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-python form for checkpoints."""
+        return {"mode": self.mode, "mean": list(self.mean), "std": list(self.std)}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> InputNorm:
+        """Inverse of ``to_dict``."""
+        return cls(
+            str(values["mode"]),
+            [float(v) for v in values["mean"]],
+            [float(v) for v in values["std"]],
+        )

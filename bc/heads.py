@@ -1,0 +1,203 @@
+"""Heads: how a net's outputs become a loss, an action bin and a yaw command.
+
+* ``classifier``: ``n_bins`` logits, cross-entropy on the label's bin (continuous labels are
+  binned to the nearest bin at load time); acts with the most probable bin, whose yaw is
+  the bin's value.
+* ``regressor``: one value, MSE on the target yaw (``expert_continuous``, or the bin's yaw
+  with ``--target bin``); acts with the clamped value and its nearest bin.
+* ``gaussian``: mean and log-std, Gaussian negative log-likelihood; acts with the mean.
+
+Accuracy is defined for every head as "predicted bin == label bin", so classifier and
+regressor runs compare on one scale; ``yaw_mse`` compares them on the other.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch.nn import functional
+
+from bc.data import bin_to_yaw, yaw_to_bin
+
+LOG_STD_RANGE = (-5.0, 2.0)
+
+
+@dataclass
+class Prediction:
+    """What a head makes of a batch of outputs ``(M, n_outputs)``."""
+
+    bins: torch.Tensor  # (M,) int64
+    yaw: torch.Tensor  # (M,) float32 in [-1, 1]
+    probs: torch.Tensor | None  # (M, n_bins) for the classifier
+
+
+class Head:
+    """Base class: target construction shared by every head."""
+
+    name = ""
+    n_outputs = 1
+
+    def __init__(self, n_bins: int, target: str):
+        if target not in ("bin", "continuous"):
+            raise ValueError(f"target must be bin or continuous, got {target!r}")
+        self.n_bins = n_bins
+        self.target = target
+
+    def target_yaw(self, bins: torch.Tensor, yaw: torch.Tensor) -> torch.Tensor:
+        """The yaw a regressing head learns: the label's bin value or the continuous label."""
+        return bin_to_yaw(bins, self.n_bins) if self.target == "bin" else yaw
+
+    def loss(
+        self, outputs: torch.Tensor, bins: torch.Tensor, yaw: torch.Tensor, reduction: str = "mean"
+    ) -> torch.Tensor:
+        """Loss of ``outputs (M, n_outputs)`` against labels ``bins (M,)``, ``yaw (M,)``."""
+        raise NotImplementedError
+
+    def predict(self, outputs: torch.Tensor) -> Prediction:
+        """Action bins, yaw commands (and class probabilities) for ``outputs (M, n_outputs)``."""
+        raise NotImplementedError
+
+
+class ClassifierHead(Head):
+    """Cross-entropy over the env's action bins."""
+
+    name = "classifier"
+
+    def __init__(self, n_bins: int, target: str = "bin"):
+        super().__init__(n_bins, target)
+        if target != "bin":
+            raise ValueError("the classifier learns bins; target must be 'bin'")
+        self.n_outputs = n_bins
+
+    def loss(
+        self, outputs: torch.Tensor, bins: torch.Tensor, yaw: torch.Tensor, reduction: str = "mean"
+    ) -> torch.Tensor:  # noqa: D102
+        return functional.cross_entropy(outputs, bins, reduction=reduction)
+
+    def predict(self, outputs: torch.Tensor) -> Prediction:  # noqa: D102
+        probs = torch.softmax(outputs.float(), dim=-1)
+        bins = probs.argmax(dim=-1)
+        return Prediction(bins, bin_to_yaw(bins, self.n_bins), probs)
+
+
+class RegressorHead(Head):
+    """Mean squared error on the yaw command."""
+
+    name = "regressor"
+    n_outputs = 1
+
+    def loss(
+        self, outputs: torch.Tensor, bins: torch.Tensor, yaw: torch.Tensor, reduction: str = "mean"
+    ) -> torch.Tensor:  # noqa: D102
+        return functional.mse_loss(outputs[:, 0], self.target_yaw(bins, yaw), reduction=reduction)
+
+    def predict(self, outputs: torch.Tensor) -> Prediction:  # noqa: D102
+        yaw = outputs[:, 0].float().clamp(-1.0, 1.0)
+        return Prediction(yaw_to_bin(yaw, self.n_bins), yaw, None)
+
+
+class GaussianHead(Head):
+    """A Gaussian over the yaw command: outputs mean and log-std, loss is the NLL.
+
+    The log-std is clamped to ``LOG_STD_RANGE`` so that a few confident frames cannot drive
+    the loss to minus infinity.
+    """
+
+    name = "gaussian"
+    n_outputs = 2
+
+    def loss(
+        self, outputs: torch.Tensor, bins: torch.Tensor, yaw: torch.Tensor, reduction: str = "mean"
+    ) -> torch.Tensor:  # noqa: D102
+        mean = outputs[:, 0]
+        log_std = outputs[:, 1].clamp(*LOG_STD_RANGE)
+        error = (self.target_yaw(bins, yaw) - mean) * torch.exp(-log_std)
+        nll = 0.5 * error.square() + log_std + 0.5 * math.log(2 * math.pi)
+        return nll.mean() if reduction == "mean" else nll.sum()
+
+    def predict(self, outputs: torch.Tensor) -> Prediction:  # noqa: D102
+        yaw = outputs[:, 0].float().clamp(-1.0, 1.0)
+        return Prediction(yaw_to_bin(yaw, self.n_bins), yaw, None)
+
+
+HEADS: dict[str, type[Head]] = {
+    "classifier": ClassifierHead,
+    "regressor": RegressorHead,
+    "gaussian": GaussianHead,
+}
+
+
+def make_head(name: str, n_bins: int, target: str) -> Head:
+    """Build head ``name`` for ``n_bins`` action bins."""
+    if name not in HEADS:
+        raise ValueError(f"unknown head {name!r}; choose one of: {', '.join(HEADS)}")
+    return HEADS[name](n_bins, target)
+
+
+class MetricTracker:
+    """Sums over a pass (loss, bin accuracy per class, yaw error), reported as means."""
+
+    def __init__(self, n_bins: int):
+        self.n_bins = n_bins
+        self.reset()
+
+    def reset(self) -> None:
+        """Start a new pass."""
+        self.loss_sum = 0.0
+        self.count = 0
+        self.correct = torch.zeros(self.n_bins, dtype=torch.int64)
+        self.total = torch.zeros(self.n_bins, dtype=torch.int64)
+        self.yaw_error_sum = 0.0
+
+    def update(
+        self, loss_sum: float, prediction: Prediction, bins: torch.Tensor, yaw: torch.Tensor
+    ) -> None:
+        """Add one batch: ``loss_sum`` is the summed (not averaged) loss of its samples."""
+        bins = bins.detach().cpu()
+        hit = prediction.bins.detach().cpu() == bins
+        self.loss_sum += float(loss_sum)
+        self.count += int(bins.numel())
+        self.correct += torch.bincount(bins[hit], minlength=self.n_bins)
+        self.total += torch.bincount(bins, minlength=self.n_bins)
+        self.yaw_error_sum += float(
+            (prediction.yaw.detach().cpu() - yaw.detach().cpu()).square().sum()
+        )
+
+    def state(self) -> dict[str, Any]:
+        """Plain-python sums, for checkpoints taken in the middle of a pass."""
+        return {
+            "loss_sum": self.loss_sum,
+            "count": self.count,
+            "correct": self.correct.tolist(),
+            "total": self.total.tolist(),
+            "yaw_error_sum": self.yaw_error_sum,
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Inverse of ``state``."""
+        self.loss_sum = float(state["loss_sum"])
+        self.count = int(state["count"])
+        self.correct = torch.tensor(state["correct"], dtype=torch.int64)
+        self.total = torch.tensor(state["total"], dtype=torch.int64)
+        self.yaw_error_sum = float(state["yaw_error_sum"])
+
+    def result(self) -> dict[str, Any]:
+        """Means of the pass: loss, accuracy, per-class accuracy, yaw MSE, sample count.
+
+        ``per_class_accuracy`` holds None for classes absent from the pass.
+        """
+        count = max(self.count, 1)
+        per_class = [
+            (int(c) / int(t)) if int(t) else None
+            for c, t in zip(self.correct, self.total, strict=True)
+        ]
+        return {
+            "loss": self.loss_sum / count,
+            "accuracy": int(self.correct.sum()) / count,
+            "per_class_accuracy": per_class,
+            "yaw_mse": self.yaw_error_sum / count,
+            "samples": self.count,
+        }

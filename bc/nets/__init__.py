@@ -1,0 +1,19 @@
+"""Policy nets: the registry and every registered family.
+
+Importing this package registers the tiny family (``bc.nets.tiny``) and, when it is
+installed, the classic deep nets (``bc.nets.classic``), so ``NETS`` lists every net a
+``--net`` flag or a checkpoint can name.
+"""
+
+import importlib
+import importlib.util
+
+from bc.nets import tiny  # noqa: F401  (registers the tiny family)
+from bc.nets.registry import NETS, NetEntry, NetSpec, build_net, get_net_entry, register_net
+
+# The classic nets live in their own package that may not be there yet; an installed but
+# broken one must still fail loudly, so only its absence is tolerated.
+if importlib.util.find_spec("bc.nets.classic") is not None:
+    importlib.import_module("bc.nets.classic")
+
+__all__ = ["NETS", "NetEntry", "NetSpec", "build_net", "get_net_entry", "register_net"]

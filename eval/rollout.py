@@ -1,0 +1,479 @@
+"""Closed-loop evaluation of a trained policy (or the expert) on held-out worlds.
+
+``python -m eval.rollout`` with no arguments flies the newest run's ``best_val_loss``
+checkpoint through 20 held-out corridors (``envs.seeds.eval_seed(0, i)``, disjoint from every
+recording seed by construction), prints a table of success (with a 95% Wilson interval),
+progress, collisions, episode length, online expert agreement and policy latency, and writes
+the same, with one record per episode, to ``<run>/eval/<checkpoint>_seed<S>_n<N>.json``.
+
+The policy is rebuilt from its checkpoint alone (``bc.policy.load_policy``): it sees exactly
+what it was trained on (frame stacking, normalisation, recurrent state carried step by step),
+and the env is rebuilt from the dataset's env kwargs stored in the checkpoint; only what is
+overridden on the command line changes. An override that changes what the net sees or
+outputs (image size, observation mode, action bins) is refused.
+
+``--expert`` flies the scripted expert instead: the reference row (no run needed).
+"""
+
+from __future__ import annotations
+
+import datetime
+import inspect
+import platform
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+import envs
+from envs.corridor_env import CorridorEnv
+from eval.cli import option, parse_config, run_cli
+from eval.episodes import (
+    EpisodeRecord,
+    ExpertAgentFactory,
+    ExpertLabellerFactory,
+    PolicyAgentFactory,
+    WorkerSpec,
+    env_spec_from_kwargs,
+    expert_config_dict,
+    make_tasks,
+    run_episodes,
+)
+from eval.errors import EvalError
+from eval.runs import (
+    CHECKPOINTS,
+    DEFAULT_RUNS_DIR,
+    EXPERT_DIR_NAME,
+    RESULTS_FORMAT_VERSION,
+    resolve_checkpoint,
+    results_stem,
+    write_json,
+)
+from eval.stats import summarize
+from eval.video import MIN_RENDER_SIZE, VIDEO_FORMATS
+
+DEFAULT_EPISODES = 20
+DEFAULT_SEED = 0
+# world indices from here on are kept for model selection during training
+MAX_EPISODES = 1_000_000
+# env arguments an evaluation may change freely: the world, not what the net sees or outputs
+WORLD_OVERRIDES = ("obstacle_density", "clutter_density", "randomize", "n_segments",
+                   "segment_length")  # fmt: skip
+# env arguments that fix the net's input and output: a checkpoint only fits its own values
+STRUCTURAL_OVERRIDES = ("image_size", "obs_mode", "n_bins")
+OBS_CHANNELS = {"rgb": 3, "depth": 1, "rgbd": 4}
+
+
+@dataclass(frozen=True)
+class RolloutConfig:
+    """What to evaluate, on which worlds, and what to write."""
+
+    run: Path | None = option(None, "run directory (default: the newest run in --runs-dir)")
+    checkpoint: Path | None = option(
+        None, "checkpoint file to evaluate (overrides --run and --which)"
+    )
+    which: str = option(
+        "best_val_loss", "which checkpoint of the run to evaluate", choices=CHECKPOINTS
+    )
+    expert: bool = option(
+        False, "evaluate the scripted expert instead of a policy (the reference row; no run needed)"
+    )
+    episodes: int = option(DEFAULT_EPISODES, "held-out episodes to fly")
+    seed: int = option(
+        DEFAULT_SEED, "base seed of the held-out worlds: episode i flies eval_seed(seed, i)"
+    )
+    workers: int = option(1, "episodes run in parallel, each worker with its own env")
+    video: bool = option(False, "write one annotated video per episode")
+    video_format: str = option("mp4", "video file format", choices=VIDEO_FORMATS)
+    video_episodes: int | None = option(
+        None, "write videos of the first K episodes only (implies --video; default: all)"
+    )
+    video_size: int = option(
+        256, f"camera view size of the videos in pixels (>= {MIN_RENDER_SIZE})"
+    )
+    obstacle_density: float | None = option(
+        None, "override the env's obstacle density, 0..1 (default: the checkpoint's env)"
+    )
+    clutter_density: float | None = option(
+        None, "override the env's wall clutter density, 0..1 (default: the checkpoint's env)"
+    )
+    randomize: bool | None = option(
+        None, "override random textures and light (default: the checkpoint's env)"
+    )
+    n_segments: int | None = option(
+        None, "override the corridor's number of straight segments (default: the checkpoint's)"
+    )
+    segment_length: tuple[float, float] | None = option(
+        None,
+        "override the segment length range MIN MAX in metres (default: the checkpoint's)",
+        metavar=("MIN", "MAX"),
+    )
+    image_size: int | None = option(
+        None, "camera image size; must match the checkpoint (only free with --expert)"
+    )
+    obs_mode: str | None = option(
+        None,
+        "observation mode; must match the checkpoint (only free with --expert)",
+        choices=envs.OBS_MODES,
+    )
+    n_bins: int | None = option(
+        None, "discrete action bins; must match the checkpoint (only free with --expert)"
+    )
+    runs_dir: Path = option(DEFAULT_RUNS_DIR, "where training runs live")
+    out: Path | None = option(
+        None, "results JSON file (default: <run>/eval/<checkpoint>_seed<S>_n<N>.json)"
+    )
+    quiet: bool = option(False, "print no table and no progress bar")
+
+    def __post_init__(self) -> None:
+        def require(ok: bool, message: str) -> None:
+            if not ok:
+                raise EvalError(message)
+
+        require(self.which in CHECKPOINTS, f"unknown --which {self.which!r}; choose one of "
+                f"{', '.join(CHECKPOINTS)}")  # fmt: skip
+        require(1 <= self.episodes <= MAX_EPISODES,
+                f"--episodes must be in [1, {MAX_EPISODES}], got {self.episodes}")  # fmt: skip
+        require(self.seed >= 0, f"--seed must be >= 0, got {self.seed}")
+        require(self.workers >= 1, f"--workers must be >= 1, got {self.workers}")
+        require(self.video_format in VIDEO_FORMATS,
+                f"--video-format must be one of {', '.join(VIDEO_FORMATS)}")  # fmt: skip
+        require(self.video_episodes is None or self.video_episodes >= 1,
+                f"--video-episodes must be >= 1, got {self.video_episodes}")  # fmt: skip
+        require(self.video_size >= MIN_RENDER_SIZE,
+                f"--video-size must be >= {MIN_RENDER_SIZE}, got {self.video_size}")  # fmt: skip
+        for name in ("obstacle_density", "clutter_density"):
+            value = getattr(self, name)
+            require(value is None or 0.0 <= value <= 1.0,
+                    f"--{name.replace('_', '-')} must be in [0, 1], got {value}")  # fmt: skip
+        require(self.n_segments is None or self.n_segments >= 1,
+                f"--n-segments must be >= 1, got {self.n_segments}")  # fmt: skip
+        require(self.segment_length is None
+                or 0 < self.segment_length[0] <= self.segment_length[1],
+                f"--segment-length needs 0 < MIN <= MAX, got {self.segment_length}")  # fmt: skip
+        require(self.image_size is None or self.image_size >= 32,
+                f"--image-size must be >= 32, got {self.image_size}")  # fmt: skip
+        require(self.obs_mode is None or self.obs_mode in envs.OBS_MODES,
+                f"--obs-mode must be one of {', '.join(envs.OBS_MODES)}")  # fmt: skip
+        require(self.n_bins is None or (self.n_bins >= 3 and self.n_bins % 2 == 1),
+                f"--n-bins must be an odd integer >= 3, got {self.n_bins}")  # fmt: skip
+        require(not (self.expert and self.checkpoint is None and self.run is None
+                     and self.which != "best_val_loss"),
+                "--which picks a policy checkpoint; with --expert give --run too, or drop it",
+                )  # fmt: skip
+
+    @property
+    def overrides(self) -> dict[str, Any]:
+        """Env keyword arguments given on the command line."""
+        names = WORLD_OVERRIDES + STRUCTURAL_OVERRIDES
+        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
+
+    @property
+    def videos(self) -> int:
+        """How many episodes get a video."""
+        if self.video_episodes is not None:
+            return min(self.video_episodes, self.episodes)
+        return self.episodes if self.video else 0
+
+
+@dataclass
+class RolloutResult:
+    """What one evaluation produced: the summary, the per-episode records, the JSON path."""
+
+    summary: dict[str, Any]
+    records: list[EpisodeRecord]
+    path: Path
+    data: dict[str, Any] = field(repr=False)
+
+
+# --------------------------------------------------------------------------- env kwargs
+def env_defaults() -> dict[str, Any]:
+    """CorridorEnv's keyword defaults (what an absent key in env kwargs means)."""
+    signature = inspect.signature(CorridorEnv.__init__)
+    return {
+        name: parameter.default
+        for name, parameter in signature.parameters.items()
+        if name not in ("self", "render_mode", "render_size")
+    }
+
+
+def full_env_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Every CorridorEnv argument, the defaults filled in, JSON-friendly (tuples as lists)."""
+    merged = {**env_defaults(), **kwargs}
+    merged.pop("render_mode", None)
+    merged.pop("render_size", None)
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in merged.items()}
+
+
+def _normalised(name: str, value: Any) -> Any:
+    if name == "image_size":
+        if isinstance(value, (int, np.integer)):
+            return (int(value), int(value))
+        return tuple(int(v) for v in value)
+    if name == "segment_length":
+        return tuple(float(v) for v in value)
+    return value
+
+
+def _show(name: str, value: Any) -> str:
+    if name == "image_size" and value[0] == value[1]:
+        return str(value[0])
+    if isinstance(value, tuple):
+        return "x".join(str(v) for v in value)
+    return str(value)
+
+
+def check_compatible(
+    trained_kwargs: dict[str, Any],
+    requested_kwargs: dict[str, Any],
+    checkpoint: Path,
+    policy: Any = None,
+) -> None:
+    """Refuse an env the checkpoint was not made for, saying what differs (one line).
+
+    Compares what fixes the net's input and output: image size, observation mode and action
+    bins of the env the checkpoint was trained on against the requested env, and, where the
+    policy exposes them, the net's own input shape (``spec``) and bin count (``n_bins``).
+    """
+    trained = full_env_kwargs(trained_kwargs)
+    requested = full_env_kwargs(requested_kwargs)
+    differences = []
+    for name in STRUCTURAL_OVERRIDES:
+        was, now = _normalised(name, trained[name]), _normalised(name, requested[name])
+        if was != now:
+            differences.append(f"{name} {_show(name, was)} (checkpoint) != {_show(name, now)}")
+    spec = getattr(policy, "spec", None)
+    if spec is not None and not differences:
+        height, width = _normalised("image_size", requested["image_size"])
+        channels = OBS_CHANNELS[requested["obs_mode"]]
+        net_input = (int(spec.height), int(spec.width), int(spec.channels))
+        if net_input != (height, width, channels):
+            differences.append(
+                f"the net takes {'x'.join(map(str, net_input))} (H x W x C) observations but "
+                f"the env gives {height}x{width}x{channels}"
+            )
+    n_bins = getattr(policy, "n_bins", None)
+    if n_bins is not None and not differences and int(n_bins) != int(requested["n_bins"]):
+        differences.append(
+            f"the net predicts {n_bins} action bins but the env has n_bins {requested['n_bins']}"
+        )
+    if differences:
+        raise EvalError(
+            f"checkpoint {checkpoint} does not fit the requested env: {'; '.join(differences)}; "
+            "drop the override or evaluate a checkpoint trained for that env"
+        )
+
+
+def _world_overrides(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Overrides that actually change the base env (these name the results file)."""
+    defaults = full_env_kwargs(base)
+    return {
+        name: value
+        for name, value in overrides.items()
+        if _normalised(name, value) != _normalised(name, defaults[name])
+    }
+
+
+# --------------------------------------------------------------------------- policy loading
+def load_policy_checked(checkpoint: Path) -> Any:
+    """``bc.policy.load_policy`` on CPU, with bc's absence as a one-line error."""
+    try:
+        from bc.policy import load_policy
+    except ImportError as error:
+        raise EvalError(
+            f"cannot import bc.policy ({error}); evaluating a checkpoint needs the bc package"
+        ) from error
+    return load_policy(str(checkpoint), device="cpu")
+
+
+def policy_metadata(policy: Any) -> dict[str, Any]:
+    """What the results file says about the policy (net, frames, head, training seed)."""
+    config = dict(getattr(policy, "config", {}) or {})
+    return {
+        "net": config.get("net"),
+        "frames": config.get("frames"),
+        "head": getattr(policy, "head", config.get("head")),
+        "n_bins": getattr(policy, "n_bins", None),
+        "train_seed": config.get("seed"),
+        "config": config,
+    }
+
+
+def labeller_config(policy: Any | None) -> Any:
+    """The expert whose labels agreement is measured against.
+
+    The dataset's expert when the checkpoint records it (``Policy.expert_config``), so that
+    agreement is measured against the labels the policy was trained on; else the default
+    expert, whose labels are those of every expert kind with the default steering law.
+    """
+    return getattr(policy, "expert_config", None) if policy is not None else None
+
+
+# --------------------------------------------------------------------------- main
+def _default_out(run_dir: Path, stem: str) -> Path:
+    return run_dir / "eval" / f"{stem}.json"
+
+
+def _versions() -> dict[str, str]:
+    import gymnasium
+    import pybullet  # noqa: F401  (imported for its presence; it has no __version__)
+
+    versions = {
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "gymnasium": gymnasium.__version__,
+    }
+    try:
+        import torch
+
+        versions["torch"] = torch.__version__
+    except ImportError:
+        pass
+    return versions
+
+
+def main(config: RolloutConfig) -> RolloutResult:
+    """Fly the episodes, write the results JSON, print the table; returns the results."""
+    started = time.perf_counter()
+    console = Console(stderr=True, quiet=config.quiet)
+    overrides = config.overrides
+    policy = None
+    checkpoint: Path | None = None
+    if config.expert and config.run is None and config.checkpoint is None:
+        run_dir = config.runs_dir / EXPERT_DIR_NAME
+        base_kwargs: dict[str, Any] = {}
+    else:
+        checkpoint, run_dir = resolve_checkpoint(
+            config.run, config.checkpoint, config.which, config.runs_dir
+        )
+        policy = load_policy_checked(checkpoint)
+        base_kwargs = dict(policy.env_kwargs)
+
+    requested = {**base_kwargs, **overrides}
+    if policy is not None and not config.expert:
+        check_compatible(base_kwargs, requested, checkpoint, policy)
+    changed = _world_overrides(base_kwargs, overrides)
+    which = "expert" if config.expert else checkpoint.stem
+    stem = results_stem(which, config.seed, config.episodes, changed)
+    out = config.out if config.out is not None else _default_out(run_dir, stem)
+    video_dir = out.with_suffix("") if config.videos else None
+
+    env_spec = env_spec_from_kwargs(requested, config.video_size if config.videos else None)
+    action_type = requested.get("action_type", "discrete")
+    labeller = ExpertLabellerFactory(expert_config_dict(labeller_config(policy), action_type))
+    if config.expert:
+        agent: Any = ExpertAgentFactory(expert_config_dict(None, action_type))
+    else:
+        agent = PolicyAgentFactory(str(checkpoint), preloaded=policy)
+    spec = WorkerSpec(env=env_spec, agent=agent, labeller=labeller)
+    tasks = make_tasks(config.seed, config.episodes, video_dir, config.videos,
+                       config.video_format)  # fmt: skip
+
+    with Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[goals]} goals"), TimeElapsedColumn(),
+        console=console, transient=True, disable=config.quiet,
+    ) as progress:  # fmt: skip
+        bar = progress.add_task(f"{which} episodes", total=len(tasks), goals=0)
+        goals = 0
+
+        def advance(record: EpisodeRecord) -> None:
+            nonlocal goals
+            goals += record.outcome == "goal"
+            progress.update(bar, advance=1, goals=goals)
+
+        records = run_episodes(spec, tasks, config.workers, on_result=advance)
+
+    summary = summarize([r.to_dict() for r in records])
+    data = {
+        "format_version": RESULTS_FORMAT_VERSION,
+        "kind": "expert" if config.expert else "policy",
+        "which": which,
+        "run": str(run_dir),
+        "checkpoint": None if checkpoint is None else str(checkpoint),
+        "policy": None if policy is None or config.expert else policy_metadata(policy),
+        "expert": agent.config if config.expert else None,
+        "labeller": labeller.config,
+        "seed": config.seed,
+        "seeds": [task.seed for task in tasks],
+        "workers": config.workers,
+        "env_id": env_spec.env_id,
+        "env_kwargs": full_env_kwargs(requested),
+        "overrides": changed,
+        "summary": summary,
+        "records": [r.to_dict() for r in records],
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "wall_s": time.perf_counter() - started,
+        "versions": _versions(),
+    }
+    write_json(out, data)
+    if not config.quiet:
+        Console().print(results_table(data))
+        # plain print: a path must not be wrapped or read as rich markup
+        print(f"results: {out}" + (f", videos: {video_dir}/" if video_dir else ""))
+    return RolloutResult(summary, records, out, data)
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def results_table(data: dict[str, Any]) -> Table:
+    """The rich table of one evaluation's summary."""
+    s = data["summary"]
+    n = s["episodes"]
+    control_hz = float(data["env_kwargs"].get("control_hz", 10.0))
+    if data["kind"] == "expert":
+        title = "expert (reference)"
+    else:
+        meta = data.get("policy") or {}
+        title = f"{data['run']} {data['which']} ({meta.get('net')}, {meta.get('frames')} frames)"
+    caption = f"{n} held-out episodes, seed {data['seed']}"
+    if data["overrides"]:
+        caption += ", env overrides " + ", ".join(f"{k}={v}" for k, v in data["overrides"].items())
+    table = Table(title=f"Closed loop: {title}", caption=caption)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    confidence = round(100 * s["confidence"])
+    table.add_row(
+        "success",
+        f"{_pct(s['success_rate'])}  [{_pct(s['success_ci_low'])}, {_pct(s['success_ci_high'])}]"
+        f" {confidence}% CI  ({s['successes']}/{n})",
+    )
+    table.add_row(
+        "progress",
+        f"{s['progress_m']:.1f} ± {s['progress_m_std']:.1f} m  "
+        f"({_pct(s['progress_frac'])} of {s['corridor_length_m']:.1f} m)",
+    )
+    collisions = round(s["collision_rate"] * n)
+    timeouts = round(s["timeout_rate"] * n)
+    table.add_row("collisions", f"{collisions}/{n} ({_pct(s['collision_rate'])})")
+    table.add_row("timeouts", f"{timeouts}/{n} ({_pct(s['timeout_rate'])})")
+    table.add_row(
+        "episode length",
+        f"{s['mean_steps']:.1f} steps ({s['mean_steps'] / control_hz:.1f} s)",
+    )
+    table.add_row("expert agreement", f"{_pct(s['agreement'])} of {s['total_steps']} steps")
+    if s.get("expert_nll") is not None:
+        table.add_row("expert label NLL", f"{s['expert_nll']:.3f}")
+    if s.get("yaw_mse") is not None:
+        table.add_row("yaw MSE vs expert", f"{s['yaw_mse']:.4f}")
+    agent = "expert" if data["kind"] == "expert" else "policy"
+    table.add_row(f"{agent} latency", f"{s['latency_ms']:.2f} ms/step")
+    return table
+
+
+def parse_args(argv: Sequence[str] | None = None) -> RolloutConfig:
+    """Build the config from the command line."""
+    return parse_config(RolloutConfig, argv, "python -m eval.rollout", __doc__)
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main, parse_args()))

@@ -1,0 +1,121 @@
+"""Small statistics for closed-loop results: Wilson intervals, means, smoothing, summaries."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from statistics import NormalDist
+from typing import Any
+
+OUTCOMES = ("goal", "collision", "timeout")
+
+
+def wilson_interval(successes: int, trials: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a success rate.
+
+    Unlike the normal approximation it stays inside [0, 1] and is not empty at 0 or n
+    successes, which matters for the small episode counts of closed-loop evaluation
+    (20/20 successes still leaves a lower bound of 84%).
+    """
+    if trials < 0 or not 0 <= successes <= trials:
+        raise ValueError(f"need 0 <= successes <= trials, got {successes}/{trials}")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    if trials == 0:
+        return 0.0, 1.0
+    z = NormalDist().inv_cdf(0.5 + confidence / 2.0)
+    p = successes / trials
+    denominator = 1.0 + z * z / trials
+    centre = (p + z * z / (2 * trials)) / denominator
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denominator
+    # at p = 0 or 1 the exact bound is 0 or 1; rounding would leave it a hair inside
+    low = 0.0 if successes == 0 else max(0.0, centre - half)
+    high = 1.0 if successes == trials else min(1.0, centre + half)
+    return low, high
+
+
+def mean_std(values: Iterable[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof 1; 0 for a single value; NaN if empty)."""
+    data = [float(v) for v in values]
+    if not data:
+        return math.nan, math.nan
+    mean = math.fsum(data) / len(data)
+    if len(data) == 1:
+        return mean, 0.0
+    variance = math.fsum((v - mean) ** 2 for v in data) / (len(data) - 1)
+    return mean, math.sqrt(variance)
+
+
+def ema(values: Sequence[float], smooth: float) -> list[float]:
+    """Exponential moving average with TensorBoard's slider convention.
+
+    ``smooth`` in [0, 1): 0 returns the values unchanged, 0.9 keeps 90% of the running value
+    at each step. The running value is debiased (as TensorBoard does), so the first points
+    are not dragged towards zero; NaNs are passed through and skipped.
+    """
+    if not 0.0 <= smooth < 1.0:
+        raise ValueError(f"smooth must be in [0, 1), got {smooth}")
+    out: list[float] = []
+    running = 0.0
+    weight = 0.0
+    for value in values:
+        value = float(value)
+        if math.isnan(value):
+            out.append(value)
+            continue
+        running = smooth * running + (1.0 - smooth) * value
+        weight = smooth * weight + (1.0 - smooth)
+        out.append(running / weight)
+    return out
+
+
+def _pooled(records: Sequence[Mapping[str, Any]], key: str) -> float | None:
+    """Step-weighted mean of a per-episode mean ``key`` (None where no episode has it)."""
+    pairs = [(r[key], r["steps"]) for r in records if r.get(key) is not None and r["steps"] > 0]
+    steps = sum(n for _, n in pairs)
+    if steps == 0:
+        return None
+    return math.fsum(value * n for value, n in pairs) / steps
+
+
+def summarize(records: Sequence[Mapping[str, Any]], confidence: float = 0.95) -> dict[str, Any]:
+    """Aggregate per-episode records into the closed-loop metrics.
+
+    Rates are over episodes; agreement, expert NLL, yaw MSE and latency are pooled over all
+    visited steps (an episode of 400 steps counts 400 times as much as one of a single step),
+    which is what "share of visited steps" means.
+    """
+    n = len(records)
+    if n == 0:
+        raise ValueError("cannot summarize zero episodes")
+    outcomes = [r["outcome"] for r in records]
+    unknown = sorted(set(outcomes) - set(OUTCOMES))
+    if unknown:
+        raise ValueError(f"unknown outcomes {unknown}; expected one of {OUTCOMES}")
+    successes = outcomes.count("goal")
+    low, high = wilson_interval(successes, n, confidence)
+    progress_m, progress_m_std = mean_std(r["progress_m"] for r in records)
+    progress_frac, progress_frac_std = mean_std(r["progress_frac"] for r in records)
+    steps, steps_std = mean_std(r["steps"] for r in records)
+    return {
+        "episodes": n,
+        "successes": successes,
+        "success_rate": successes / n,
+        "success_ci_low": low,
+        "success_ci_high": high,
+        "confidence": confidence,
+        "collision_rate": outcomes.count("collision") / n,
+        "timeout_rate": outcomes.count("timeout") / n,
+        "progress_m": progress_m,
+        "progress_m_std": progress_m_std,
+        "progress_frac": progress_frac,
+        "progress_frac_std": progress_frac_std,
+        "corridor_length_m": mean_std(r["corridor_length_m"] for r in records)[0],
+        "mean_steps": steps,
+        "mean_steps_std": steps_std,
+        "total_steps": int(sum(r["steps"] for r in records)),
+        "agreement": _pooled(records, "agreement"),
+        "expert_nll": _pooled(records, "expert_nll"),
+        "yaw_mse": _pooled(records, "yaw_mse"),
+        "latency_ms": _pooled(records, "latency_ms"),
+    }

@@ -1,0 +1,304 @@
+"""Scripted experts with privileged state: one interface for recording, DAgger and evaluation.
+
+``expert = make_expert(config, env)``, then per episode ``expert.reset(env)`` and per step
+``expert.label(env)`` (the clean label for the current state) and ``expert.act(env, rng)``
+(the action to execute, noise and mixing applied). Experts read the env's privileged state
+(pose, corridor layout, ray scans) and do no I/O.
+
+Kinds (``ExpertConfig.kind``):
+
+* ``discrete``: the controller's command turned into a bin with a deadband;
+* ``continuous``: the controller's command itself;
+* ``stochastic``: the continuous expert executing its command plus Gaussian noise and, with
+  probability ``epsilon``, a random action, while the clean command is recorded as the label
+  (the DART idea: demonstrations that include recoveries from perturbations).
+
+Noise and mixing apply to every kind. Alpha mixing: each step the expert acts with probability
+``alpha`` and a given policy acts otherwise; the label is always the expert's. The policy is
+called on every step when ``alpha < 1``, so frame-stacking or recurrent learners see every
+frame.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from envs.corridor_env import bin_yaw_commands, yaw_command_to_bin
+from expert.cli import option
+from expert.controller import ControllerConfig, CorridorController, SteeringTerms
+
+EXPERT_KINDS = ("discrete", "continuous", "stochastic")
+MIX_POLICIES = ("random", "straight")
+# noise defaults per kind; None in a config means "the kind's default"
+_NOISE_DEFAULTS = {
+    "discrete": (0.0, 0.0),
+    "continuous": (0.0, 0.0),
+    "stochastic": (0.5, 0.05),
+}
+# what executed a step, recorded per step as ``source``
+SOURCE_EXPERT, SOURCE_RANDOM, SOURCE_POLICY = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class ExpertConfig:
+    """Which expert, its perturbations and its mixing with another policy."""
+
+    kind: str = option(
+        "discrete",
+        flag="--expert",
+        choices=EXPERT_KINDS,
+        help="discrete (bins), continuous (yaw command) or stochastic (continuous + noise)",
+    )
+    noise_sigma: float | None = option(
+        None,
+        help="std of Gaussian noise on the executed yaw command (unset: 0.5 for stochastic, "
+        "else 0)",
+    )
+    epsilon: float | None = option(
+        None,
+        help="probability of a uniformly random executed action per step (unset: 0.05 for "
+        "stochastic, else 0)",
+    )
+    alpha: float = option(1.0, help="probability per step that the expert acts (1 = pure expert)")
+    mix_policy: str = option(
+        "random",
+        choices=MIX_POLICIES,
+        help="the policy that acts when the expert does not (alpha < 1); DAgger passes a learner",
+    )
+    deadband: float = option(
+        0.2, help="|command| below which the discrete label is straight (fraction of max yaw)"
+    )
+    controller: ControllerConfig = option(
+        default_factory=ControllerConfig, help="steering law of the expert"
+    )
+
+    def __post_init__(self) -> None:
+        if self.kind not in EXPERT_KINDS:
+            kinds = ", ".join(EXPERT_KINDS)
+            raise ValueError(f"--expert must be one of {kinds}, got {self.kind!r}")
+        sigma, epsilon = _NOISE_DEFAULTS[self.kind]
+        if self.noise_sigma is None:
+            object.__setattr__(self, "noise_sigma", sigma)
+        if self.epsilon is None:
+            object.__setattr__(self, "epsilon", epsilon)
+        if isinstance(self.controller, dict):
+            object.__setattr__(self, "controller", ControllerConfig(**self.controller))
+        if not self.noise_sigma >= 0:
+            raise ValueError(f"--noise-sigma must be >= 0, got {self.noise_sigma}")
+        if not 0 <= self.epsilon <= 1:
+            raise ValueError(f"--epsilon must be in [0, 1], got {self.epsilon}")
+        if not 0 <= self.alpha <= 1:
+            raise ValueError(f"--alpha must be in [0, 1] (1 = pure expert), got {self.alpha}")
+        if self.mix_policy not in MIX_POLICIES:
+            raise ValueError(
+                f"--mix-policy must be one of {', '.join(MIX_POLICIES)}, got {self.mix_policy!r}"
+            )
+        if not 0 <= self.deadband < 1:
+            raise ValueError(f"--deadband must be in [0, 1), got {self.deadband}")
+
+    @property
+    def action_type(self) -> str:
+        """The env action type this expert records with."""
+        return "discrete" if self.kind == "discrete" else "continuous"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, with the noise defaults resolved."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ExpertConfig:
+        """Inverse of ``to_dict``."""
+        values = dict(values)
+        values["controller"] = ControllerConfig(**values.get("controller", {}))
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class ExpertLabel:
+    """The expert's clean decision for one state.
+
+    ``action`` is the bin index (deadband applied) and ``command`` the continuous yaw command
+    in [-1, 1] (a fraction of ``max_yaw_rate``, + = left).
+    """
+
+    action: int
+    command: float
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One step: the clean label, what is executed, and who chose it."""
+
+    label: ExpertLabel
+    action: Any
+    command: float
+    source: int
+
+
+class Policy(Protocol):
+    """What alpha mixing executes instead of the expert: a yaw command in [-1, 1] per step.
+
+    An optional ``reset()`` is called at every ``Expert.reset``.
+    """
+
+    def __call__(self, observation: np.ndarray | None, rng: np.random.Generator) -> float: ...
+
+
+class RandomPolicy:
+    """A uniformly random action: a random bin's command, or uniform in [-1, 1]."""
+
+    def __init__(self, commands: np.ndarray | None) -> None:
+        self.commands = commands
+
+    def __call__(self, observation: np.ndarray | None, rng: np.random.Generator) -> float:
+        return random_command(rng, self.commands)
+
+
+class StraightPolicy:
+    """Always straight: the simplest stand-in learner."""
+
+    def __call__(self, observation: np.ndarray | None, rng: np.random.Generator) -> float:
+        return 0.0
+
+
+def random_command(rng: np.random.Generator, commands: np.ndarray | None) -> float:
+    """A uniformly random bin's command (``commands`` given) or a uniform command in [-1, 1]."""
+    if commands is not None:
+        return float(commands[int(rng.integers(len(commands)))])
+    return float(rng.uniform(-1.0, 1.0))
+
+
+def command_to_bin(command: float, n_bins: int, deadband: float) -> int:
+    """The bin for ``command``: straight inside the deadband, never straight outside it.
+
+    Otherwise the nearest bin. A plain nearest bin would fly straight up to |command| = 0.5
+    with 3 bins and drift off the path.
+    """
+    centre = (n_bins - 1) // 2
+    if abs(command) < deadband:
+        return centre
+    index = yaw_command_to_bin(command, n_bins)
+    if index == centre:
+        # low indices are left (+): step one bin towards the command's side
+        index = centre - 1 if command > 0 else centre + 1
+    return index
+
+
+class Expert:
+    """A scripted expert; see the module docstring for the interface."""
+
+    def __init__(
+        self,
+        config: ExpertConfig,
+        n_bins: int,
+        discrete_env: bool,
+        policy: Policy | Callable[[np.ndarray | None, np.random.Generator], float] | None = None,
+    ) -> None:
+        self.config = config
+        self.n_bins = int(n_bins)
+        self.bin_commands = bin_yaw_commands(self.n_bins)
+        self.discrete_env = discrete_env
+        self.controller = CorridorController(config.controller)
+        # random actions are bins in a discrete env, uniform commands in a continuous one
+        self._random_commands = self.bin_commands if discrete_env else None
+        if policy is None:
+            if config.mix_policy == "random":
+                policy = RandomPolicy(self._random_commands)
+            else:
+                policy = StraightPolicy()
+        self.policy = policy
+        self._cache_key: tuple | None = None
+        self._cache: tuple[ExpertLabel, SteeringTerms] | None = None
+
+    def reset(self, env) -> None:
+        """Start a new episode in ``env`` (call after ``env.reset``)."""
+        self.controller.reset(env)
+        self._cache_key = None
+        reset = getattr(self.policy, "reset", None)
+        if callable(reset):
+            reset()
+
+    def steering(self, env) -> SteeringTerms:
+        """The controller's terms for the current state (cached per state)."""
+        return self._evaluate(env)[1]
+
+    def label(self, env) -> ExpertLabel:
+        """The clean expert label for the env's current state; no side effects on the env."""
+        return self._evaluate(env)[0]
+
+    def _evaluate(self, env) -> tuple[ExpertLabel, SteeringTerms]:
+        env = env.unwrapped
+        # label() and act() in the same state share one ray scan
+        key = (id(env.layout), env.x, env.y, env.yaw)
+        if key != self._cache_key:
+            terms = self.controller.steer(env)
+            action = command_to_bin(terms.command, self.n_bins, self.config.deadband)
+            self._cache = (ExpertLabel(action, terms.command), terms)
+            self._cache_key = key
+        return self._cache
+
+    def decide(
+        self, env, rng: np.random.Generator, observation: np.ndarray | None = None
+    ) -> Decision:
+        """The label and the executed action for this step (noise and mixing applied).
+
+        Draws the same number of values from ``rng`` on every step whatever happens, so the
+        noise sequence does not depend on epsilon or alpha; the mixing policy draws its own
+        values after them.
+        """
+        config = self.config
+        label = self.label(env)
+        noise = float(rng.standard_normal())
+        explore = float(rng.random())
+        explore_command = random_command(rng, self._random_commands)
+        mix = float(rng.random())
+        policy_command = None
+        if config.alpha < 1.0:
+            policy_command = float(np.clip(self.policy(observation, rng), -1.0, 1.0))
+
+        source = SOURCE_EXPERT
+        command = label.command + config.noise_sigma * noise
+        if config.kind == "discrete":
+            index = command_to_bin(command, self.n_bins, config.deadband)
+            command = float(self.bin_commands[index])
+        command = float(np.clip(command, -1.0, 1.0))
+        if explore < config.epsilon:
+            command, source = explore_command, SOURCE_RANDOM
+        if policy_command is not None and mix >= config.alpha:
+            command, source = policy_command, SOURCE_POLICY
+        if self.discrete_env:
+            index = yaw_command_to_bin(command, self.n_bins)
+            return Decision(label, index, float(self.bin_commands[index]), source)
+        return Decision(label, np.array([command], dtype=np.float32), command, source)
+
+    def act(self, env, rng: np.random.Generator, observation: np.ndarray | None = None) -> Any:
+        """The action to pass to ``env.step``: the expert's, perturbed and mixed as configured."""
+        return self.decide(env, rng, observation).action
+
+
+def make_expert(
+    config: ExpertConfig,
+    env,
+    policy: Policy | Callable[[np.ndarray | None, np.random.Generator], float] | None = None,
+) -> Expert:
+    """The expert for ``env`` (any CorridorEnv, wrapped or not).
+
+    ``policy`` replaces the configured ``mix_policy`` for alpha mixing: a callable
+    ``(observation, rng) -> yaw command``, e.g. a learner for DAgger.
+    """
+    unwrapped = env.unwrapped
+    return Expert(config, unwrapped.n_bins, unwrapped.action_type == "discrete", policy)
+
+
+def expert_rng(world_seed: int) -> np.random.Generator:
+    """The per-run generator for noise and mixing, derived from the run's world seed.
+
+    A separate stream (not ``default_rng(world_seed)``, which is the env's own layout stream)
+    so that noise is not correlated with the world.
+    """
+    return np.random.default_rng(np.random.SeedSequence([int(world_seed), 0x5EED_E8]))

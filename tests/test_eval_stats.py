@@ -1,0 +1,100 @@
+import math
+
+import pytest
+
+from eval.stats import ema, mean_std, summarize, wilson_interval
+
+
+@pytest.mark.parametrize(
+    ("successes", "trials", "low", "high"),
+    [
+        # reference values of the Wilson score interval at 95% (z = 1.959964)
+        (0, 10, 0.0, 0.277533),
+        (10, 10, 0.722467, 1.0),
+        (5, 10, 0.236593, 0.763407),
+        (20, 20, 0.838875, 1.0),
+        (99, 100, 0.945514, 0.998232),
+    ],
+)
+def test_wilson_interval_matches_reference_values(successes, trials, low, high):
+    got_low, got_high = wilson_interval(successes, trials)
+    assert got_low == pytest.approx(low, abs=1e-5)
+    assert got_high == pytest.approx(high, abs=1e-5)
+
+
+def test_wilson_interval_narrows_with_more_trials_and_widens_with_confidence():
+    assert wilson_interval(50, 100)[0] > wilson_interval(5, 10)[0]
+    assert wilson_interval(5, 10, 0.99)[0] < wilson_interval(5, 10, 0.95)[0]
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("successes", "trials", "confidence"), [(3, 2, 0.95), (-1, 2, 0.95), (1, 2, 1.0), (1, 2, 0.0)]
+)
+def test_wilson_interval_rejects_bad_input(successes, trials, confidence):
+    with pytest.raises(ValueError):
+        wilson_interval(successes, trials, confidence)
+
+
+def test_mean_std_uses_the_sample_standard_deviation():
+    assert mean_std([1.0, 2.0, 3.0, 4.0]) == pytest.approx((2.5, math.sqrt(5 / 3)))
+    assert mean_std([7.0]) == (7.0, 0.0)
+    assert all(math.isnan(v) for v in mean_std([]))
+
+
+def test_ema_is_debiased_and_zero_smoothing_is_the_identity():
+    values = [1.0, 5.0, 2.0, 8.0]
+    assert ema(values, 0.0) == values
+    smoothed = ema(values, 0.5)
+    assert smoothed[0] == 1.0  # debiased: no pull towards zero
+    # running = 0.5 * 0.5 + 0.5 * 5 = 2.75, weight = 0.75
+    assert smoothed[1] == pytest.approx(2.75 / 0.75)
+    assert ema([3.0] * 5, 0.9) == pytest.approx([3.0] * 5)
+    with_nan = ema([1.0, float("nan"), 1.0], 0.5)
+    assert math.isnan(with_nan[1]) and with_nan[2] == pytest.approx(1.0)
+    with pytest.raises(ValueError):
+        ema(values, 1.0)
+
+
+def _record(outcome, steps, agreement=None, progress=1.0, latency=1.0, nll=None):
+    return {
+        "outcome": outcome,
+        "steps": steps,
+        "progress_m": 10 * progress,
+        "progress_frac": progress,
+        "corridor_length_m": 10.0,
+        "agreement": agreement,
+        "expert_nll": nll,
+        "yaw_mse": None,
+        "latency_ms": latency,
+    }
+
+
+def test_summarize_rates_over_episodes_and_agreement_over_steps():
+    records = [
+        _record("goal", 100, agreement=1.0, latency=1.0, nll=0.1),
+        _record("collision", 300, agreement=0.5, progress=0.5, latency=3.0, nll=0.5),
+        _record("timeout", 100, agreement=0.0, progress=0.25, latency=1.0, nll=None),
+    ]
+    s = summarize(records)
+    assert s["episodes"] == 3 and s["successes"] == 1
+    assert s["success_rate"] == pytest.approx(1 / 3)
+    assert (s["success_ci_low"], s["success_ci_high"]) == pytest.approx(wilson_interval(1, 3))
+    assert s["collision_rate"] == pytest.approx(1 / 3)
+    assert s["timeout_rate"] == pytest.approx(1 / 3)
+    # pooled over visited steps: (100 * 1 + 300 * 0.5 + 100 * 0) / 500
+    assert s["agreement"] == pytest.approx(250 / 500)
+    assert s["latency_ms"] == pytest.approx((100 + 900 + 100) / 500)
+    # the NLL only over the steps of episodes that have it
+    assert s["expert_nll"] == pytest.approx((100 * 0.1 + 300 * 0.5) / 400)
+    assert s["yaw_mse"] is None
+    assert s["progress_frac"] == pytest.approx((1 + 0.5 + 0.25) / 3)
+    assert s["mean_steps"] == pytest.approx(500 / 3)
+    assert s["total_steps"] == 500
+
+
+def test_summarize_rejects_empty_and_unknown_outcomes():
+    with pytest.raises(ValueError, match="zero episodes"):
+        summarize([])
+    with pytest.raises(ValueError, match="unknown outcomes"):
+        summarize([_record("running", 5)])
