@@ -10,6 +10,8 @@ A checkpoint is a dict of tensors and plain python values only, so it loads with
 ``head``           classifier | regressor | gaussian; ``target``; ``n_bins``
 ``config``         the resolved training config (``config.json`` of the run)
 ``env_kwargs``     the dataset manifest's env_kwargs (the evaluator rebuilds the env)
+``expert_config``  the dataset manifest's expert config (the evaluator's agreement
+                   reference), or None
 ``norm``           input normalisation: mode, per-channel mean and std
 ``model``          the net's state dict
 ``optimizer``      optimiser state; ``rng``: torch (and CUDA) generator states

@@ -47,6 +47,7 @@ class Policy:
         env_kwargs: dict[str, Any],
         config: dict[str, Any],
         device: torch.device,
+        expert_config: dict[str, Any] | None = None,
     ):
         self.model = model.eval()
         self.head_module = head
@@ -55,6 +56,8 @@ class Policy:
         self.net = net
         self.recurrent = recurrent
         self.env_kwargs = env_kwargs
+        # the expert that recorded the training data: the evaluator's agreement reference
+        self.expert_config = expert_config
         self.config = config
         self.n_bins = head.n_bins
         self.head = head.name
@@ -144,4 +147,5 @@ def load_policy(checkpoint: str | Path, device: str = "cpu") -> Policy:
         dict(payload["env_kwargs"]),
         dict(payload["config"]),
         torch_device,
+        payload.get("expert_config"),
     )

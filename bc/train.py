@@ -425,6 +425,7 @@ def closed_loop_callback(config: TrainConfig) -> EpochCallback:
     """Closed-loop episodes every ``--eval-every`` epochs, from the evaluator's package."""
     try:
         from eval.during_training import evaluate_checkpoint
+        from eval.errors import EvalError
     except ImportError as error:
         raise TrainError(
             f"--eval-every needs eval.during_training, which cannot be imported ({error})"
@@ -433,9 +434,12 @@ def closed_loop_callback(config: TrainConfig) -> EpochCallback:
     def callback(epoch: int, checkpoint_path: Path) -> dict[str, float]:
         if epoch % config.eval_every:
             return {}
-        return evaluate_checkpoint(
-            checkpoint_path, config.eval_episodes, config.seed, config.eval_workers
-        )
+        try:
+            return evaluate_checkpoint(
+                checkpoint_path, config.eval_episodes, config.seed, config.eval_workers
+            )
+        except EvalError as error:
+            raise TrainError(f"closed-loop evaluation after epoch {epoch}: {error}") from None
 
     return callback
 
@@ -709,6 +713,7 @@ class TrainingRun:
             "n_bins": self.dataset.n_bins,
             "config": config_to_dict(self.config),
             "env_kwargs": self.dataset.env_kwargs,
+            "expert_config": self.dataset.manifest.get("expert"),
             "norm": self.norm.to_dict(),
             "model": self.model.state_dict(),
             "optimizer": trainer.optimizer.state_dict(),

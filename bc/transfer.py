@@ -121,6 +121,8 @@ def load_pretrained(model: nn.Module, path: str, net_name: str) -> None:
         raise ConfigError(f"--pretrained {path} does not exist")
     try:
         loader(path)
+    except CheckpointError:
+        raise  # the backbone's own refusal already names the offending keys
     except (OSError, ValueError, RuntimeError, KeyError) as error:
         reason = " ".join(str(error).split())[:200]
         raise CheckpointError(f"--pretrained {path}: {reason}") from None

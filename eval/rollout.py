@@ -311,9 +311,15 @@ def labeller_config(policy: Any | None) -> Any:
 
     The dataset's expert when the checkpoint records it (``Policy.expert_config``), so that
     agreement is measured against the labels the policy was trained on; else the default
-    expert, whose labels are those of every expert kind with the default steering law.
+    expert, whose labels are those of every expert kind with the default steering law. Data
+    that no scripted expert recorded (``bc.synthetic``'s) also falls back to the default.
     """
-    return getattr(policy, "expert_config", None) if policy is not None else None
+    from expert.experts import EXPERT_KINDS
+
+    config = getattr(policy, "expert_config", None) if policy is not None else None
+    if isinstance(config, dict) and config.get("kind") in EXPERT_KINDS:
+        return config
+    return None
 
 
 # --------------------------------------------------------------------------- main
