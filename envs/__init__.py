@@ -7,9 +7,13 @@ package by itself, so no explicit import is needed.
 * ``CorridorContinuous-v0``: continuous yaw command in [-1, 1].
 """
 
-from gymnasium.envs.registration import register, registry
+from envs._quiet_pybullet import import_pybullet_quietly
 
-from envs.corridor_env import (
+import_pybullet_quietly()
+
+from gymnasium.envs.registration import register, registry  # noqa: E402
+
+from envs.corridor_env import (  # noqa: E402
     ACTION_TYPES,
     OBS_MODES,
     CorridorEnv,

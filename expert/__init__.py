@@ -8,39 +8,7 @@
 * ``load_run`` / ``read_manifest``: read datasets, raising ``DatasetError`` (one line).
 """
 
-import os
-import sys
-
-
-def _import_pybullet_quietly() -> None:
-    """Import PyBullet before anything else, with its C-level build-time banner silenced.
-
-    PyBullet writes "pybullet build time: ..." straight to file descriptor 2 when imported,
-    which would break the commands' single ``error: ...`` line on stderr. A failing import is
-    left for the real import to report.
-    """
-    if "pybullet" in sys.modules:
-        return
-    try:
-        saved = os.dup(2)
-    except OSError:
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        sys.stderr.flush()
-        os.dup2(devnull, 2)
-        try:
-            import pybullet  # noqa: F401
-        except ImportError:
-            pass
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
-_import_pybullet_quietly()
-
+import envs  # noqa: F401  (first: imports PyBullet with its banner silenced)
 from expert.controller import ControllerConfig, CorridorController  # noqa: E402
 from expert.dataset_io import DatasetError, load_run, read_manifest  # noqa: E402
 from expert.experts import (  # noqa: E402
