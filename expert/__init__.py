@@ -9,9 +9,9 @@
 """
 
 import envs  # noqa: F401  (first: imports PyBullet with its banner silenced)
-from expert.controller import ControllerConfig, CorridorController  # noqa: E402
-from expert.dataset_io import DatasetError, load_run, read_manifest  # noqa: E402
-from expert.experts import (  # noqa: E402
+from expert.controller import ControllerConfig, CorridorController
+from expert.dataset_io import DatasetError, load_run, read_manifest
+from expert.experts import (
     EXPERT_KINDS,
     Expert,
     ExpertConfig,
