@@ -282,11 +282,10 @@ class CorridorEnv(gym.Env):
         start = origin + directions * (self.agent_radius + 1e-3)
         end = origin + directions * max_range
         hits = pb.rayTestBatch(start.tolist(), end.tolist(), physicsClientId=self._client)
-        distances = np.full(len(angles), max_range)
-        for i, hit in enumerate(hits):
-            if hit[0] >= 0:
-                distances[i] = float(np.linalg.norm(np.array(hit[3]) - origin))
-        return distances
+        # a hit's fraction runs along start -> end; a miss reports fraction 1 (max_range)
+        fractions = np.array([hit[2] if hit[0] >= 0 else 1.0 for hit in hits])
+        inner = self.agent_radius + 1e-3
+        return inner + fractions * (max_range - inner)
 
     # ------------------------------------------------------------------ gymnasium api
     def reset(

@@ -1,14 +1,15 @@
 """A fixed bank of procedural grey-scale textures, tinted per body at reset.
 
 The patterns never change (they come from a fixed seed), so a world depends only on which
-pattern and which tint the reset seed picks. They are written once per process as PNG files,
+pattern and which tint the reset seed picks. They are written once per machine as PNG files,
 since PyBullet loads textures from disk.
 """
 
 from __future__ import annotations
 
-import atexit
-import shutil
+import functools
+import hashlib
+import os
 import tempfile
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import numpy as np
 
 TEXTURE_SIZE = 64
 
-_texture_dir: Path | None = None
+TEXTURE_SEED = 12345
 
 
 def _bricks(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -73,14 +74,31 @@ PATTERNS = (_bricks, _tiles, _stripes, _checker, _noise, _planks, _plain)
 PATTERN_NAMES = tuple(pattern.__name__.lstrip("_") for pattern in PATTERNS)
 
 
+@functools.cache
+def _bank_directory() -> Path:
+    tag = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"corridor-bc-textures-{tag}"
+
+
 def texture_files() -> list[Path]:
-    """Paths of the bank's PNG files, written on first use into a per-process temp dir."""
-    global _texture_dir
-    if _texture_dir is None or not _texture_dir.exists():
-        _texture_dir = Path(tempfile.mkdtemp(prefix="corridor-textures-"))
-        atexit.register(shutil.rmtree, _texture_dir, True)
-        rng = np.random.default_rng(12345)
-        for name, pattern in zip(PATTERN_NAMES, PATTERNS, strict=True):
-            grey = np.clip(pattern(rng, TEXTURE_SIZE), 0, 255).astype(np.uint8)
-            iio.imwrite(_texture_dir / f"{name}.png", np.repeat(grey[:, :, None], 3, axis=2))
-    return [_texture_dir / f"{name}.png" for name in PATTERN_NAMES]
+    """Paths of the bank's PNG files, written once into a temp dir that every process shares.
+
+    The directory name carries a hash of this module, so a changed bank gets a new one, and
+    files are written to a temporary name and renamed, so concurrent processes never read a
+    half-written texture. Nothing is left per process, even when one is killed.
+    """
+    directory = _bank_directory()
+    paths = [directory / f"{name}.png" for name in PATTERN_NAMES]
+    if all(path.exists() for path in paths):
+        return paths
+    directory.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(TEXTURE_SEED)
+    for path, pattern in zip(paths, PATTERNS, strict=True):
+        # drawn in order whether or not the file exists, so every pattern is the same
+        grey = np.clip(pattern(rng, TEXTURE_SIZE), 0, 255).astype(np.uint8)
+        if path.exists():
+            continue
+        partial = path.with_name(f".{path.stem}.{os.getpid()}.png")
+        iio.imwrite(partial, np.repeat(grey[:, :, None], 3, axis=2))
+        os.replace(partial, path)
+    return paths
