@@ -339,9 +339,10 @@ class CorridorEnv(gym.Env):
         self.x, self.y = (float(v) for v in start + lateral * normal)
         self.yaw = float(heading + rng.uniform(-self.start_yaw_jitter, self.start_yaw_jitter))
         self._place_agent()
-        self.progress = centreline.project(self.x, self.y)[0]
+        projection = centreline.project(self.x, self.y)
+        self.progress = projection[0]
         self.outcome = "running"
-        return self._observation(), self._info(collision=False, progress_delta=0.0)
+        return self._observation(), self._info(projection, collision=False, progress_delta=0.0)
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         if self.layout is None:
@@ -368,13 +369,14 @@ class CorridorEnv(gym.Env):
                 break
 
         previous = self.progress
-        self.progress = self.layout.centreline.project(self.x, self.y)[0]
+        projection = self.layout.centreline.project(self.x, self.y)
+        self.progress = projection[0]
         progress_delta = self.progress - previous
         collision = contact is not None and contact != self.bodies.goal
         if contact is not None:
             self.outcome = "collision" if collision else "goal"
         reward = progress_delta - (self.collision_penalty if collision else 0.0)
-        info = self._info(collision=collision, progress_delta=progress_delta)
+        info = self._info(projection, collision=collision, progress_delta=progress_delta)
         return self._observation(), float(reward), self.outcome != "running", False, info
 
     def render(self) -> np.ndarray | None:
@@ -464,9 +466,12 @@ class CorridorEnv(gym.Env):
             return depth[:, :, None]
         return np.concatenate([rgb, depth[:, :, None]], axis=2)
 
-    def _info(self, collision: bool, progress_delta: float) -> dict[str, Any]:
+    def _info(
+        self, projection: tuple[float, float, int], collision: bool, progress_delta: float
+    ) -> dict[str, Any]:
+        """Privileged state; ``projection`` is the centreline projection of the current pose."""
         centreline = self.layout.centreline
-        s, lateral, segment = centreline.project(self.x, self.y)
+        s, lateral, segment = projection
         heading_error = _wrap_angle(self.yaw - float(centreline.headings[segment]))
         fraction = 1.0 if self.outcome == "goal" else min(max(s / centreline.length, 0.0), 1.0)
         return {

@@ -1,4 +1,4 @@
-"""Drive the corridor env with a simple centreline follower and write a video.
+"""Drive the corridor env with the scripted discrete expert and write a video.
 
 ``python -m envs.demo`` flies one corridor and writes ``videos/demo.mp4`` (or ``.gif``): the
 agent's camera view at the render size, one frame per control step.
@@ -7,16 +7,15 @@ agent's camera view at the render size, one frame per control step.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import gymnasium as gym
 import imageio.v2 as imageio
-import numpy as np
 
-import envs
+import envs  # noqa: F401  (registers the ids)
+from expert import ExpertConfig, expert_rng, make_expert
 
 
 @dataclass(frozen=True)
@@ -36,16 +35,6 @@ class DemoConfig:
             raise ValueError(f"--max-steps must be >= 1, got {self.max_steps}")
 
 
-def follow_centreline(env: envs.CorridorEnv, lookahead: float = 1.5) -> float:
-    """Yaw command towards a point ``lookahead`` metres ahead on the centreline."""
-    centreline = env.layout.centreline
-    s, _, _ = centreline.project(env.x, env.y)
-    target = centreline.point_at(s + lookahead)
-    bearing = math.atan2(target[1] - env.y, target[0] - env.x)
-    error = (bearing - env.yaw + math.pi) % (2 * math.pi) - math.pi
-    return float(np.clip(2.0 * error, -1.0, 1.0))
-
-
 def main(config: DemoConfig) -> dict:
     """Fly one episode and write the video; returns the final info."""
     env = gym.make(
@@ -56,11 +45,13 @@ def main(config: DemoConfig) -> dict:
         max_episode_steps=config.max_steps,
     )
     _, info = env.reset(seed=config.seed)
+    pilot = make_expert(ExpertConfig(kind="discrete"), env)
+    pilot.reset(env)
+    rng = expert_rng(config.seed)
     frames = [env.render()]
     done = False
     while not done:
-        action = env.unwrapped.yaw_command_to_action(follow_centreline(env.unwrapped))
-        _, _, terminated, truncated, info = env.step(action)
+        _, _, terminated, truncated, info = env.step(pilot.act(env, rng))
         frames.append(env.render())
         done = terminated or truncated
     env.close()

@@ -15,9 +15,10 @@ import types
 import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
 
 from eval.errors import user_errors
+from expert.cli import OneLineParser, fail  # the one-line `error: ...` exit shared by every command
 
 ConfigT = TypeVar("ConfigT")
 
@@ -43,20 +44,6 @@ def option(
     if default_factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one ``error: ...`` line and exit code 2."""
-
-    def error(self, message: str) -> NoReturn:
-        fail(message)
-
-
-def fail(message: str) -> NoReturn:
-    """Print ``error: message`` (one line) on stderr and exit with code 2."""
-    first_line = " ".join(str(message).split())
-    print(f"error: {first_line}", file=sys.stderr)
-    sys.exit(2)
 
 
 def _unwrap_optional(annotation: Any) -> tuple[Any, bool]:

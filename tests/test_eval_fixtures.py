@@ -7,6 +7,7 @@ processes can unpickle the factories that name them.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,6 @@ import numpy as np
 import torch
 
 from envs import bin_yaw_commands, yaw_command_to_bin
-from envs.demo import follow_centreline
 from eval.episodes import ExpertLabeller, PolicyAgent
 
 # one short straight corridor at 32x32: an episode is a few dozen steps
@@ -28,6 +28,16 @@ class Label:
 
     action: int
     command: float
+
+
+def follow_centreline(env: Any, lookahead: float = 1.5) -> float:
+    """Yaw command towards a point ``lookahead`` metres ahead on the centreline."""
+    centreline = env.layout.centreline
+    s, _, _ = centreline.project(env.x, env.y)
+    target = centreline.point_at(s + lookahead)
+    bearing = math.atan2(target[1] - env.y, target[0] - env.x)
+    error = (bearing - env.yaw + math.pi) % (2 * math.pi) - math.pi
+    return float(np.clip(2.0 * error, -1.0, 1.0))
 
 
 class CentrelineExpert:
