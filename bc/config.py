@@ -15,8 +15,9 @@ import types
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, NoReturn, TypeVar
+from typing import Any, ClassVar, NoReturn, TypeVar
 
+from bc.augment import AUGMENTS
 from bc.errors import ConfigError
 from bc.nets import NETS
 
@@ -153,12 +154,15 @@ def _copy(value: Any) -> Any:
 
 
 def config_from_dict(cls: type[ConfigT], values: dict[str, Any]) -> ConfigT:
-    """Rebuild a config from ``config_to_dict`` output, rejecting unknown keys."""
+    """Rebuild a config from ``config_to_dict`` output, rejecting unknown keys.
+
+    Keys an older config lacks take the class's ``LEGACY_DEFAULTS`` (if any), else defaults.
+    """
     names = {item.name for item in dataclasses.fields(cls)}
     unknown = sorted(set(values) - names)
     if unknown:
         raise ConfigError(f"unknown config keys: {', '.join(unknown)}")
-    return cls(**values)
+    return cls(**{**getattr(cls, "LEGACY_DEFAULTS", {}), **values})
 
 
 OPTIMIZERS = ("sgd", "adam", "adadelta")
@@ -190,6 +194,9 @@ SESSION_FIELDS = frozenset(
 class TrainConfig:
     """Everything a behaviour-cloning run depends on; ``config.json`` of a run holds it."""
 
+    # what a key missing from an older config.json stood for (the behaviour before it existed)
+    LEGACY_DEFAULTS: ClassVar[dict[str, Any]] = {"augment": "none"}
+
     data: str = option("data/default", "dataset directory (manifest.json + runs/)", group="data")
     in_ram: str = option(
         "auto",
@@ -215,6 +222,13 @@ class TrainConfig:
         "input normalisation: none ([0, 1]), shift ([-0.5, 0.5]), scale (training-set"
         " mean/std per channel, kept in the checkpoint) or imagenet (for pretrained nets)",
         choices=INPUT_NORMS,
+        group="data",
+    )
+    augment: str = option(
+        "color",
+        "training-frame augmentation: none, or color (per-sample brightness, channel gains and"
+        " offset, the same on every frame of a sample; depth is left alone)",
+        choices=AUGMENTS,
         group="data",
     )
     balance: bool = option(
@@ -365,6 +379,7 @@ class TrainConfig:
         for name, choices in (
             ("in_ram", ("auto", "yes", "no")),
             ("input_norm", INPUT_NORMS),
+            ("augment", AUGMENTS),
             ("head", HEADS),
             ("target", ("auto", "bin", "continuous")),
             ("bptt", BPTT_MODES),

@@ -46,6 +46,7 @@ from rich.progress import (
 from rich.table import Table
 from torch import nn
 
+from bc.augment import make_augment, unit_generator
 from bc.checkpoint import (
     BEST_SUCCESS,
     BEST_VAL_LOSS,
@@ -168,14 +169,24 @@ class Trainer:
         self.carry: tuple[torch.Tensor, torch.Tensor] | None = None
         self.tracker = MetricTracker(head.n_bins)
         self._buffers: dict[tuple[int, ...], torch.Tensor] = {}
+        self.augment = make_augment(config.augment)
+        self._position = (0, 0)  # (epoch, unit) of the unit in training, keys the augmentation
+        self._run_jitter: tuple[int, tuple[torch.Tensor, torch.Tensor]] | None = None
 
-    def _normalise(self, frames: torch.Tensor) -> torch.Tensor:
+    def set_position(self, epoch: int, unit: int) -> None:
+        """Say which unit of which epoch trains next (the augmentation draws depend on it)."""
+        self._position = (int(epoch), int(unit))
+
+    def _normalise(
+        self, frames: torch.Tensor, jitter: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> torch.Tensor:
         """Normalise a uint8 batch into a float buffer kept per batch shape.
 
         A fresh 5 MB tensor per step cost more in page faults than the arithmetic. Reuse is
         safe: the previous step's graph, which saved the buffer, is freed by its backward
         (and autograd's version counter would catch a graph that was not). Evaluation
-        batches (no grad) are large and rare, so they get fresh memory.
+        batches (no grad) are large and rare, so they get fresh memory. ``jitter``
+        (``--augment color``) is applied on the 0-255 scale before the normalisation.
         """
         frames = frames.to(self.device, non_blocking=True)
         if not torch.is_grad_enabled():
@@ -183,26 +194,60 @@ class Trainer:
         shape = tuple(frames.shape)
         if shape not in self._buffers:
             self._buffers[shape] = torch.empty(shape, dtype=torch.float32, device=self.device)
-        return self.norm(frames, out=self._buffers[shape])
+        if jitter is None or self.augment is None:
+            return self.norm(frames, out=self._buffers[shape])
+        values = self._buffers[shape].copy_(frames)
+        self.augment.apply_(values, *jitter)
+        return self.norm(values, out=values)
 
-    def frame_batch(self, split: SplitData, targets: torch.Tensor) -> Batch:
-        """Stacks of ``frames`` ending at ``targets``, labels of the target frames."""
+    def _sample_jitter(self, n: int, channels: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        if self.augment is None:
+            return None
+        generator = unit_generator(self.config.seed, *self._position)
+        return self.augment.draw(n, channels, generator)
+
+    def _run_jitter_of(
+        self, runs: torch.Tensor, n_runs: int, channels: int
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """One draw per run and epoch: a sequence keeps its look across carried windows."""
+        if self.augment is None:
+            return None
+        epoch = self._position[0]
+        if self._run_jitter is None or self._run_jitter[0] != epoch:
+            generator = unit_generator(self.config.seed, epoch, None)
+            self._run_jitter = (epoch, self.augment.draw(n_runs, channels, generator))
+        gain, offset = self._run_jitter[1]
+        return gain[runs], offset[runs]
+
+    def frame_batch(self, split: SplitData, targets: torch.Tensor, augment: bool = False) -> Batch:
+        """Stacks of ``frames`` ending at ``targets``, labels of the target frames.
+
+        ``augment``: apply the configured augmentation (training batches).
+        """
         idx = split.stack_indices(targets, self.frames)  # (B, F)
-        inputs = self._normalise(split.gather(idx))
+        frames = split.gather(idx)
+        jitter = self._sample_jitter(len(targets), frames.shape[-3]) if augment else None
+        inputs = self._normalise(frames, jitter)
         return Batch(
             inputs, split.bins[targets].to(self.device), split.yaw[targets].to(self.device)
         )
 
-    def window_batch(self, split: SplitData, unit: WindowUnit, label_every: int = 1) -> Batch:
+    def window_batch(
+        self, split: SplitData, unit: WindowUnit, label_every: int = 1, augment: bool = False
+    ) -> Batch:
         """The windows of ``unit`` with their mask.
 
         With ``label_every > 1`` only every k-th step of a run counts in the loss
-        (``--subsample`` for recurrent nets).
+        (``--subsample`` for recurrent nets). ``augment``: apply the configured augmentation.
         """
         idx, mask = split.window_indices(unit.runs, unit.offsets, unit.valid, unit.length)
         if label_every > 1:
             mask &= split.positions(idx) % label_every == 0
-        inputs = self._normalise(split.gather(idx))
+        frames = split.gather(idx)
+        jitter = None
+        if augment:
+            jitter = self._run_jitter_of(unit.runs, split.n_runs, frames.shape[-3])
+        inputs = self._normalise(frames, jitter)
         return Batch(
             inputs,
             split.bins[idx].to(self.device),
@@ -259,14 +304,14 @@ class Trainer:
         """Train on one unit (one optimiser step); returns the labelled samples it held."""
         label_every = self.config.subsample
         if isinstance(unit, FrameUnit):
-            batch = self.frame_batch(split, unit.targets)
+            batch = self.frame_batch(split, unit.targets, augment=True)
             outputs, bins, yaw, _ = self.outputs(batch)
             loss = self._loss(outputs, bins, yaw)
             self.optimise(loss)
             self._track(loss, outputs, bins, yaw)
             return int(bins.numel())
         if isinstance(unit, WindowUnit):
-            batch = self.window_batch(split, unit, label_every)
+            batch = self.window_batch(split, unit, label_every, augment=True)
             state = None if unit.reset else self.carry
             outputs, bins, yaw, state = self.outputs(batch, state, unit.carry)
             self.carry = _detach(state) if unit.carry is not None else None
@@ -280,7 +325,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         state, samples = None, 0
         for window in unit.windows:
-            batch = self.window_batch(split, window, label_every)
+            batch = self.window_batch(split, window, label_every, augment=True)
             outputs, bins, yaw, state = self.outputs(batch, state, window.carry)
             state = _detach(state)
             if bins.numel() == 0:
@@ -561,8 +606,12 @@ def _print_summary(console: Console, results: dict[str, Any]) -> None:
                 str(metrics["samples"]),
             )
     console.print(table)
+    test_rate = results.get("test_majority_rate")
     console.print(
-        f"val majority-class rate {results['val_majority_rate']:.3f}; "
+        "majority-class rate (always the training set's most frequent action): "
+        f"val {results['val_majority_rate']:.3f}"
+        + ("" if test_rate is None else f", test {test_rate:.3f}")
+        + "; "
         f"{results['steps']} steps in {results['train_time_s']:.1f} s of training "
         f"({results['samples_per_s']:.0f} samples/s)"
     )
@@ -761,6 +810,7 @@ class TrainingRun:
         )
         started, samples = time.perf_counter(), 0
         while self.unit < len(plan):
+            trainer.set_position(self.epoch, self.unit)
             samples += trainer.train_unit(self.train_split, plan[self.unit])
             self.unit += 1
             self.step += 1
@@ -873,7 +923,14 @@ class TrainingRun:
             close = getattr(split.source, "close", None)
             if close is not None:
                 close()
-        counts = self.val_split.class_counts(self.dataset.n_bins)
+        # the baseline: always predicting the training set's most frequent bin
+        n_bins = self.dataset.n_bins
+        majority = int(self.train_split.class_counts(n_bins).argmax())
+
+        def majority_rate(name: str) -> float:
+            counts = self.dataset.splits[name].class_counts(n_bins)
+            return float(counts[majority]) / max(int(counts.sum()), 1)
+
         return {
             "run_dir": str(self.run_dir),
             "net": self.config.net,
@@ -887,7 +944,8 @@ class TrainingRun:
             "best_epoch": self.best.epoch,
             "best_val": self.best.val,
             "test": test,
-            "val_majority_rate": float(counts.max()) / max(int(counts.sum()), 1),
+            "val_majority_rate": majority_rate("val"),
+            "test_majority_rate": majority_rate("test") if "test" in self.dataset.splits else None,
             "train_time_s": self.train_time,
             "samples_per_s": self.train_samples / self.train_time if self.train_time else 0.0,
             "checkpoints": {

@@ -57,10 +57,11 @@ class CorridorEnv(gym.Env):
     A camera-carrying agent (a drone) flies at constant height and constant forward speed
     through a corridor of straight segments joined by left and right bends, and steers by its
     yaw rate alone. Walls, optional obstacles (pillars, boxes, half-closed doors that always
-    leave a passable gap), wall-side clutter, textures and the light are drawn from the reset
-    seed. The world is built in its own PyBullet client (DIRECT mode) and rendered with
-    PyBullet's TinyRenderer, headless. It stands in for the Gazebo corridor of published
-    imitation-learning experiments (drone at 1 m, ~0.8 m/s, camera at ~10 Hz).
+    leave a passable gap), wall-side clutter, tints, the light and (``randomize_textures``)
+    the textures are drawn from the reset seed. The world is built in its own PyBullet
+    client (DIRECT mode) and rendered with PyBullet's TinyRenderer, headless. It stands in
+    for the Gazebo corridor of published imitation-learning experiments (drone at 1 m,
+    ~0.8 m/s, camera at ~10 Hz).
 
     ## Action Space
     ``action_type="discrete"``: ``Discrete(n_bins)``; action ``i`` commands the yaw rate
@@ -135,6 +136,7 @@ class CorridorEnv(gym.Env):
         obstacle_min_gap: float = 1.2,
         clutter_density: float = 0.5,
         randomize: bool = True,
+        randomize_textures: bool = False,
         start_offset: float = 1.0,
         start_lateral_jitter: float = 0.3,
         start_yaw_jitter: float = 10.0,
@@ -218,6 +220,7 @@ class CorridorEnv(gym.Env):
         self.obstacle_min_gap = float(obstacle_min_gap)
         self.clutter_density = float(clutter_density)
         self.randomize = bool(randomize)
+        self.randomize_textures = bool(randomize_textures)
         self.start_offset = float(start_offset)
         self.start_lateral_jitter = float(start_lateral_jitter)
         self.start_yaw_jitter = math.radians(start_yaw_jitter)
@@ -308,7 +311,7 @@ class CorridorEnv(gym.Env):
         clutter = generate_clutter(rng, centreline, self.clutter_density, self.wall_height)
         self.layout = CorridorLayout(centreline, self.corridor_width, obstacles, clutter)
         if self.randomize:
-            look = random_appearance(rng, len(clutter))
+            look = random_appearance(rng, len(clutter), self.randomize_textures)
         else:
             look = fixed_appearance(len(clutter))
         self._light = {

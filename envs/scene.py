@@ -38,8 +38,12 @@ class Appearance:
     clutter_rgba: list[tuple[float, float, float, float]] = field(default_factory=list)
 
 
-def random_appearance(rng: np.random.Generator, n_clutter: int) -> Appearance:
-    """Textures, tints and light drawn from ``rng``."""
+def random_appearance(rng: np.random.Generator, n_clutter: int, textures: bool) -> Appearance:
+    """Tints and light drawn from ``rng``, and the textures too if ``textures``.
+
+    The texture indices are drawn either way, so a world has the same layout, tints and light
+    with and without texture randomisation.
+    """
     n_textures = len(texture_files())
 
     def tint(low: float, high: float) -> tuple[float, float, float, float]:
@@ -48,15 +52,22 @@ def random_appearance(rng: np.random.Generator, n_clutter: int) -> Appearance:
 
     direction = rng.normal(0, 1, 3)
     direction[2] = abs(direction[2]) + 0.5  # light from above
+    fixed = Appearance()
+    wall_rgba, floor_rgba = tint(0.35, 1.0), tint(0.2, 0.7)
+    ceiling_rgba, obstacle_rgba = tint(0.6, 1.0), tint(0.2, 1.0)
+    drawn = [int(i) for i in rng.integers(n_textures, size=4)]
+    if not textures:
+        drawn = [fixed.wall_texture, fixed.floor_texture, fixed.ceiling_texture,
+                 fixed.obstacle_texture]  # fmt: skip
     return Appearance(
-        wall_rgba=tint(0.35, 1.0),
-        floor_rgba=tint(0.2, 0.7),
-        ceiling_rgba=tint(0.6, 1.0),
-        obstacle_rgba=tint(0.2, 1.0),
-        wall_texture=int(rng.integers(n_textures)),
-        floor_texture=int(rng.integers(n_textures)),
-        ceiling_texture=int(rng.integers(n_textures)),
-        obstacle_texture=int(rng.integers(n_textures)),
+        wall_rgba=wall_rgba,
+        floor_rgba=floor_rgba,
+        ceiling_rgba=ceiling_rgba,
+        obstacle_rgba=obstacle_rgba,
+        wall_texture=drawn[0],
+        floor_texture=drawn[1],
+        ceiling_texture=drawn[2],
+        obstacle_texture=drawn[3],
         light_direction=tuple(float(v) for v in direction / np.linalg.norm(direction)),
         light_color=tuple(float(v) for v in rng.uniform(0.75, 1.0, 3)),
         light_ambient=float(rng.uniform(0.45, 0.75)),

@@ -64,8 +64,8 @@ DEFAULT_SEED = 0
 # world indices from here on are kept for model selection during training
 MAX_EPISODES = 1_000_000
 # env arguments an evaluation may change freely: the world, not what the net sees or outputs
-WORLD_OVERRIDES = ("obstacle_density", "clutter_density", "randomize", "n_segments",
-                   "segment_length")  # fmt: skip
+WORLD_OVERRIDES = ("obstacle_density", "clutter_density", "randomize", "randomize_textures",
+                   "n_segments", "segment_length")  # fmt: skip
 # env arguments that fix the net's input and output: a checkpoint only fits its own values
 STRUCTURAL_OVERRIDES = ("image_size", "obs_mode", "n_bins")
 OBS_CHANNELS = {"rgb": 3, "depth": 1, "rgbd": 4}
@@ -105,7 +105,10 @@ class RolloutConfig:
         None, "override the env's wall clutter density, 0..1 (default: the checkpoint's env)"
     )
     randomize: bool | None = option(
-        None, "override random textures and light (default: the checkpoint's env)"
+        None, "override random tints and light (default: the checkpoint's env)"
+    )
+    randomize_textures: bool | None = option(
+        None, "override random textures (default: the checkpoint's env)"
     )
     n_segments: int | None = option(
         None, "override the corridor's number of straight segments (default: the checkpoint's)"
@@ -128,7 +131,9 @@ class RolloutConfig:
     )
     runs_dir: Path = option(DEFAULT_RUNS_DIR, "where training runs live")
     out: Path | None = option(
-        None, "results JSON file (default: <run>/eval/<checkpoint>_seed<S>_n<N>.json)"
+        None,
+        "results JSON file, or an existing folder for the default file name in it (default:"
+        " <run>/eval/<checkpoint>_seed<S>_n<N>.json)",
     )
     quiet: bool = option(False, "print no table and no progress bar")
 
@@ -369,6 +374,8 @@ def main(config: RolloutConfig) -> RolloutResult:
     which = "expert" if config.expert else checkpoint.stem
     stem = results_stem(which, config.seed, config.episodes, changed)
     out = config.out if config.out is not None else _default_out(run_dir, stem)
+    if out.is_dir():  # a folder given as --out: the default file name inside it
+        out = out / f"{stem}.json"
     video_dir = out.with_suffix("") if config.videos else None
 
     env_spec = env_spec_from_kwargs(requested, config.video_size if config.videos else None)

@@ -125,7 +125,12 @@ class EnvOptions:
     obstacle_density: float = option(0.0, help="obstacles per candidate slot, 0..1 (1 densest)")
     obstacle_min_gap: float = option(1.2, help="free gap an obstacle leaves on one side (m)")
     clutter_density: float = option(0.5, help="wall-side clutter per slot, 0..1")
-    randomize: bool = option(True, help="random textures, tints and light per world")
+    randomize: bool = option(True, help="random tints and light per world")
+    randomize_textures: bool = option(
+        False,
+        help="random wall, floor and ceiling textures per world too (needs far more than 10 "
+        "runs to learn; docs/env.md)",
+    )
     start_offset: float = option(1.0, help="metres into the corridor the agent starts")
     start_lateral_jitter: float = option(0.3, help="max start offset from the centreline (m)")
     start_yaw_jitter: float = option(10.0, help="max start heading error in degrees")

@@ -40,6 +40,8 @@ _NOISE_DEFAULTS = {
     "continuous": (0.0, 0.0),
     "stochastic": (0.5, 0.05),
 }
+# hysteresis of the discrete label: turns go on until |command| falls below this
+DEFAULT_RELEASE = 0.05
 # what executed a step, recorded per step as ``source``
 SOURCE_EXPERT, SOURCE_RANDOM, SOURCE_POLICY = 0, 1, 2
 
@@ -71,7 +73,13 @@ class ExpertConfig:
         help="the policy that acts when the expert does not (alpha < 1); DAgger passes a learner",
     )
     deadband: float = option(
-        0.2, help="|command| below which the discrete label is straight (fraction of max yaw)"
+        0.4, help="|command| below which the discrete label is straight (fraction of max yaw)"
+    )
+    release: float | None = option(
+        None,
+        help="hysteresis: a turn, once begun, goes on while |command| on its side stays above "
+        "this (<= --deadband; = --deadband turns hysteresis off; unset: 0.05, or --deadband "
+        "if smaller)",
     )
     controller: ControllerConfig = option(
         default_factory=ControllerConfig, help="steering law of the expert"
@@ -100,6 +108,12 @@ class ExpertConfig:
             )
         if not 0 <= self.deadband < 1:
             raise ValueError(f"--deadband must be in [0, 1), got {self.deadband}")
+        if self.release is None:
+            object.__setattr__(self, "release", min(DEFAULT_RELEASE, self.deadband))
+        if not 0 <= self.release <= self.deadband:
+            raise ValueError(
+                f"--release must be in [0, --deadband={self.deadband}], got {self.release}"
+            )
 
     @property
     def action_type(self) -> str:
@@ -173,13 +187,27 @@ def random_command(rng: np.random.Generator, commands: np.ndarray | None) -> flo
     return float(rng.uniform(-1.0, 1.0))
 
 
-def command_to_bin(command: float, n_bins: int, deadband: float) -> int:
+def command_to_bin(
+    command: float,
+    n_bins: int,
+    deadband: float,
+    release: float | None = None,
+    previous: int | None = None,
+) -> int:
     """The bin for ``command``: straight inside the deadband, never straight outside it.
 
     Otherwise the nearest bin. A plain nearest bin would fly straight up to |command| = 0.5
     with 3 bins and drift off the path.
+
+    Hysteresis: when the ``previous`` bin turned to the side ``command`` points to, the
+    deadband shrinks to ``release``, so a turn, once begun, goes on until the command has
+    (nearly) died out instead of flickering on and off around the deadband's edge.
     """
     centre = (n_bins - 1) // 2
+    if release is not None and previous is not None and previous != centre:
+        # low indices are left (+)
+        if (previous < centre) == (command > 0):
+            deadband = release
     if abs(command) < deadband:
         return centre
     index = yaw_command_to_bin(command, n_bins)
@@ -214,11 +242,14 @@ class Expert:
         self.policy = policy
         self._cache_key: tuple | None = None
         self._cache: tuple[ExpertLabel, SteeringTerms] | None = None
+        # the label of the previous state, for hysteresis
+        self._previous_label: int | None = None
 
     def reset(self, env) -> None:
         """Start a new episode in ``env`` (call after ``env.reset``)."""
         self.controller.reset(env)
         self._cache_key = None
+        self._previous_label = None
         reset = getattr(self.policy, "reset", None)
         if callable(reset):
             reset()
@@ -228,7 +259,12 @@ class Expert:
         return self._evaluate(env)[1]
 
     def label(self, env) -> ExpertLabel:
-        """The clean expert label for the env's current state; no side effects on the env."""
+        """The clean expert label for the env's current state; no side effects on the env.
+
+        With hysteresis (``release < deadband``) the label also depends on the label of the
+        previous state, so call it once per step, in order, after ``reset``; calls in the same
+        state return the same label.
+        """
         return self._evaluate(env)[0]
 
     def _evaluate(self, env) -> tuple[ExpertLabel, SteeringTerms]:
@@ -236,11 +272,19 @@ class Expert:
         # label() and act() in the same state share one ray scan
         key = (id(env.layout), env.x, env.y, env.yaw)
         if key != self._cache_key:
+            if self._cache is not None and self._cache_key is not None:
+                self._previous_label = self._cache[0].action
             terms = self.controller.steer(env)
-            action = command_to_bin(terms.command, self.n_bins, self.config.deadband)
+            action = self._to_bin(terms.command)
             self._cache = (ExpertLabel(action, terms.command), terms)
             self._cache_key = key
         return self._cache
+
+    def _to_bin(self, command: float) -> int:
+        config = self.config
+        return command_to_bin(
+            command, self.n_bins, config.deadband, config.release, self._previous_label
+        )
 
     def decide(
         self, env, rng: np.random.Generator, observation: np.ndarray | None = None
@@ -264,7 +308,7 @@ class Expert:
         source = SOURCE_EXPERT
         command = label.command + config.noise_sigma * noise
         if config.kind == "discrete":
-            index = command_to_bin(command, self.n_bins, config.deadband)
+            index = self._to_bin(command)
             command = float(self.bin_commands[index])
         command = float(np.clip(command, -1.0, 1.0))
         if explore < config.epsilon:

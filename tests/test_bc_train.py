@@ -140,6 +140,7 @@ def test_run_directory_holds_everything(data, tmp_path) -> None:
         assert len(record["val"]["per_class_accuracy"]) == 3
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["test"]["samples"] == 21 and 0 <= summary["val_majority_rate"] <= 1
+    assert 0 <= summary["test_majority_rate"] <= 1
 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

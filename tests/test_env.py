@@ -15,6 +15,7 @@ from gymnasium.utils.env_checker import check_env
 import envs
 from envs import CorridorEnv, bin_yaw_commands, yaw_command_to_bin
 from envs.geometry import Centreline, generate_obstacles, segment_distance, wall_polylines
+from envs.scene import Appearance, random_appearance
 from envs.seeds import collect_seed, eval_seed, is_eval_seed
 
 SMALL = {"image_size": 32, "n_segments": 2, "segment_length": (4.0, 6.0)}
@@ -90,6 +91,33 @@ def test_randomize_off_gives_a_fixed_look():
     second, _ = env.reset(seed=1)
     assert np.array_equal(first, second)
     env.close()
+
+
+def test_texture_randomisation_changes_textures_only():
+    fixed = Appearance()
+    drawn_walls = set()
+    for seed in range(6):
+        plain = random_appearance(np.random.default_rng(seed), 2, textures=False)
+        textured = random_appearance(np.random.default_rng(seed), 2, textures=True)
+        textures = ("wall_texture", "floor_texture", "ceiling_texture", "obstacle_texture")
+        for name in textures:
+            assert getattr(plain, name) == getattr(fixed, name)
+        drawn_walls.add(textured.wall_texture)
+        # tints, light and clutter colours are the same draws either way
+        plain_rest = {k: v for k, v in vars(plain).items() if k not in textures}
+        assert plain_rest == {k: v for k, v in vars(textured).items() if k not in textures}
+    assert len(drawn_walls) > 1
+
+    def world(randomize_textures):
+        env = CorridorEnv(randomize_textures=randomize_textures, image_size=32, n_segments=2)
+        obs = [env.reset(seed=seed)[0] for seed in range(3)]
+        points = env.layout.centreline.points.copy()
+        env.close()
+        return obs, points
+
+    (plain_obs, plain_points), (textured_obs, textured_points) = world(False), world(True)
+    assert np.array_equal(plain_points, textured_points)
+    assert any(not np.array_equal(a, b) for a, b in zip(plain_obs, textured_obs, strict=True))
 
 
 def test_driving_into_a_wall_terminates_with_collision():

@@ -195,6 +195,12 @@ def test_videos_of_the_first_episodes(runs):
     assert all_videos.path == runs / "v.json"
 
 
+def test_an_existing_folder_as_out_gets_the_default_file_name(runs, tmp_path):
+    result = main(_config(runs, "--episodes", "1", "--out", str(tmp_path)))
+    assert result.path == tmp_path / "best_val_loss_seed0_n1.json"
+    assert result.path.is_file()
+
+
 def test_table_goes_to_stdout_unless_quiet(runs, capsys):
     main(parse_args(["--runs-dir", str(runs), "--episodes", "1"]))
     out = capsys.readouterr().out

@@ -133,15 +133,74 @@ def test_continuous_expert_executes_its_clean_label():
     env.close()
 
 
-def test_discrete_expert_executes_its_deadband_bin():
+def test_command_to_bin_hysteresis_keeps_a_turn_going_until_release():
+    # going on turning left (bin 0) while the command stays left of the release level
+    assert command_to_bin(0.1, 3, 0.4, 0.05, previous=0) == 0
+    assert command_to_bin(0.1, 3, 0.4, 0.05, previous=1) == 1  # not turning: deadband
+    assert command_to_bin(0.04, 3, 0.4, 0.05, previous=0) == 1  # died out: straight
+    assert command_to_bin(-0.1, 3, 0.4, 0.05, previous=0) == 1  # other side: deadband
+    assert command_to_bin(-0.1, 3, 0.4, 0.05, previous=2) == 2  # right turn goes on
+    assert command_to_bin(-0.5, 3, 0.4, 0.05, previous=0) == 2
+    assert command_to_bin(0.1, 3, 0.4, 0.05) == 1  # no previous label: plain deadband
+    assert command_to_bin(0.1, 3, 0.4, 0.4, previous=0) == 1  # release = deadband: off
+
+
+def test_release_defaults_to_0_05_and_never_exceeds_the_deadband():
+    assert ExpertConfig().release == 0.05 and ExpertConfig().deadband == 0.4
+    assert ExpertConfig(deadband=0.02).release == 0.02
+    with pytest.raises(ValueError, match="--release"):
+        ExpertConfig(deadband=0.2, release=0.3)
+
+
+def _expected_bins(decisions, deadband, release):
+    """The discrete labels re-derived from the recorded commands, step by step."""
+    previous, expected = None, []
+    for decision in decisions:
+        previous = command_to_bin(decision.label.command, 3, deadband, release, previous)
+        expected.append(previous)
+    return expected
+
+
+def test_discrete_expert_executes_its_deadband_bin_with_hysteresis():
     env = _env("discrete")
     decisions, _ = _fly(env, make_expert(ExpertConfig(), env), 5)
     commands = envs.bin_yaw_commands(3)
     for decision in decisions:
         assert decision.action == decision.label.action
         assert decision.command == commands[decision.label.action]
-        assert decision.label.action == command_to_bin(decision.label.command, 3, 0.2)
+    assert [d.label.action for d in decisions] == _expected_bins(decisions, 0.4, 0.05)
     assert {d.action for d in decisions} >= {0, 1}  # it steers, and it flies straight
+    env.close()
+
+
+def test_hysteresis_turns_in_blocks_instead_of_flickering():
+    """Without hysteresis a bend is flown as turn/straight/turn/...; with it, as blocks."""
+
+    def turn_blocks(config):
+        env = _env("discrete")
+        labels = []
+        for seed in (3, 4):
+            decisions, info = _fly(env, make_expert(config, env), seed)
+            assert info["outcome"] == "goal"
+            labels += [d.label.action for d in decisions] + [1]
+        env.close()
+        turning = np.array(labels) != 1
+        starts = int(np.sum(turning[1:] & ~turning[:-1]))
+        return starts, int(turning.sum())
+
+    flicker_starts, flicker_turns = turn_blocks(ExpertConfig(deadband=0.2, release=0.2))
+    block_starts, block_turns = turn_blocks(ExpertConfig(deadband=0.2, release=0.02))
+    # mean length of a turn: steps turning per turn started
+    assert block_turns / block_starts > 1.5 * flicker_turns / flicker_starts
+
+
+def test_labels_are_stable_within_a_state_and_reset_per_episode():
+    env = _env("discrete")
+    expert = make_expert(ExpertConfig(), env)
+    first, _ = _fly(env, expert, 5)
+    again, _ = _fly(env, expert, 5)  # reset clears the hysteresis state
+    assert [d.label for d in first] == [d.label for d in again]
+    assert expert.label(env) == expert.label(env)
     env.close()
 
 

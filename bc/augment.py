@@ -1,0 +1,78 @@
+"""Photometric augmentation of training frames: ``--augment color``.
+
+Worlds differ in their tints and light, and a default dataset holds only a handful of
+worlds, so a net can learn "this colour of wall means this run" instead of the corridor's
+geometry. Colour jitter draws, per sample, a brightness factor, a gain per colour channel and
+an offset, and applies them to every frame of the sample alike (the frames of one sample were
+taken in one world). Depth channels are left alone: jitter would change the metres they
+encode.
+
+The draws depend on ``(seed, epoch, unit)`` only, never on a generator's history, so a run
+resumed mid-epoch sees exactly the augmentation an uninterrupted one did. Recurrent nets get
+one draw per run and epoch (keyed by the run, not the sample), so that a sequence keeps its
+look across the windows its hidden state is carried over.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+AUGMENTS = ("none", "color")
+_SALT = 0xC0107  # keeps these draws apart from the sampling generator of the same seed
+
+
+@dataclass(frozen=True)
+class ColorJitter:
+    """Ranges of the per-sample colour jitter (grey levels on the 0-255 scale)."""
+
+    brightness: tuple[float, float] = (0.6, 1.4)
+    channel_gain: tuple[float, float] = (0.75, 1.25)
+    offset: tuple[float, float] = (-25.0, 25.0)
+    colour_channels: int = 3
+
+    def draw(
+        self, n: int, channels: int, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(gain, offset)``, each ``(n, channels)``: identity on non-colour channels.
+
+        RGB frames have 3 channels, RGB-D 4 (depth last) and depth 1 (nothing to jitter).
+        """
+        colour = self.colour_channels if channels >= self.colour_channels else 0
+        u = torch.rand((n, 2 + colour), generator=generator, dtype=torch.float64)
+        brightness = _lerp(self.brightness, u[:, 0])
+        gain = torch.ones((n, channels), dtype=torch.float64)
+        offset = torch.zeros((n, channels), dtype=torch.float64)
+        gain[:, :colour] = brightness[:, None] * _lerp(self.channel_gain, u[:, 2:])
+        offset[:, :colour] = _lerp(self.offset, u[:, 1])[:, None]
+        return gain.float(), offset.float()
+
+    def apply_(self, values: torch.Tensor, gain: torch.Tensor, offset: torch.Tensor) -> None:
+        """In place on float frames ``(B, ..., C, H, W)`` with ``gain``/``offset`` ``(B, C)``."""
+        shape = (values.shape[0],) + (1,) * (values.dim() - 4) + (values.shape[-3], 1, 1)
+        device = values.device
+        values.mul_(gain.to(device).view(shape)).add_(offset.to(device).view(shape))
+        values.clamp_(0.0, 255.0)
+
+
+def _lerp(bounds: tuple[float, float], u: torch.Tensor) -> torch.Tensor:
+    low, high = bounds
+    return low + (high - low) * u
+
+
+def unit_generator(seed: int, epoch: int, unit: int | None) -> torch.Generator:
+    """The generator for one training unit (``unit=None``: one per epoch, for run-keyed draws)."""
+    key = [seed, _SALT, epoch] + ([] if unit is None else [unit])
+    state = np.random.SeedSequence(key).generate_state(1, np.uint64)[0]
+    return torch.Generator().manual_seed(int(state))
+
+
+def make_augment(name: str) -> ColorJitter | None:
+    """The augmentation for ``--augment`` (None for none)."""
+    if name == "none":
+        return None
+    if name == "color":
+        return ColorJitter()
+    raise ValueError(f"unknown augmentation {name!r}; choose one of: {', '.join(AUGMENTS)}")
