@@ -5,7 +5,9 @@ worlds, so a net can learn "this colour of wall means this run" instead of the c
 geometry. Colour jitter draws, per sample, a brightness factor, a gain per colour channel and
 an offset, and applies them to every frame of the sample alike (the frames of one sample were
 taken in one world). Depth channels are left alone: jitter would change the metres they
-encode.
+encode. The map ``x * gain + offset`` is folded into the input normalisation
+(``InputNorm``), so it adds no pass over the batch; values are not clipped to 0-255, so a
+bright sample may exceed the range a camera gives.
 
 The draws depend on ``(seed, epoch, unit)`` only, never on a generator's history, so a run
 resumed mid-epoch sees exactly the augmentation an uninterrupted one did. Recurrent nets get
@@ -48,13 +50,6 @@ class ColorJitter:
         gain[:, :colour] = brightness[:, None] * _lerp(self.channel_gain, u[:, 2:])
         offset[:, :colour] = _lerp(self.offset, u[:, 1])[:, None]
         return gain.float(), offset.float()
-
-    def apply_(self, values: torch.Tensor, gain: torch.Tensor, offset: torch.Tensor) -> None:
-        """In place on float frames ``(B, ..., C, H, W)`` with ``gain``/``offset`` ``(B, C)``."""
-        shape = (values.shape[0],) + (1,) * (values.dim() - 4) + (values.shape[-3], 1, 1)
-        device = values.device
-        values.mul_(gain.to(device).view(shape)).add_(offset.to(device).view(shape))
-        values.clamp_(0.0, 255.0)
 
 
 def _lerp(bounds: tuple[float, float], u: torch.Tensor) -> torch.Tensor:

@@ -535,19 +535,27 @@ class InputNorm:
             )
         return self._cache[device]
 
-    def __call__(self, frames: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-        """uint8 ``(..., C, H, W)`` -> normalised float32 of the same shape (into ``out``).
+    def __call__(
+        self,
+        frames: torch.Tensor,
+        out: torch.Tensor | None = None,
+        gain: torch.Tensor | None = None,
+        offset: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """uint8 ``(B, ..., C, H, W)`` -> normalised float32 of the same shape (into ``out``).
 
-        ``frames`` may be ``out`` itself (float frames on the 0-255 scale, normalised in place).
+        ``gain`` and ``offset`` (``(B, C)``, optional) first map each sample's channels by
+        ``x * gain + offset`` on the 0-255 scale (colour jitter, ``bc.augment``). The map is
+        folded into the normalisation's own multiply and add, so it costs no extra pass.
         """
         scale, shift = self._affine(frames.device)
+        if gain is not None and offset is not None:
+            shape = (frames.shape[0],) + (1,) * (frames.dim() - 4) + (frames.shape[-3], 1, 1)
+            offset = offset.to(frames.device).view(shape)
+            shift = offset * scale + shift
+            scale = gain.to(frames.device).view(shape) * scale
         # In place on the float copy: 4x faster than a broadcasting addcmul on CPU.
-        if out is None:
-            values = frames.to(torch.float32)
-        elif out is frames:
-            values = out
-        else:
-            values = out.copy_(frames)
+        values = frames.to(torch.float32) if out is None else out.copy_(frames)
         return values.mul_(scale).add_(shift)
 
     def to_dict(self) -> dict[str, Any]:

@@ -194,11 +194,9 @@ class Trainer:
         shape = tuple(frames.shape)
         if shape not in self._buffers:
             self._buffers[shape] = torch.empty(shape, dtype=torch.float32, device=self.device)
-        if jitter is None or self.augment is None:
+        if jitter is None:
             return self.norm(frames, out=self._buffers[shape])
-        values = self._buffers[shape].copy_(frames)
-        self.augment.apply_(values, *jitter)
-        return self.norm(values, out=values)
+        return self.norm(frames, out=self._buffers[shape], gain=jitter[0], offset=jitter[1])
 
     def _sample_jitter(self, n: int, channels: int) -> tuple[torch.Tensor, torch.Tensor] | None:
         if self.augment is None:

@@ -43,17 +43,21 @@ def test_draws_depend_on_seed_epoch_and_unit_only() -> None:
     assert not torch.equal(first, jitter.draw(4, 3, unit_generator(5, 3, 7))[0])
 
 
-def test_apply_is_one_affine_map_per_sample_on_every_frame_clamped() -> None:
+def test_the_map_is_one_affine_per_sample_and_channel_folded_into_the_norm() -> None:
     frames = torch.randint(0, 256, (2, 3, 3, 4, 4), dtype=torch.uint8)  # (B, T, C, H, W)
     gain = torch.tensor([[1.2, 0.8, 1.0], [0.5, 1.5, 1.1]])
     offset = torch.tensor([[10.0, 10.0, 10.0], [-20.0, -20.0, -20.0]])
-    values = frames.float()
-    ColorJitter().apply_(values, gain, offset)
-    for b in range(2):
-        for t in range(3):
-            for c in range(3):
-                expected = (frames[b, t, c].float() * gain[b, c] + offset[b, c]).clamp(0, 255)
-                assert torch.allclose(values[b, t, c], expected)
+    for norm in (InputNorm("none", [0.0] * 3, [1.0] * 3), InputNorm("shift", [0.5] * 3, [1.0] * 3)):
+        mean = torch.tensor(norm.mean)[:, None, None]
+        out = torch.empty(frames.shape)
+        values = norm(frames, out=out, gain=gain, offset=offset)
+        assert values is out
+        for b in range(2):
+            for t in range(3):  # every frame of a sample gets the same map
+                jittered = frames[b, t].float() * gain[b][:, None, None] + offset[b][:, None, None]
+                assert torch.allclose(values[b, t], jittered / 255.0 - mean, atol=1e-5)
+    plain = InputNorm("none", [0.0] * 3, [1.0] * 3)(frames)  # no map: the plain norm
+    assert torch.allclose(plain, frames.float() / 255.0)
 
 
 def test_make_augment_names() -> None:
