@@ -33,7 +33,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from bc.config import check_range, option, parse_given
+from bc.config import check_range, parse_given
 from bc.data import InputNorm, load_dataset
 from bc.errors import BCError, ConfigError
 from bc.heads import make_head
@@ -42,6 +42,7 @@ from bc.policy import Policy
 from bc.sampling import FrameUnit, Unit, WindowUnit
 from bc.synthetic import make_synthetic_dataset
 from bc.train import TrainConfig, Trainer, build_model, configure_torch, epoch_plan
+from configflags import option
 
 WARMUP_UNITS = 2
 

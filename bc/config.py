@@ -8,40 +8,18 @@ names, defaults, choices and documentation.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import sys
-import types
-import typing
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any, ClassVar, NoReturn, TypeVar
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
 
+import configflags
 from bc.augment import AUGMENTS
 from bc.errors import ConfigError
 from bc.nets import NETS
+from configflags import option
 
 ConfigT = TypeVar("ConfigT")
-
-
-def option(
-    default: Any,
-    help: str,
-    *,
-    choices: Sequence[str] | None = None,
-    group: str = "options",
-    metavar: str | None = None,
-) -> Any:
-    """A dataclass field that carries its CLI help line, choices, help group and metavar."""
-    metadata = {
-        "help": help,
-        "choices": tuple(choices) if choices else None,
-        "group": group,
-        "metavar": metavar,
-    }
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata=metadata)
-    return field(default=default, metadata=metadata)
 
 
 def check_choice(name: str, value: str, choices: Sequence[str]) -> None:
@@ -58,90 +36,14 @@ def check_range(name: str, value: float, *, low: float | None = None, why: str =
         raise ConfigError(f"{flag} must be >= {low:g}, got {value:g}{why}")
 
 
-class _OneLineParser(argparse.ArgumentParser):
-    """argparse prints usage plus the error; our contract is a single ``error: ...`` line."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"error: {message} (see --help)\n")
-
-
-def _field_types(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-def build_parser(cls: type, prog: str, description: str) -> argparse.ArgumentParser:
-    """An argparse parser with one flag per dataclass field.
-
-    Defaults are ``argparse.SUPPRESS`` so that ``parse_config`` can tell which flags were
-    given (``--resume`` accepts only a few of them); the help text shows the real defaults.
-    """
-    parser = _OneLineParser(
-        prog=prog,
-        description=description,
-        argument_default=argparse.SUPPRESS,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    groups: dict[str, argparse._ArgumentGroup] = {}
-    hints = _field_types(cls)
-    for item in dataclasses.fields(cls):
-        meta = item.metadata
-        group_name = meta.get("group", "options")
-        if group_name not in groups:
-            groups[group_name] = parser.add_argument_group(group_name)
-        group = groups[group_name]
-        flags = ["--" + item.name.replace("_", "-")]
-        if "_" in item.name:
-            flags.append("--" + item.name)
-        annotation = hints[item.name]
-        default = item.default_factory() if callable(item.default_factory) else item.default
-        # ArgumentDefaultsHelpFormatter only shows a default that argparse knows about.
-        help_text = f"{meta.get('help', '')} (default: {_show_default(default)})"
-        if annotation is bool:
-            # BooleanOptionalAction adds the --no-... spelling of every flag.
-            group.add_argument(
-                *flags, dest=item.name, action=argparse.BooleanOptionalAction, help=help_text
-            )
-            continue
-        kwargs: dict[str, Any] = {"dest": item.name, "help": help_text}
-        if meta.get("choices"):
-            kwargs["choices"] = meta["choices"]
-        if _is_list_of_str(annotation):
-            kwargs.update(
-                nargs="+", action="extend", type=str, metavar=meta.get("metavar") or "VALUE"
-            )
-        elif annotation in (int, float, str):
-            kwargs["type"] = annotation
-            if not meta.get("choices"):
-                kwargs["metavar"] = meta.get("metavar") or item.name.upper()
-        else:
-            raise TypeError(f"{cls.__name__}.{item.name}: unsupported field type {annotation}")
-        group.add_argument(*flags, **kwargs)
-    return parser
-
-
-def _is_list_of_str(annotation: Any) -> bool:
-    return typing.get_origin(annotation) in (list, types.GenericAlias) and typing.get_args(
-        annotation
-    ) == (str,)
-
-
-def _show_default(value: Any) -> str:
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    if isinstance(value, list):
-        return " ".join(value) if value else "none"
-    if value == "":
-        return "unset"
-    return str(value)
-
-
 def parse_given(
     cls: type, argv: Sequence[str] | None, prog: str, description: str
 ) -> dict[str, Any]:
-    """Parse ``argv`` and return only the flags that were given, by field name."""
-    parser = build_parser(cls, prog, description)
-    namespace = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
-    return vars(namespace)
+    """Parse ``argv`` and return only the flags that were given, by field name.
+
+    The bc commands also accept the original scripts' underscore spellings (``--batch_size``).
+    """
+    return configflags.parse_given(cls, argv, prog, description, aliases=True)
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:

@@ -39,9 +39,10 @@ from torch.multiprocessing.reductions import StorageWeakRef
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from bc.config import check_choice, check_range, option, parse_given
+from bc.config import check_choice, check_range, parse_given
 from bc.errors import BCError, ConfigError
 from bc.nets import NETS, NetSpec, build_net
+from configflags import option
 
 DOCS_PATH = Path(__file__).resolve().parents[1] / "docs" / "classic_nets.md"
 START_MARKER = "<!-- specs:start -->"

@@ -23,7 +23,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from eval.cli import option, parse_config, run_cli
+from configflags import option
+from eval.cli import parse_config, run_cli
 from eval.episodes import (
     TIMING_FIELDS,
     EpisodeRecord,

@@ -31,7 +31,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from eval.cli import option, parse_config, run_cli
+from configflags import option
+from eval.cli import parse_config, run_cli
 from eval.errors import EvalError
 from eval.runs import (
     CHECKPOINTS,

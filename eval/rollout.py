@@ -33,8 +33,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 import envs
+from configflags import option
 from envs.corridor_env import CorridorEnv
-from eval.cli import option, parse_config, run_cli
+from eval.cli import parse_config, run_cli
 from eval.episodes import (
     EpisodeRecord,
     ExpertAgentFactory,

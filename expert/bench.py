@@ -34,9 +34,9 @@ from rich.console import Console
 from rich.table import Table
 
 import envs
+from configflags import option, run_main
 from envs.seeds import collect_seed, eval_seed
 from expert import collect
-from expert.cli import option, run_main
 from expert.experts import EXPERT_KINDS, ExpertConfig, expert_rng, make_expert
 
 

@@ -49,9 +49,9 @@ import imageio.v2 as imageio
 import numpy as np
 
 import envs
+from configflags import fail, option, run_main
 from envs.corridor_env import OBS_MODES, CorridorEnv
 from envs.seeds import collect_seed
-from expert.cli import fail, option, run_main
 from expert.dataset_io import (
     COMPRESSIONS,
     FORMAT_VERSION,

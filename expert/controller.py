@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from configflags import option
 from envs.geometry import CorridorLayout
-from expert.cli import option
 
 
 @dataclass(frozen=True)

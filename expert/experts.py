@@ -28,8 +28,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from configflags import option
 from envs.corridor_env import bin_yaw_commands, yaw_command_to_bin
-from expert.cli import option
 from expert.controller import ControllerConfig, CorridorController, SteeringTerms
 
 EXPERT_KINDS = ("discrete", "continuous", "stochastic")

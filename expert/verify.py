@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from configflags import option, run_main
 from envs.seeds import collect_seed
-from expert.cli import option, run_main
 from expert.dataset_io import (
     MANIFEST,
     RUNS_DIR,

@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 
 from bc.checkpoint import read_checkpoint
-from bc.config import TrainConfig, build_parser
+from bc.config import TrainConfig
 from bc.errors import ConfigError
 from bc.train import config_from_cli
+from configflags import build_parser
 from tests.bc_fixtures import read_metrics, small_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -135,6 +136,10 @@ def test_no_arguments_trains_the_default_pipeline(tmp_path) -> None:
     assert not (tmp_path / "runs" / "latest").exists()
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize(
     "signum", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["SIGINT", "SIGTERM", "SIGKILL"]
 )
@@ -161,6 +166,9 @@ def test_ctrl_c_is_one_line_and_resume_continues(data, tmp_path, signum) -> None
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # as from a terminal: a test run started in the background (``cmd &``) would pass
+        # its ignored SIGINT on, and a process that starts with SIGINT ignored keeps ignoring it
+        preexec_fn=_default_sigint,
     )
     deadline = time.monotonic() + 120
     while not list(tmp_path.glob("*/metrics.jsonl")) and time.monotonic() < deadline:
@@ -205,7 +213,7 @@ def test_resume_refuses_experiment_flags(data, tmp_path) -> None:
 
 
 def test_help_has_a_line_for_every_field() -> None:
-    parser = build_parser(TrainConfig, "python -m bc.train", "")
+    parser = build_parser(TrainConfig, "python -m bc.train", "", aliases=True)
     text = parser.format_help()
     for field in dataclasses.fields(TrainConfig):
         flag = "--" + field.name.replace("_", "-")

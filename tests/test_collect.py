@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 
 import envs
+from configflags import parse_config
 from envs.corridor_env import CorridorEnv
 from envs.seeds import collect_seed
 from expert import DatasetError, ExpertConfig, load_run, read_manifest
-from expert.cli import parse_config
 from expert.collect import (
     CollectConfig,
     CollectError,

@@ -3,8 +3,9 @@ from pathlib import Path
 
 import pytest
 
+from configflags import build_parser, option
 from eval import bench, compare, rollout
-from eval.cli import build_parser, option, parse_config, run_cli
+from eval.cli import parse_config, run_cli
 from eval.errors import EvalError
 
 

@@ -1,0 +1,96 @@
+"""The shared dataclass -> command line generator (``configflags``)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from configflags import build_config, build_parser, option, parse_config, parse_given
+
+
+@dataclasses.dataclass(frozen=True)
+class Inner:
+    """Settings of the inner part."""
+
+    gain: float = option(1.0, help="a gain")
+    window_size: int = option(3, help="a window")
+
+
+@dataclasses.dataclass(frozen=True)
+class Outer:
+    source: Path | None = option(None, help="where from", positional=True)
+    max_steps: int = option(10, help="a limit", group="limits")
+    names: list[str] = option(["a"], help="names")
+    span: tuple[float, float] = option((0.0, 1.0), help="a range")
+    verbose: bool = option(False, help="talk")
+    inner: Inner = option(default_factory=Inner, help="inner settings")
+
+    def __post_init__(self):
+        if self.max_steps < 0:
+            raise ValueError(f"--max-steps must be >= 0, got {self.max_steps}")
+
+
+def test_an_empty_command_line_is_the_default_config():
+    assert parse_config(Outer, [], "prog") == Outer()
+    assert parse_given(Outer, [], "prog") == {}
+
+
+def test_nested_fields_flatten_and_every_type_converts():
+    argv = ["src", "--max-steps", "5", "--names", "x", "y", "--names", "z", "--span", "2", "3"]
+    argv += ["--verbose", "--gain", "0.5", "--window-size", "7"]
+    config = parse_config(Outer, argv, "prog")
+    assert config == Outer(Path("src"), 5, ["x", "y", "z"], (2.0, 3.0), True, Inner(0.5, 7))
+    assert parse_given(Outer, ["--gain", "2"], "prog") == {"gain": 2.0}  # only what was given
+
+
+def test_list_defaults_are_not_shared_between_instances():
+    first, second = Outer(), Outer()
+    first.names.append("b")
+    assert second.names == ["a"]
+
+
+def test_underscore_aliases_only_when_asked(capsys):
+    assert parse_given(Outer, ["--max_steps", "4"], "prog", aliases=True) == {"max_steps": 4}
+    with pytest.raises(SystemExit) as exit_info:
+        parse_given(Outer, ["--max_steps", "4"], "prog")
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: unrecognized arguments: --max_steps") and err.count("\n") == 1
+
+
+def test_help_shows_sections_groups_and_defaults():
+    text = build_parser(Outer, "prog", "what it does").format_help()
+    assert "inner settings:" in text and "Settings of the inner part." in text
+    assert "limits:" in text
+    assert "a limit (default: 10)" in text and "talk (default: off)" in text
+    assert "a range (default: 0.0 1.0)" in text and "where from (default: unset)" in text
+
+
+def test_config_errors_are_one_line_with_exit_code_2(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        parse_config(Outer, ["--max-steps", "-1"], "prog")
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == "error: --max-steps must be >= 0, got -1\n"
+
+
+def test_fields_need_a_help_line_and_unique_names():
+    @dataclasses.dataclass
+    class NoHelp:
+        value: int = 1
+
+    @dataclasses.dataclass
+    class Clash:
+        gain: float = option(1.0, help="outer gain")
+        inner: Inner = option(default_factory=Inner, help="inner")
+
+    with pytest.raises(TypeError, match="help line"):
+        build_parser(NoHelp, "prog")
+    with pytest.raises(TypeError, match="gain"):
+        build_parser(Clash, "prog")
+
+
+def test_build_config_turns_lists_into_tuples_for_tuple_fields_only():
+    config = build_config(Outer, {"span": [1, 2], "names": ["q"]})
+    assert config.span == (1, 2) and config.names == ["q"]
