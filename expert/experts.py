@@ -126,8 +126,14 @@ class ExpertConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ExpertConfig:
-        """Inverse of ``to_dict``."""
+        """Inverse of ``to_dict``.
+
+        A config recorded before ``release`` existed had no hysteresis: its release is its
+        deadband.
+        """
         values = dict(values)
+        if "deadband" in values and "release" not in values:
+            values["release"] = values["deadband"]
         values["controller"] = ControllerConfig(**values.get("controller", {}))
         return cls(**values)
 

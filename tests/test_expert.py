@@ -152,6 +152,14 @@ def test_release_defaults_to_0_05_and_never_exceeds_the_deadband():
         ExpertConfig(deadband=0.2, release=0.3)
 
 
+def test_configs_recorded_before_hysteresis_read_back_without_it():
+    old = ExpertConfig().to_dict()
+    old["deadband"] = 0.2
+    del old["release"]
+    assert ExpertConfig.from_dict(old).release == 0.2
+    assert ExpertConfig.from_dict(ExpertConfig().to_dict()) == ExpertConfig()
+
+
 def _expected_bins(decisions, deadband, release):
     """The discrete labels re-derived from the recorded commands, step by step."""
     previous, expected = None, []
