@@ -171,7 +171,6 @@ class Trainer:
         self._buffers: dict[tuple[int, ...], torch.Tensor] = {}
         self.augment = make_augment(config.augment)
         self._position = (0, 0)  # (epoch, unit) of the unit in training, keys the augmentation
-        self._run_jitter: tuple[int, tuple[torch.Tensor, torch.Tensor]] | None = None
 
     def set_position(self, epoch: int, unit: int) -> None:
         """Say which unit of which epoch trains next (the augmentation draws depend on it)."""
@@ -194,9 +193,8 @@ class Trainer:
         shape = tuple(frames.shape)
         if shape not in self._buffers:
             self._buffers[shape] = torch.empty(shape, dtype=torch.float32, device=self.device)
-        if jitter is None:
-            return self.norm(frames, out=self._buffers[shape])
-        return self.norm(frames, out=self._buffers[shape], gain=jitter[0], offset=jitter[1])
+        gain, offset = (None, None) if jitter is None else jitter
+        return self.norm(frames, out=self._buffers[shape], gain=gain, offset=offset)
 
     def _sample_jitter(self, n: int, channels: int) -> tuple[torch.Tensor, torch.Tensor] | None:
         if self.augment is None:
@@ -210,11 +208,8 @@ class Trainer:
         """One draw per run and epoch: a sequence keeps its look across carried windows."""
         if self.augment is None:
             return None
-        epoch = self._position[0]
-        if self._run_jitter is None or self._run_jitter[0] != epoch:
-            generator = unit_generator(self.config.seed, epoch, None)
-            self._run_jitter = (epoch, self.augment.draw(n_runs, channels, generator))
-        gain, offset = self._run_jitter[1]
+        generator = unit_generator(self.config.seed, self._position[0], None)
+        gain, offset = self.augment.draw(n_runs, channels, generator)
         return gain[runs], offset[runs]
 
     def frame_batch(self, split: SplitData, targets: torch.Tensor, augment: bool = False) -> Batch:
