@@ -9,14 +9,27 @@ which flags were given (``bc.train --resume`` accepts only some).
 
 Field types: ``bool`` (``--x/--no-x``), ``int``, ``float``, ``str``, ``Path``, fixed-length
 ``tuple[T, T]``, ``tuple[T, ...]`` (one or more values), ``list[str]`` (one or more, repeatable),
-each optionally ``| None`` (None is only ever a default). Errors end the program with one
-``error: ...`` line on stderr and exit code 2, never a usage dump or a traceback.
+each optionally ``| None`` (None is only ever a default).
+
+Every command runs through :func:`run_main`, so every command ends the same way:
+
+======  =================================================================================
+exit    when
+======  =================================================================================
+0       the command did its work
+1       the work ran and found a failure (:class:`CommandFailed`: a recording crashed,
+        ``expert.verify`` found bad files)
+2       bad input (:class:`UserError` or ``ValueError``): a wrong flag or value, a missing,
+        corrupt or mismatched file; one ``error: ...`` line on stderr, never a traceback
+130     interrupted (Ctrl-C or SIGTERM): one line; rerunning the same command resumes
+======  =================================================================================
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import signal
 import sys
 import types
 import typing
@@ -26,7 +39,9 @@ from typing import Any, NoReturn, TypeVar
 
 Config = TypeVar("Config")
 
+EXIT_FAILED = 1
 USAGE_ERROR = 2
+EXIT_INTERRUPTED = 130
 # the value of an optional positional argument that was not given
 _NOT_GIVEN = object()
 
@@ -61,6 +76,28 @@ def option(
     if default_factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
+
+
+class UserError(Exception):
+    """An error the user caused and can fix: commands print it as one line and exit 2.
+
+    Each package's own user errors derive from it (``dataset.DatasetError``,
+    ``bc.errors.BCError``, ``eval.errors.EvalError``, ...); anything else is a bug and keeps
+    its traceback.
+    """
+
+
+class CommandFailed(Exception):
+    """The command ran and found a failure: printed as one line (``details`` first), exit 1."""
+
+    def __init__(self, message: str, details: str = "") -> None:
+        super().__init__(message)
+        self.details = details
+
+
+def flag_name(field_name: str) -> str:
+    """The command-line flag of a config field: ``noise_sigma`` -> ``--noise-sigma``."""
+    return "--" + field_name.replace("_", "-")
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -250,17 +287,45 @@ def parse_config(
         fail(str(error))
 
 
+def _stop_on_sigterm(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt  # a cluster's SIGTERM stops a command as cleanly as Ctrl-C
+
+
 def run_main(
     main: Callable[[Config], Any],
     cls: type[Config],
     prog: str,
     description: str | None,
-    usage_errors: tuple[type[BaseException], ...] = (ValueError,),
     argv: Sequence[str] | None = None,
+    *,
+    build: Callable[[dict[str, Any]], Config] | None = None,
+    aliases: bool = False,
+    usage_errors: tuple[type[BaseException], ...] = (),
+    interrupted: str = "interrupted: rerun the same command to resume",
 ) -> Any:
-    """Parse, run ``main(config)``, and turn ``usage_errors`` into ``error: ...``, exit 2."""
-    config = parse_config(cls, argv, prog, description)
+    """Parse ``argv`` into ``cls``, run ``main(config)`` and return its result.
+
+    ``build(given)`` makes the config from the flags given (default: the dataclass with those
+    fields). Errors end the program as the module docstring's table says (``usage_errors``
+    adds exception types that count as bad input); a
+    ``KeyboardInterrupt`` that carries a message (``bc.train``'s says which epoch was kept)
+    prints that message instead of ``interrupted``.
+    """
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    given = parse_given(cls, argv, prog, description, aliases)
+    try:
+        config = build(given) if build is not None else build_config(cls, given)
+    except (UserError, ValueError, TypeError, *usage_errors) as error:
+        fail(str(error))
     try:
         return main(config)
-    except usage_errors as error:
+    except (UserError, ValueError, *usage_errors) as error:
         fail(str(error))
+    except CommandFailed as error:
+        if error.details:
+            print(error.details, file=sys.stderr, end="")
+        fail(str(error), code=EXIT_FAILED)
+    except KeyboardInterrupt as error:
+        message = str(error.args[0]) if error.args else interrupted
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)

@@ -13,10 +13,10 @@ import_pybullet_quietly()
 
 from gymnasium.envs.registration import register, registry  # noqa: E402
 
-from envs.corridor_env import (  # noqa: E402
+from envs.corridor_env import CorridorEnv  # noqa: E402
+from envs.spaces import (  # noqa: E402
     ACTION_TYPES,
     OBS_MODES,
-    CorridorEnv,
     bin_yaw_commands,
     yaw_command_to_bin,
 )

@@ -18,36 +18,19 @@ from envs.geometry import (
     generate_obstacles,
 )
 from envs.scene import SceneBodies, SceneBuilder, fixed_appearance, random_appearance
+from envs.spaces import (
+    ACTION_TYPES,
+    OBS_MODES,
+    bin_yaw_commands,
+    image_shape,
+    obs_channels,
+    yaw_command_to_bin,
+)
 
-OBS_MODES = ("rgb", "depth", "rgbd")
-ACTION_TYPES = ("discrete", "continuous")
 RENDER_MODES = ("rgb_array",)
 OUTCOMES = ("running", "collision", "goal")
 
 _NEAR_PLANE = 0.05
-
-
-def bin_yaw_commands(n_bins: int) -> np.ndarray:
-    """Yaw command of each discrete action: bin i is ``1 - 2 i / (n_bins - 1)``, + is left."""
-    return 1.0 - 2.0 * np.arange(n_bins) / (n_bins - 1)
-
-
-def yaw_command_to_bin(command: float, n_bins: int) -> int:
-    """The discrete action whose yaw command is nearest to ``command`` (in [-1, 1])."""
-    index = round((1.0 - float(np.clip(command, -1.0, 1.0))) * (n_bins - 1) / 2.0)
-    return int(min(max(index, 0), n_bins - 1))
-
-
-def _image_shape(image_size: int | Sequence[int]) -> tuple[int, int]:
-    if isinstance(image_size, (int, np.integer)):
-        height = width = int(image_size)
-    elif isinstance(image_size, Sequence) and len(image_size) == 2:
-        height, width = (int(v) for v in image_size)
-    else:
-        raise ValueError(f"image_size must be an int or (height, width), got {image_size!r}")
-    if height < 32 or width < 32:
-        raise ValueError(f"image_size must be >= 32 (pixels per side), got {image_size!r}")
-    return height, width
 
 
 class CorridorEnv(gym.Env):
@@ -155,7 +138,7 @@ class CorridorEnv(gym.Env):
         require(action_type in ACTION_TYPES, "action_type", f"one of {ACTION_TYPES}", action_type)
         require(isinstance(n_bins, (int, np.integer)) and n_bins >= 3 and n_bins % 2 == 1,
                 "n_bins", "an odd integer >= 3", n_bins)  # fmt: skip
-        self.height, self.width = _image_shape(image_size)
+        self.height, self.width = image_shape(image_size)
         require(0.0 < fov < 180.0, "fov", "in (0, 180) degrees", fov)
         require(obs_mode in OBS_MODES, "obs_mode", f"one of {OBS_MODES}", obs_mode)
         require(depth_range > 0, "depth_range", "> 0 metres", depth_range)
@@ -233,7 +216,7 @@ class CorridorEnv(gym.Env):
             self.action_space = spaces.Discrete(self.n_bins)
         else:
             self.action_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
-        channels = {"rgb": 3, "depth": 1, "rgbd": 4}[obs_mode]
+        channels = obs_channels(obs_mode)
         self.observation_space = spaces.Box(0, 255, (self.height, self.width, channels), np.uint8)
 
         self._client = pb.connect(pb.DIRECT)
