@@ -13,7 +13,7 @@ For every net it reports
 Both are timed unit by unit, alternating, over ``--rounds`` blocks of ``--steps`` units; the
 fastest block of each counts, so a machine shared with other jobs disturbs the ratio as little
 as possible. Without ``--data`` the
-bench writes a synthetic dataset (``bc.synthetic``) into a temporary directory.
+bench writes a synthetic dataset (``dataset.synthetic``) into a temporary directory.
 """
 
 from __future__ import annotations
@@ -33,16 +33,16 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from bc.config import check_range, parse_given
+from bc.config import TrainConfig, check_range
 from bc.data import InputNorm, load_dataset
-from bc.errors import BCError, ConfigError
+from bc.errors import ConfigError
 from bc.heads import make_head
 from bc.nets import NETS
 from bc.policy import Policy
 from bc.sampling import FrameUnit, Unit, WindowUnit
-from bc.synthetic import make_synthetic_dataset
-from bc.train import TrainConfig, Trainer, build_model, configure_torch, epoch_plan
-from configflags import option
+from bc.trainer import Trainer, build_model, configure_torch, epoch_plan
+from configflags import option, run_main
+from dataset.synthetic import make_synthetic_dataset
 
 WARMUP_UNITS = 2
 
@@ -234,18 +234,11 @@ def main(config: BenchConfig) -> list[dict[str, Any]]:
     return results
 
 
-def cli(argv: Sequence[str] | None = None) -> int:
-    """Run the bench from the command line; user errors are one ``error:`` line, exit 2."""
-    try:
-        given = parse_given(
-            BenchConfig, argv, "python -m bc.bench", "Training and inference speed per net."
-        )
-        main(BenchConfig(**given))
-    except BCError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(cli())
+    run_main(
+        main,
+        BenchConfig,
+        "python -m bc.bench",
+        "Training and inference speed per net.",
+        aliases=True,
+    )

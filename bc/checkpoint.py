@@ -1,7 +1,8 @@
 """Checkpoints: one ``.pt`` file that rebuilds a policy or resumes a run on its own.
 
 A checkpoint is a dict of tensors and plain python values only, so it loads with
-``torch.load(weights_only=True)`` and nothing in it can run code. Keys:
+``torch.load(weights_only=True)`` and nothing in it can run code. :func:`build_checkpoint`
+is the one place that writes its keys:
 
 =================  ================================================================
 ``format``         ``"corridor-bc-checkpoint"``; ``format_version`` 1
@@ -19,8 +20,11 @@ A checkpoint is a dict of tensors and plain python values only, so it loads with
                    optimiser steps so far
 ``train_sums``     training metric sums of a partial epoch; ``carry``: the sliding
                    BPTT hidden state, if a checkpoint falls between two windows
+``best_val_loss``  the lowest validation loss so far, ``best_epoch`` its epoch and
+                   ``best_val`` its validation metrics (a resume keeps selecting)
 ``record``         the metrics.jsonl record of this point (without closed-loop metrics)
 ``dataset``        run names and lengths per split (checked on resume)
+``versions``       library versions that wrote it (``torch``)
 =================  ================================================================
 
 A run directory keeps ``checkpoints/last.pt`` (every epoch), ``checkpoints/best_val_loss.pt``
@@ -30,26 +34,36 @@ and, with closed-loop evaluation, ``checkpoints/best_success.pt``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import pickle
 import signal
 import threading
-import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
+from bc.config import config_to_dict
 from bc.errors import CheckpointError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from bc.config import TrainConfig
+    from bc.data import Dataset, InputNorm
+    from bc.heads import Head
+    from bc.nets import NetSpec
 
 FORMAT = "corridor-bc-checkpoint"
 FORMAT_VERSION = 1
 LAST = "last.pt"
 BEST_VAL_LOSS = "best_val_loss.pt"
 BEST_SUCCESS = "best_success.pt"
-RUN_TIME_FORMAT = "%Y%m%d-%H%M%S"
+# what read_checkpoint needs before anything else reads the file
+REQUIRED_KEYS = ("net", "spec", "model", "config", "norm")
 
 
 def checkpoint_dir(run_dir: str | Path) -> Path:
@@ -138,10 +152,64 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"{path} has checkpoint format {payload.get('format_version')!r};"
             f" this corridor-bc reads version {FORMAT_VERSION}"
         )
-    missing = [key for key in ("net", "spec", "model", "config", "norm") if key not in payload]
+    missing = [key for key in REQUIRED_KEYS if key not in payload]
     if missing:
         raise CheckpointError(f"{path} lacks {', '.join(missing)}")
     return payload
+
+
+def build_checkpoint(
+    *,
+    config: TrainConfig,
+    spec: NetSpec,
+    head: Head,
+    norm: InputNorm,
+    dataset: Dataset,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    epoch: int,
+    unit: int,
+    step: int,
+    train_sums: dict[str, Any] | None,
+    carry: tuple[torch.Tensor, ...] | None,
+    best_val_loss: float,
+    best_epoch: int,
+    best_val: dict[str, Any] | None,
+    record: dict[str, Any],
+) -> dict[str, Any]:
+    """The checkpoint of a training position, with every key of the module docstring's table.
+
+    ``train_sums`` and ``carry`` are None at the end of an epoch; the global RNG states are
+    read here, so call it at the position it describes.
+    """
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "net": config.net,
+        "spec": dataclasses.asdict(spec),
+        "recurrent": config.recurrent,
+        "head": head.name,
+        "target": head.target,
+        "n_bins": dataset.n_bins,
+        "config": config_to_dict(config),
+        "env_kwargs": dataset.env_kwargs,
+        "expert_config": dataset.manifest.get("expert"),
+        "norm": norm.to_dict(),
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "rng": rng_state(),
+        "epoch": epoch,
+        "unit": unit,
+        "step": step,
+        "train_sums": train_sums,
+        "carry": None if carry is None else list(carry),
+        "best_val_loss": best_val_loss,
+        "best_epoch": best_epoch,
+        "best_val": best_val,
+        "record": record,
+        "dataset": dataset.fingerprint(),
+        "versions": {"torch": str(torch.__version__)},
+    }
 
 
 def rng_state() -> dict[str, Any]:
@@ -157,26 +225,3 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
-
-
-def run_start_time(run_dir: Path) -> float:
-    """When a run started: from its name (``YYYYmmdd-HHMMSS_...``) or else its mtime."""
-    try:
-        return time.mktime(time.strptime(run_dir.name[:15], RUN_TIME_FORMAT))
-    except ValueError:
-        return run_dir.stat().st_mtime
-
-
-def find_latest_run(root: str | Path = "runs") -> Path | None:
-    """The most recently started run under ``root`` that has a ``checkpoints/last.pt``.
-
-    Run names start with their start time, so among ``bc.train``'s own runs this is the
-    last by name; a run directory named by hand counts from its modification time.
-    """
-    root = Path(root)
-    if not root.is_dir():
-        return None
-    runs = [d for d in root.iterdir() if (checkpoint_dir(d) / LAST).is_file()]
-    if not runs:
-        return None
-    return max(runs, key=lambda d: (run_start_time(d), d.name))

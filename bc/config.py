@@ -13,11 +13,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
-import configflags
 from bc.augment import AUGMENTS
 from bc.errors import ConfigError
+from bc.heads import HEADS
 from bc.nets import NETS
-from configflags import option
+from configflags import flag_name, option
 
 ConfigT = TypeVar("ConfigT")
 
@@ -25,25 +25,25 @@ ConfigT = TypeVar("ConfigT")
 def check_choice(name: str, value: str, choices: Sequence[str]) -> None:
     """Raise a ConfigError naming the flag when ``value`` is not one of ``choices``."""
     if value not in choices:
-        flag = "--" + name.replace("_", "-")
-        raise ConfigError(f"{flag} must be one of {', '.join(choices)}; got {value!r}")
+        raise ConfigError(f"{flag_name(name)} must be one of {', '.join(choices)}; got {value!r}")
+
+
+def check_declared_choices(config: Any) -> None:
+    """Check every field of a config dataclass declared with ``option(choices=...)``.
+
+    The command line refuses other values already; this catches configs built in Python or
+    read from an older ``config.json``, from the same list.
+    """
+    for item in dataclasses.fields(config):
+        choices = item.metadata.get("choices")
+        if choices is not None:
+            check_choice(item.name, getattr(config, item.name), choices)
 
 
 def check_range(name: str, value: float, *, low: float | None = None, why: str = "") -> None:
     """Raise a ConfigError naming the flag when ``value < low``."""
     if low is not None and value < low:
-        flag = "--" + name.replace("_", "-")
-        raise ConfigError(f"{flag} must be >= {low:g}, got {value:g}{why}")
-
-
-def parse_given(
-    cls: type, argv: Sequence[str] | None, prog: str, description: str
-) -> dict[str, Any]:
-    """Parse ``argv`` and return only the flags that were given, by field name.
-
-    The bc commands also accept the original scripts' underscore spellings (``--batch_size``).
-    """
-    return configflags.parse_given(cls, argv, prog, description, aliases=True)
+        raise ConfigError(f"{flag_name(name)} must be >= {low:g}, got {value:g}{why}")
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:
@@ -58,8 +58,11 @@ def _copy(value: Any) -> Any:
 def config_from_dict(cls: type[ConfigT], values: dict[str, Any]) -> ConfigT:
     """Rebuild a config from ``config_to_dict`` output, rejecting unknown keys.
 
-    Keys an older config lacks take the class's ``LEGACY_DEFAULTS`` (if any), else defaults.
+    Keys an older config used are renamed by the class's ``LEGACY_KEYS`` (if any); keys it
+    lacks take the class's ``LEGACY_DEFAULTS`` (if any), else the defaults.
     """
+    renamed = getattr(cls, "LEGACY_KEYS", {})
+    values = {renamed.get(key, key): value for key, value in values.items()}
     names = {item.name for item in dataclasses.fields(cls)}
     unknown = sorted(set(values) - names)
     if unknown:
@@ -68,7 +71,6 @@ def config_from_dict(cls: type[ConfigT], values: dict[str, Any]) -> ConfigT:
 
 
 OPTIMIZERS = ("sgd", "adam", "adadelta")
-HEADS = ("classifier", "regressor", "gaussian")
 INPUT_NORMS = ("none", "shift", "scale", "imagenet")
 BPTT_MODES = ("full", "window", "sliding")
 
@@ -98,6 +100,8 @@ class TrainConfig:
 
     # what a key missing from an older config.json stood for (the behaviour before it existed)
     LEGACY_DEFAULTS: ClassVar[dict[str, Any]] = {"augment": "none"}
+    # keys of an older config.json and the fields they became
+    LEGACY_KEYS: ClassVar[dict[str, str]] = {"out": "runs_dir"}
 
     data: str = option("data/default", "dataset directory (manifest.json + runs/)", group="data")
     in_ram: str = option(
@@ -150,7 +154,7 @@ class TrainConfig:
         "classifier",
         "classifier (cross-entropy over the action bins), regressor (MSE on the yaw command)"
         " or gaussian (mean and log-std, negative log-likelihood)",
-        choices=HEADS,
+        choices=tuple(HEADS),
         group="net",
     )
     target: str = option(
@@ -234,10 +238,10 @@ class TrainConfig:
         " threads than with 1 on a busy 2-core machine",
         group="optimisation",
     )
-    out: str = option("runs", "parent directory of new run directories", group="run")
+    runs_dir: str = option("runs", "parent directory of new run directories", group="run")
     run_dir: str = option(
         "",
-        "exact run directory (must not exist yet; default: OUT/<time>_<net>_f<frames>)",
+        "exact run directory (must not exist yet; default: RUNS_DIR/<time>_<net>_f<frames>)",
         group="run",
     )
     resume: str = option(
@@ -278,17 +282,10 @@ class TrainConfig:
             raise ConfigError(
                 f"net {self.net!r} takes --frames in {{{allowed}}}, got {self.frames}{why}"
             )
-        for name, choices in (
-            ("in_ram", ("auto", "yes", "no")),
-            ("input_norm", INPUT_NORMS),
-            ("augment", AUGMENTS),
-            ("head", HEADS),
-            ("target", ("auto", "bin", "continuous")),
-            ("bptt", BPTT_MODES),
-            ("optimizer", OPTIMIZERS),
-            ("device", ("auto", "cpu", "cuda")),
-        ):
-            check_choice(name, getattr(self, name), choices)
+        check_declared_choices(self)
+        # Resolved here, not on use: config.json and checkpoints record the resolved target,
+        # which --resume compares field by field with the saved run, and ``config.target`` is
+        # what the head learns wherever the config goes.
         if self.target == "auto":
             self.target = "bin" if self.head == "classifier" else "continuous"
         if self.head == "classifier" and self.target != "bin":
@@ -326,6 +323,8 @@ class TrainConfig:
         check_range("eval_workers", self.eval_workers, low=1)
         if "none" in self.freeze and len(self.freeze) > 1:
             raise ConfigError("--freeze none means train everything; do not combine it")
+        # ``--freeze none`` and no --freeze are one experiment: both record [] in config.json,
+        # so --resume and the run tables compare them as equal.
         self.freeze = [part for part in self.freeze if part != "none"]
         if any(not part.strip() for part in self.freeze):
             raise ConfigError("--freeze takes non-empty parameter-name prefixes")

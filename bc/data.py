@@ -16,7 +16,6 @@ per batch); normalisation happens on the gathered batch (``InputNorm``).
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -28,27 +27,28 @@ import numpy as np
 import psutil
 import torch
 
-from bc.errors import DatasetError
+from dataset import (
+    LABEL_FIELDS,
+    MANIFEST,
+    SPLITS,
+    TRAINING_ENTRY_KEYS,
+    TRAINING_KEYS,
+    DatasetError,
+    check_frame_shape,
+    check_steps,
+    check_values,
+    error_text,
+    file_label,
+    open_run_file,
+    read_manifest,
+    recorded_env,
+    run_file,
+    step_datasets,
+)
+from envs.spaces import yaw_command_to_bin
 
-CHANNELS = {"rgb": 3, "depth": 1, "rgbd": 4}
-LABEL_KEYS = ("expert_action", "expert_continuous")
-SPLITS = ("train", "val", "test")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def bin_to_yaw(bins: torch.Tensor, n_bins: int) -> torch.Tensor:
-    """Yaw command of bin ``i`` of ``n``: ``1 - 2 i / (n - 1)`` (0 = left = +1)."""
-    return 1.0 - 2.0 * bins.to(torch.float32) / (n_bins - 1)
-
-
-def yaw_to_bin(yaw: torch.Tensor, n_bins: int) -> torch.Tensor:
-    """The bin nearest to each yaw command (commands outside [-1, 1] go to the end bins)."""
-    return torch.round((1.0 - yaw.clamp(-1.0, 1.0)) * (n_bins - 1) / 2.0).to(torch.int64)
-
-
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
 
 
 @dataclass(frozen=True)
@@ -92,11 +92,7 @@ class LazyFrames:
 
     def _dataset(self, run: int) -> h5py.Dataset:
         if run not in self._files:
-            path = self.runs[run].path
-            try:
-                self._files[run] = h5py.File(path, "r")
-            except OSError as error:
-                raise DatasetError(f"{path}: cannot open ({_one_line(error)})") from None
+            self._files[run] = open_run_file(self.runs[run].path)
         return self._files[run]["frames"]
 
     def read(self, run: int, local: np.ndarray) -> np.ndarray:
@@ -111,7 +107,7 @@ class LazyFrames:
             return dataset[local]
         except (OSError, ValueError) as error:
             raise DatasetError(
-                f"{self.runs[run].path}: cannot read frames ({_one_line(error)})"
+                f"{file_label(self.runs[run].path)}: cannot read frames ({error_text(error)})"
             ) from None
 
     def gather(self, idx: torch.Tensor) -> torch.Tensor:
@@ -227,107 +223,17 @@ class Dataset:
         }
 
 
-def _read_manifest(root: Path) -> dict[str, Any]:
-    if not root.exists():
-        raise DatasetError(
-            f"dataset {root} does not exist (collect one with python -m expert.collect)"
-        )
-    if not root.is_dir():
-        raise DatasetError(f"dataset {root} is not a directory")
-    path = root / "manifest.json"
-    if not path.exists():
-        raise DatasetError(f"{path} is missing: {root} is not a dataset directory")
+def _open_run(path: Path, frame_shape: tuple[int, int, int]) -> h5py.File:
+    """Open a run file and check the layout of what training reads: frames and labels."""
+    file = open_run_file(path)
     try:
-        manifest = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DatasetError(f"{path}: cannot read ({_one_line(error)})") from None
-    if not isinstance(manifest, dict):
-        raise DatasetError(f"{path}: expected a JSON object")
-    if manifest.get("format_version") != 1:
-        raise DatasetError(
-            f"{path}: format_version {manifest.get('format_version')!r} is not supported (need 1)"
-        )
-    for key in ("env_kwargs", "runs", "splits"):
-        if key not in manifest:
-            raise DatasetError(f"{path}: missing key {key!r}")
-    return manifest
-
-
-def _image_size(value: Any, path: Path) -> tuple[int, int]:
-    if isinstance(value, int):
-        return value, value
-    if (
-        isinstance(value, list | tuple)
-        and len(value) == 2
-        and all(isinstance(v, int) for v in value)
-    ):
-        return int(value[0]), int(value[1])
-    raise DatasetError(f"{path}: env_kwargs.image_size must be an int or [H, W], got {value!r}")
-
-
-def _check_env_kwargs(env_kwargs: dict[str, Any], path: Path) -> tuple[int, str, int, int, int]:
-    for key in ("n_bins", "obs_mode", "image_size", "action_type"):
-        if key not in env_kwargs:
-            raise DatasetError(f"{path}: env_kwargs lacks {key!r}")
-    n_bins = env_kwargs["n_bins"]
-    if not isinstance(n_bins, int) or n_bins < 2:
-        raise DatasetError(f"{path}: env_kwargs.n_bins must be an int >= 2, got {n_bins!r}")
-    obs_mode = env_kwargs["obs_mode"]
-    if obs_mode not in CHANNELS:
-        raise DatasetError(f"{path}: env_kwargs.obs_mode {obs_mode!r} is not rgb, depth or rgbd")
-    action_type = env_kwargs["action_type"]
-    if action_type not in ("discrete", "continuous"):
-        raise DatasetError(
-            f"{path}: env_kwargs.action_type {action_type!r} is not discrete or continuous"
-        )
-    height, width = _image_size(env_kwargs["image_size"], path)
-    return n_bins, action_type, CHANNELS[obs_mode], height, width
-
-
-def _resolve_run_path(root: Path, entry: dict[str, Any], manifest_path: Path) -> Path:
-    if not isinstance(entry, dict) or "name" not in entry:
-        raise DatasetError(f"{manifest_path}: every entry of 'runs' needs a 'name'")
-    file = entry.get("file") or f"runs/{entry['name']}.h5"
-    path = root / file
-    if not path.exists() and (root / "runs" / file).exists():
-        path = root / "runs" / file
-    return path
-
-
-def _open_run(path: Path, shape: tuple[int, int, int], n_bins: int) -> tuple[int, h5py.File]:
-    if not path.exists():
-        raise DatasetError(f"{path}: run file is missing")
-    try:
-        file = h5py.File(path, "r")
-    except OSError as error:
-        raise DatasetError(f"{path}: truncated or not an HDF5 file ({_one_line(error)})") from None
-    try:
-        for key in ("frames", *LABEL_KEYS):
-            if key not in file:
-                raise DatasetError(f"{path}: dataset {key!r} is missing")
-        frames = file["frames"]
-        if frames.dtype != np.uint8 or frames.ndim != 4:
-            raise DatasetError(
-                f"{path}: frames must be uint8 (T, H, W, C), got {frames.dtype} {frames.shape}"
-            )
-        height, width, channels = shape
-        if frames.shape[1:] != (height, width, channels):
-            raise DatasetError(
-                f"{path}: frames are {frames.shape[1:]} (H, W, C) but env_kwargs say"
-                f" {(height, width, channels)}"
-            )
-        length = frames.shape[0]
-        for key in LABEL_KEYS:
-            if file[key].shape != (length,):
-                raise DatasetError(
-                    f"{path}: {key} has shape {file[key].shape}, expected ({length},)"
-                )
-        if length == 0:
-            raise DatasetError(f"{path}: the run has no frames")
+        arrays = step_datasets(path, file, ("frames", *LABEL_FIELDS))
+        check_steps(path, arrays, len(arrays["frames"]))
+        check_frame_shape(path, arrays["frames"], frame_shape)
     except DatasetError:
         file.close()
         raise
-    return length, file
+    return file
 
 
 def _plan_lengths(totals: list[int], max_frames: int, subsample: int) -> list[int]:
@@ -364,24 +270,23 @@ def load_dataset(
     the frames take less than half the free memory). In-memory frames live on ``device``.
     """
     root = Path(path)
-    manifest = _read_manifest(root)
-    manifest_path = root / "manifest.json"
-    env_kwargs = manifest["env_kwargs"]
-    if not isinstance(env_kwargs, dict):
-        raise DatasetError(f"{manifest_path}: env_kwargs must be an object")
-    n_bins, action_type, channels, height, width = _check_env_kwargs(env_kwargs, manifest_path)
-    entries = {
-        entry["name"]: entry
-        for entry in manifest["runs"]
-        if isinstance(entry, dict) and "name" in entry
-    }
+    manifest = read_manifest(root, TRAINING_KEYS, TRAINING_ENTRY_KEYS)
+    manifest_path = root / MANIFEST
+    env = recorded_env(manifest, manifest_path)
+    entries = {entry["name"]: entry for entry in manifest["runs"]}
     if not manifest["runs"]:
         raise DatasetError(f"{manifest_path}: the dataset holds no runs")
     split_names = manifest["splits"]
-    if not isinstance(split_names, dict):
-        raise DatasetError(f"{manifest_path}: splits must map split names to run names")
-
-    dataset = Dataset(root, manifest, env_kwargs, n_bins, action_type, channels, height, width)
+    dataset = Dataset(
+        root,
+        manifest,
+        manifest["env_kwargs"],
+        env.n_bins,
+        env.action_type,
+        env.channels,
+        env.height,
+        env.width,
+    )
     opened: list[tuple[str, list[RunInfo], list[h5py.File]]] = []
     try:
         for split in splits:
@@ -397,14 +302,15 @@ def load_dataset(
             for name in names:
                 if name not in entries:
                     raise DatasetError(f"{manifest_path}: split {split} names unknown run {name!r}")
-                run_path = _resolve_run_path(root, entries[name], manifest_path)
-                total, file = _open_run(run_path, (height, width, channels), n_bins)
+                run_path = run_file(root, entries[name])
+                file = _open_run(run_path, env.frame_shape)
                 files.append(file)
+                total = len(file["frames"])
                 expected = entries[name].get("frames")
                 if isinstance(expected, int) and expected != total:
                     raise DatasetError(
-                        f"{run_path}: holds {total} frames but the manifest says {expected}"
-                        " (incomplete write?)"
+                        f"{file_label(run_path)}: holds {total} frames but the manifest says"
+                        f" {expected} (incomplete write?)"
                     )
                 runs.append(RunInfo(name, run_path, split, total, total))
             if split == "train":
@@ -414,9 +320,8 @@ def load_dataset(
                     for r, n in zip(runs, lengths, strict=True)
                 ]
             opened.append((split, runs, files))
-        total_bytes = sum(
-            run.length * height * width * channels for _, runs, _ in opened for run in runs
-        )
+        frame_bytes = math.prod(env.frame_shape)
+        total_bytes = sum(run.length * frame_bytes for _, runs, _ in opened for run in runs)
         if in_ram not in ("auto", "yes", "no"):
             raise ValueError(f"in_ram must be auto, yes or no, got {in_ram!r}")
         keep_in_ram = in_ram == "yes" or (in_ram == "auto" and _memory_fits(total_bytes))
@@ -450,24 +355,22 @@ def _build_split(
     for (run, file), begin in zip(kept, begins.tolist(), strict=True):
         end = begin + run.length
         try:
-            continuous = np.asarray(file["expert_continuous"][: run.length], dtype=np.float32)
-            if dataset.action_type == "discrete":
-                labels = np.asarray(file["expert_action"][: run.length], dtype=np.int64)
-            else:
-                labels = yaw_to_bin(torch.from_numpy(continuous), dataset.n_bins).numpy()
+            read = {name: file[name][: run.length] for name in LABEL_FIELDS}
             if frames is not None:
                 # (T, H, W, C) -> (T, C, H, W) once here, so batches need no permute.
                 frames[begin:end] = torch.from_numpy(file["frames"][: run.length]).permute(
                     0, 3, 1, 2
                 )
         except (OSError, ValueError, KeyError) as error:
-            raise DatasetError(f"{run.path}: cannot read ({_one_line(error)})") from None
-        if labels.min() < 0 or labels.max() >= dataset.n_bins:
             raise DatasetError(
-                f"{run.path}: expert_action outside [0, {dataset.n_bins}) (n_bins of the manifest)"
-            )
-        if not np.isfinite(continuous).all():
-            raise DatasetError(f"{run.path}: expert_continuous holds NaN or inf")
+                f"{file_label(run.path)}: cannot read ({error_text(error)})"
+            ) from None
+        check_values(run.path, read, dataset.n_bins)
+        continuous = read["expert_continuous"]
+        if dataset.action_type == "discrete":
+            labels = read["expert_action"]
+        else:
+            labels = yaw_command_to_bin(continuous, dataset.n_bins)
         bins[begin:end] = torch.from_numpy(labels)
         yaw[begin:end] = torch.from_numpy(continuous)
     run_of = torch.repeat_interleave(torch.arange(len(kept)), lengths)

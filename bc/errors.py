@@ -7,17 +7,15 @@ its traceback.
 
 from __future__ import annotations
 
+from configflags import UserError
 
-class BCError(Exception):
+
+class BCError(UserError):
     """Base class of the user-facing errors of the ``bc`` package."""
 
 
 class ConfigError(BCError, ValueError):
     """A configuration value is invalid or inconsistent with another one."""
-
-
-class DatasetError(BCError):
-    """The dataset directory or one of its files cannot be read as format version 1."""
 
 
 class CheckpointError(BCError):

@@ -20,9 +20,24 @@ from typing import Any
 import torch
 from torch.nn import functional
 
-from bc.data import bin_to_yaw, yaw_to_bin
+from envs.spaces import bin_yaw_commands, yaw_command_to_bin
 
 LOG_STD_RANGE = (-5.0, 2.0)
+
+
+def bin_to_yaw(bins: torch.Tensor, n_bins: int) -> torch.Tensor:
+    """Yaw command of each action bin (``envs.spaces``' table), float32 on ``bins``' device."""
+    table = torch.as_tensor(bin_yaw_commands(n_bins), dtype=torch.float32, device=bins.device)
+    return table[bins]
+
+
+def yaw_to_bin(yaw: torch.Tensor, n_bins: int) -> torch.Tensor:
+    """The action bin nearest to each yaw command (``envs.spaces``' rule), on ``yaw``'s device.
+
+    The rule runs on the CPU: predictions are moved there for the metrics anyway.
+    """
+    bins = yaw_command_to_bin(yaw.detach().to("cpu", torch.float64).numpy(), n_bins)
+    return torch.as_tensor(bins, dtype=torch.int64).to(yaw.device)
 
 
 @dataclass

@@ -7,9 +7,7 @@ scene (the renderer ceiling). It prints both rates and their ratio; resets are t
 
 from __future__ import annotations
 
-import argparse
 import math
-import sys
 import time
 from dataclasses import dataclass
 
@@ -17,23 +15,29 @@ import pybullet as pb
 from rich.console import Console
 from rich.table import Table
 
-from envs.corridor_env import OBS_MODES, CorridorEnv
+from configflags import option, run_main
+from envs.corridor_env import CorridorEnv
+from envs.spaces import MIN_IMAGE_SIZE, OBS_MODES
 
 
 @dataclass(frozen=True)
 class BenchConfig:
     """What to measure."""
 
-    image_sizes: tuple[int, ...] = (64, 128)
-    obs_mode: str = "rgb"
-    steps: int = 1000
-    seed: int = 0
+    image_sizes: tuple[int, ...] = option(
+        (64, 128), help=f"square image sizes to measure (>= {MIN_IMAGE_SIZE})"
+    )
+    obs_mode: str = option("rgb", choices=OBS_MODES, help="camera channels: rgb, depth or rgbd")
+    steps: int = option(1000, help="env steps (and renders) to time")
+    seed: int = option(0, help="world seed of the first corridor")
 
     def __post_init__(self) -> None:
         if self.steps < 10:
             raise ValueError(f"--steps must be >= 10, got {self.steps}")
-        if any(size < 32 for size in self.image_sizes):
-            raise ValueError(f"--image-sizes must all be >= 32, got {self.image_sizes}")
+        if any(size < MIN_IMAGE_SIZE for size in self.image_sizes):
+            raise ValueError(
+                f"--image-sizes must all be >= {MIN_IMAGE_SIZE}, got {self.image_sizes}"
+            )
         if self.obs_mode not in OBS_MODES:
             raise ValueError(f"--obs-mode must be one of {OBS_MODES}, got {self.obs_mode!r}")
 
@@ -119,21 +123,5 @@ def main(config: BenchConfig) -> list[BenchResult]:
     return results
 
 
-def parse_args(argv: list[str] | None = None) -> BenchConfig:
-    """Build the config from the command line."""
-    parser = argparse.ArgumentParser(prog="python -m envs.bench", description=__doc__)
-    parser.add_argument("--image-sizes", type=int, nargs="+", default=[64, 128],
-                        help="square image sizes to measure (>= 32)")  # fmt: skip
-    parser.add_argument("--obs-mode", default="rgb", help=f"one of {OBS_MODES}")
-    parser.add_argument("--steps", type=int, default=1000, help="env steps (and renders) to time")
-    parser.add_argument("--seed", type=int, default=0, help="world seed of the first corridor")
-    args = parser.parse_args(argv)
-    try:
-        return BenchConfig(tuple(args.image_sizes), args.obs_mode, args.steps, args.seed)
-    except ValueError as error:
-        parser.error(str(error))
-
-
 if __name__ == "__main__":
-    main(parse_args())
-    sys.exit(0)
+    run_main(main, BenchConfig, "python -m envs.bench", __doc__)

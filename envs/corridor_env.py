@@ -236,7 +236,6 @@ class CorridorEnv(gym.Env):
         self._episode_rng_state: dict[str, Any] | None = None
         self._episode_actions: list[Any] = []
 
-    # ------------------------------------------------------------------ privileged state
     @property
     def pose(self) -> np.ndarray:
         """The agent's (x, y, yaw) in the world frame."""
@@ -273,7 +272,6 @@ class CorridorEnv(gym.Env):
         inner = self.agent_radius + 1e-3
         return inner + fractions * (max_range - inner)
 
-    # ------------------------------------------------------------------ gymnasium api
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
@@ -401,7 +399,6 @@ class CorridorEnv(gym.Env):
         """Whether the env still holds a live PyBullet client."""
         return self._client >= 0 and pb.isConnected(physicsClientId=self._client)
 
-    # ------------------------------------------------------------------ internals
     def _place_agent(self) -> None:
         pb.resetBasePositionAndOrientation(
             self._agent, [self.x, self.y, self.camera_height], [0.0, 0.0, 0.0, 1.0],
@@ -451,6 +448,15 @@ class CorridorEnv(gym.Env):
         if self.obs_mode == "depth":
             return depth[:, :, None]
         return np.concatenate([rgb, depth[:, :, None]], axis=2)
+
+    def centreline_errors(self) -> tuple[float, float]:
+        """Privileged: (lateral offset in m, + left; heading error in rad) of the current pose.
+
+        The same values as ``info["lateral_offset"]`` and ``info["heading_error"]``.
+        """
+        _, lateral, segment = self.layout.centreline.project(self.x, self.y)
+        heading = _wrap_angle(self.yaw - float(self.layout.centreline.headings[segment]))
+        return float(lateral), float(heading)
 
     def _info(
         self, projection: tuple[float, float, int], collision: bool, progress_delta: float

@@ -6,6 +6,12 @@
 * ``python -m eval.bench``: episodes per minute with 1 and 2 workers;
 * ``eval.during_training.evaluate_checkpoint``: the trainer's ``--eval-every`` hook.
 
+Under them: ``eval.episodes`` flies one episode (``eval.agents``: the expert and the agent
+protocols, ``eval.policy_agent``: a trained policy) and ``eval.worker_pool`` many, in this
+process or in worker processes; ``eval.runs`` finds runs and their result files;
+``eval.run_groups``, ``eval.compare_plots`` and ``eval.markdown_table`` are the comparison's
+loading, plots and table; ``eval.stats`` and ``eval.video`` the numbers and the videos.
+
 See docs/evaluation.md.
 """
 

@@ -13,7 +13,6 @@ By default the expert flies (no run needed; the env dominates the cost); ``--run
 from __future__ import annotations
 
 import os
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,22 +22,21 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from configflags import option
-from eval.cli import parse_config, run_cli
+from configflags import CommandFailed, option, run_main
+from envs.spaces import MIN_IMAGE_SIZE
+from eval.agents import ExpertAgentFactory, ExpertLabellerFactory
 from eval.episodes import (
     TIMING_FIELDS,
     EpisodeRecord,
-    ExpertAgentFactory,
-    ExpertLabellerFactory,
-    PolicyAgentFactory,
-    WorkerSpec,
+    WorkerSetup,
     env_spec_from_kwargs,
     make_tasks,
-    run_episodes,
 )
 from eval.errors import EvalError
-from eval.rollout import labeller_config, load_policy_checked
+from eval.policy_agent import PolicyAgentFactory
+from eval.rollout import labeller_config, load_policy_on_cpu
 from eval.runs import CHECKPOINTS, DEFAULT_RUNS_DIR, resolve_checkpoint
+from eval.worker_pool import run_episodes
 
 
 @dataclass(frozen=True)
@@ -62,8 +60,8 @@ class BenchConfig:
             raise EvalError(f"--episodes must be >= 1, got {self.episodes}")
         if self.n_segments is not None and self.n_segments < 1:
             raise EvalError(f"--n-segments must be >= 1, got {self.n_segments}")
-        if self.image_size is not None and self.image_size < 32:
-            raise EvalError(f"--image-size must be >= 32, got {self.image_size}")
+        if self.image_size is not None and self.image_size < MIN_IMAGE_SIZE:
+            raise EvalError(f"--image-size must be >= {MIN_IMAGE_SIZE}, got {self.image_size}")
         if self.image_size is not None and (self.run or self.checkpoint):
             raise EvalError("--image-size must match a policy's checkpoint; use it with the expert")
 
@@ -106,7 +104,7 @@ def main(config: BenchConfig) -> list[BenchRow]:
         checkpoint, _ = resolve_checkpoint(
             config.run, config.checkpoint, config.which, config.runs_dir
         )
-        policy = load_policy_checked(checkpoint)
+        policy = load_policy_on_cpu(checkpoint)
         kwargs = {**dict(policy.env_kwargs), **overrides}
         agent: Any = PolicyAgentFactory(str(checkpoint), preloaded=policy)
         labeller = ExpertLabellerFactory(labeller_config(policy))
@@ -116,19 +114,19 @@ def main(config: BenchConfig) -> list[BenchRow]:
         agent = ExpertAgentFactory(None)
         labeller = ExpertLabellerFactory(None)
         what = "expert"
-    spec = WorkerSpec(env_spec_from_kwargs(kwargs), agent, labeller)
+    setup = WorkerSetup(env_spec_from_kwargs(kwargs), agent, labeller)
     tasks = make_tasks(config.seed, config.episodes)
 
     rows = []
     reference = None
     for workers in config.workers:
         started = time.perf_counter()
-        records = run_episodes(spec, tasks, workers)
+        records = run_episodes(setup, tasks, workers)
         seconds = time.perf_counter() - started
         if reference is None:
             reference = _without_timing(records)
         elif _without_timing(records) != reference:
-            raise RuntimeError(
+            raise CommandFailed(
                 f"{workers} workers flew different episodes than {config.workers[0]}"
             )
         rows.append(BenchRow(workers, len(records), sum(r.steps for r in records), seconds))
@@ -151,10 +149,5 @@ def main(config: BenchConfig) -> list[BenchRow]:
     return rows
 
 
-def parse_args(argv: Sequence[str] | None = None) -> BenchConfig:
-    """Build the config from the command line."""
-    return parse_config(BenchConfig, argv, "python -m eval.bench", __doc__)
-
-
 if __name__ == "__main__":
-    sys.exit(run_cli(main, parse_args()))
+    run_main(main, BenchConfig, "python -m eval.bench", __doc__, interrupted="interrupted")

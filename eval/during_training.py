@@ -1,8 +1,11 @@
 """Closed-loop evaluation hook for the trainer (``bc.train --eval-every N``).
 
-``bc.train`` calls :func:`evaluate_checkpoint` on a freshly written checkpoint every N epochs,
-logs the returned metrics to TensorBoard and ``metrics.jsonl`` (under ``eval``), and keeps
-``checkpoints/best_success.pt`` by ``success_rate``.
+:func:`closed_loop_callback` makes the trainer's epoch callback: it calls
+:func:`evaluate_checkpoint` on the freshly written checkpoint every N epochs; ``bc.train``
+logs the returned metrics to TensorBoard and ``metrics.jsonl`` (under ``eval``) and keeps
+``checkpoints/best_success.pt`` by ``success_rate``. bc sits below eval and never imports
+it: ``python -m bc.train`` hands this factory in from its ``__main__`` block, and Python
+callers pass ``epoch_callback=closed_loop_callback(config)`` to ``bc.train.main``.
 
 Selection worlds and report worlds never coincide: episode ``i`` here flies
 ``eval_seed(seed, TRAINING_WORLDS_START + i)``, while ``python -m eval.rollout`` flies
@@ -16,16 +19,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from eval.episodes import (
-    ExpertLabellerFactory,
-    PolicyAgentFactory,
-    WorkerSpec,
-    env_spec_from_kwargs,
-    make_tasks,
-    run_episodes,
-)
-from eval.rollout import MAX_EPISODES, check_compatible, labeller_config, load_policy_checked
+from bc.config import TrainConfig
+from bc.errors import TrainError
+from bc.train import EpochCallback
+from eval.agents import ExpertLabellerFactory
+from eval.episodes import WorkerSetup, env_spec_from_kwargs, make_tasks
+from eval.errors import EvalError
+from eval.policy_agent import PolicyAgentFactory
+from eval.rollout import MAX_EPISODES, check_compatible, labeller_config, load_policy_on_cpu
 from eval.stats import summarize
+from eval.worker_pool import run_episodes
 
 TRAINING_WORLDS_START = MAX_EPISODES
 # what the trainer logs: keys of the returned dict
@@ -43,6 +46,28 @@ LOGGED_KEYS = (
     "yaw_mse",
     "latency_ms",
 )
+
+
+def closed_loop_callback(config: TrainConfig) -> EpochCallback | None:
+    """The epoch callback of ``config``'s closed-loop evaluation (None with ``eval_every`` 0).
+
+    Every ``eval_every``-th epoch it flies ``eval_episodes`` episodes with ``eval_workers``
+    workers from the run's seed; an evaluation error stops the run as a one-line TrainError.
+    """
+    if config.eval_every == 0:
+        return None
+
+    def callback(epoch: int, checkpoint_path: Path) -> dict[str, float]:
+        if epoch % config.eval_every:
+            return {}
+        try:
+            return evaluate_checkpoint(
+                checkpoint_path, config.eval_episodes, config.seed, config.eval_workers
+            )
+        except EvalError as error:
+            raise TrainError(f"closed-loop evaluation after epoch {epoch}: {error}") from None
+
+    return callback
 
 
 def evaluate_checkpoint(
@@ -76,17 +101,17 @@ def evaluate_checkpoint(
 def _evaluate(
     checkpoint: Path, episodes: int, seed: int, workers: int, env_overrides: dict[str, Any]
 ) -> dict[str, float]:
-    policy = load_policy_checked(checkpoint)
+    policy = load_policy_on_cpu(checkpoint)
     trained = dict(policy.env_kwargs)
     kwargs = {**trained, **env_overrides}
     check_compatible(trained, kwargs, checkpoint, policy)
-    spec = WorkerSpec(
+    setup = WorkerSetup(
         env=env_spec_from_kwargs(kwargs),
         agent=PolicyAgentFactory(str(checkpoint), preloaded=policy),
         labeller=ExpertLabellerFactory(labeller_config(policy)),
     )
     tasks = make_tasks(seed, episodes, first_world=TRAINING_WORLDS_START)
-    records = run_episodes(spec, tasks, workers)
+    records = run_episodes(setup, tasks, workers)
     summary = summarize([record.to_dict() for record in records])
     metrics = {key: float(summary[key]) for key in LOGGED_KEYS if summary[key] is not None}
     metrics["episodes"] = float(episodes)

@@ -30,6 +30,8 @@ import numpy as np
 from matplotlib import font_manager
 from matplotlib.ft2font import FT2Font, LoadFlags
 
+from envs.spaces import bin_yaw_commands
+
 VIDEO_FORMATS = ("mp4", "gif")
 MIN_RENDER_SIZE = 96
 
@@ -118,7 +120,7 @@ def bin_names(n_bins: int) -> list[str]:
     """Short names of the action bins: L, S, R for three; else their yaw commands."""
     if n_bins == 3:
         return ["L", "S", "R"]
-    commands = 1.0 - 2.0 * np.arange(n_bins) / (n_bins - 1)
+    commands = bin_yaw_commands(n_bins)
     return [f"{c:+.1f}".replace("0.", ".") for c in commands]
 
 

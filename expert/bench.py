@@ -35,8 +35,10 @@ from rich.table import Table
 
 import envs
 from configflags import option, run_main
+from envs.options import EnvOptions
 from envs.seeds import collect_seed, eval_seed
 from expert import collect
+from expert.collect_config import CollectConfig
 from expert.experts import EXPERT_KINDS, ExpertConfig, expert_rng, make_expert
 
 
@@ -233,13 +235,13 @@ def measure_throughput(config: BenchConfig) -> ThroughputResult:
                     env_rates[workers] = max(env_rates.get(workers, 0.0), rate)
                 cpu_before = _cpu_seconds()
                 result = collect.main(
-                    collect.CollectConfig(
+                    CollectConfig(
                         out=Path(scratch) / f"round_{round_index}_workers_{workers}",
                         runs=config.runs,
                         seed=config.seed,
                         workers=workers,
                         quiet=True,
-                        env=collect.EnvOptions(image_size=config.image_size),
+                        env=EnvOptions(image_size=config.image_size),
                     )
                 )
                 share = (_cpu_seconds() - cpu_before) / (result.elapsed_s * workers)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from configflags import option
+from configflags import flag_name, option
 from envs.geometry import CorridorLayout
 
 
@@ -77,8 +77,9 @@ class ControllerConfig:
         ]
         for holds, name, requirement in rules:
             if not holds:
-                flag = "--" + name.replace("_", "-")
-                raise ValueError(f"{flag} must be {requirement}, got {getattr(self, name)}")
+                raise ValueError(
+                    f"{flag_name(name)} must be {requirement}, got {getattr(self, name)}"
+                )
 
 
 @dataclass(frozen=True)

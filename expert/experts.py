@@ -22,6 +22,7 @@ frame.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -223,6 +224,33 @@ def command_to_bin(
     return index
 
 
+@dataclass
+class Takeover:
+    """A safety takeover for mixed runs (DAgger): the expert acts while the agent strays.
+
+    It engages when the agent is more than ``offset`` metres off the centreline or its
+    heading is more than ``heading`` degrees off the corridor's, and hands back once both are
+    under ``handback`` times those thresholds, so that a run goes on past the learner's first
+    mistake (gym-duckietown's DAgger baseline does the same).
+    """
+
+    offset: float
+    heading: float
+    handback: float = 0.5
+    engaged: bool = False
+
+    def update(self, lateral_offset: float, heading_error: float) -> bool:
+        """Whether the expert must act in this state (call once per step, in order)."""
+        offset, heading = abs(lateral_offset), abs(math.degrees(heading_error))
+        if self.engaged:
+            self.engaged = not (
+                offset < self.handback * self.offset and heading < self.handback * self.heading
+            )
+        else:
+            self.engaged = offset > self.offset or heading > self.heading
+        return self.engaged
+
+
 class Expert:
     """A scripted expert; see the module docstring for the interface."""
 
@@ -232,8 +260,10 @@ class Expert:
         n_bins: int,
         discrete_env: bool,
         policy: Policy | Callable[[np.ndarray | None, np.random.Generator], float] | None = None,
+        takeover: Takeover | None = None,
     ) -> None:
         self.config = config
+        self.takeover = takeover
         self.n_bins = int(n_bins)
         self.bin_commands = bin_yaw_commands(self.n_bins)
         self.discrete_env = discrete_env
@@ -256,6 +286,8 @@ class Expert:
         self.controller.reset(env)
         self._cache_key = None
         self._previous_label = None
+        if self.takeover is not None:
+            self.takeover.engaged = False
         reset = getattr(self.policy, "reset", None)
         if callable(reset):
             reset()
@@ -320,7 +352,11 @@ class Expert:
         if explore < config.epsilon:
             command, source = explore_command, SOURCE_RANDOM
         if policy_command is not None and mix >= config.alpha:
-            command, source = policy_command, SOURCE_POLICY
+            straying = self.takeover is not None and self.takeover.update(
+                *env.unwrapped.centreline_errors()
+            )
+            if not straying:
+                command, source = policy_command, SOURCE_POLICY
         if self.discrete_env:
             index = yaw_command_to_bin(command, self.n_bins)
             return Decision(label, index, float(self.bin_commands[index]), source)
@@ -335,14 +371,16 @@ def make_expert(
     config: ExpertConfig,
     env,
     policy: Policy | Callable[[np.ndarray | None, np.random.Generator], float] | None = None,
+    takeover: Takeover | None = None,
 ) -> Expert:
     """The expert for ``env`` (any CorridorEnv, wrapped or not).
 
     ``policy`` replaces the configured ``mix_policy`` for alpha mixing: a callable
-    ``(observation, rng) -> yaw command``, e.g. a learner for DAgger.
+    ``(observation, rng) -> yaw command``, e.g. a learner for DAgger. ``takeover`` lets the
+    expert act whenever the agent strays too far, whoever the mixing chose.
     """
     unwrapped = env.unwrapped
-    return Expert(config, unwrapped.n_bins, unwrapped.action_type == "discrete", policy)
+    return Expert(config, unwrapped.n_bins, unwrapped.action_type == "discrete", policy, takeover)
 
 
 def expert_rng(world_seed: int) -> np.random.Generator:

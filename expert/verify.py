@@ -11,19 +11,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from configflags import option, run_main
-from envs.seeds import collect_seed
-from expert.dataset_io import (
+from configflags import EXIT_FAILED, option, run_main
+from dataset import (
     MANIFEST,
     RUNS_DIR,
     SPLITS,
     DatasetError,
+    check_frame_shape,
     load_run,
     read_manifest,
+    recorded_env,
     temp_files,
 )
+from envs.seeds import collect_seed
 
 
 @dataclass(frozen=True)
@@ -55,13 +56,6 @@ class VerifyReport:
         self.problems.append((where, message))
 
 
-def _frame_shape(env_kwargs: dict[str, Any]) -> tuple[int, int, int]:
-    size = env_kwargs["image_size"]
-    height, width = (size, size) if isinstance(size, int) else size
-    channels = {"rgb": 3, "depth": 1, "rgbd": 4}[env_kwargs["obs_mode"]]
-    return int(height), int(width), channels
-
-
 def check_dataset(directory: Path) -> VerifyReport:
     """Check everything; never raises for a bad dataset, lists problems instead."""
     directory = Path(directory)
@@ -74,10 +68,9 @@ def check_dataset(directory: Path) -> VerifyReport:
     if manifest.get("complete") is False:
         report.add(MANIFEST, "collection incomplete: rerun the same expert.collect command")
     try:
-        frame_shape = _frame_shape(manifest["env_kwargs"])
-        n_bins = int(manifest["env_kwargs"]["n_bins"])
-    except (KeyError, TypeError, ValueError):
-        report.add(MANIFEST, "env_kwargs lack a valid image_size, obs_mode or n_bins")
+        env = recorded_env(manifest, directory / MANIFEST)
+    except DatasetError as error:
+        report.add(MANIFEST, _strip(str(error), directory))
         return report
 
     names = [entry["name"] for entry in manifest["runs"]]
@@ -117,7 +110,7 @@ def check_dataset(directory: Path) -> VerifyReport:
             "n_steps": entry["frames"],
             "seed": entry["seed"],
             "outcome": entry["outcome"],
-            "n_bins": n_bins,
+            "n_bins": env.n_bins,
         }
         if "run_index" in entry:
             expected["run_index"] = entry["run_index"]
@@ -130,8 +123,10 @@ def check_dataset(directory: Path) -> VerifyReport:
             manifest["seed"], entry["run_index"]
         ):
             report.add(where, "seed is not collect_seed(manifest seed, run_index)")
-        if run["frames"].shape[1:] != frame_shape:
-            report.add(where, f"frames are {run['frames'].shape[1:]}, env_kwargs say {frame_shape}")
+        try:
+            check_frame_shape(directory / entry["file"], run["frames"], env.frame_shape)
+        except DatasetError as error:
+            report.add(where, _strip(str(error), directory, where))
     frames = manifest.get("frames", {})
     if "total" in frames and frames["total"] != sum(e["frames"] for e in manifest["runs"]):
         report.add(MANIFEST, "frames.total disagrees with the runs' frame counts")
@@ -173,4 +168,4 @@ def main(config: VerifyConfig) -> VerifyReport:
 
 if __name__ == "__main__":
     outcome = run_main(main, VerifyConfig, "python -m expert.verify", __doc__)
-    raise SystemExit(0 if outcome.ok else 1)
+    raise SystemExit(0 if outcome.ok else EXIT_FAILED)

@@ -1,0 +1,361 @@
+"""The step engine of behaviour cloning: a model, head and optimiser, and how a unit trains.
+
+:class:`Trainer` trains one unit of an epoch plan (:func:`epoch_plan`) per optimiser step and
+validates a split; ``bc.train`` runs it epoch by epoch, and ``bc.bench`` times the very same
+code path. One engine serves every registered net: frame stacks for feed-forward nets,
+windows and sequences (``--bptt``) for recurrent ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from bc.augment import make_augment, unit_generator
+from bc.config import TrainConfig
+from bc.data import Dataset, InputNorm, SplitData
+from bc.errors import ConfigError, TrainError
+from bc.heads import Head, MetricTracker
+from bc.nets import NetSpec, build_net
+from bc.sampling import (
+    FrameUnit,
+    Unit,
+    WindowUnit,
+    epoch_generator,
+    frame_plan,
+    full_plan,
+    sliding_plan,
+    window_plan,
+)
+from bc.transfer import freeze_statistics
+
+EVAL_CHUNK = 256  # steps per forward when validating recurrent nets (state carried over)
+EVAL_FRAMES = 256  # frame stacks per forward when validating feed-forward nets
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> cuda when available, else cpu; an unavailable cuda is a ConfigError."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA device is available; use --device cpu")
+    return torch.device(name)
+
+
+def configure_torch(device: torch.device, threads: int) -> None:
+    """Process-wide torch settings of a training run (``bc.bench`` uses them too)."""
+    if threads:
+        torch.set_num_threads(threads)
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    # Adam's second moments of rarely active inputs decay into denormal floats, which x86
+    # CPUs process 10-100x slower; flushing them to zero made the optimiser step of tiny_nfc
+    # several times faster without changing what is learned.
+    torch.set_flush_denormal(True)
+
+
+def build_optimizer(config: TrainConfig, parameters: list[nn.Parameter]) -> torch.optim.Optimizer:
+    """The optimiser of ``config`` over the trainable ``parameters``."""
+    # The fused kernels do one pass over each tensor instead of one per arithmetic op: the
+    # step of Adam over tiny_nfc's 5 M parameters took longer than forward and backward.
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(
+            parameters,
+            lr=config.lr,
+            momentum=config.momentum,
+            weight_decay=config.weight_decay,
+            fused=True,
+        )
+    if config.optimizer == "adam":
+        return torch.optim.Adam(
+            parameters, lr=config.lr, weight_decay=config.weight_decay, fused=True
+        )
+    return torch.optim.Adadelta(
+        parameters, lr=config.lr, weight_decay=config.weight_decay, foreach=True
+    )
+
+
+@dataclass
+class Batch:
+    """Normalised inputs with their labels; ``mask`` marks labelled steps of sequences."""
+
+    inputs: torch.Tensor  # (B, T, C, H, W) float
+    bins: torch.Tensor  # (B,) feed-forward, (B, T) recurrent
+    yaw: torch.Tensor  # same shape as bins
+    mask: torch.Tensor | None = None  # (B, T) bool, recurrent only
+
+
+class Trainer:
+    """The model, head, normalisation and optimiser, and how one unit is trained.
+
+    ``bc.bench`` uses it too, so the figures it reports are those of this code path.
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        model: nn.Module,
+        head: Head,
+        norm: InputNorm,
+        device: torch.device,
+        recurrent: bool,
+    ):
+        self.config = config
+        self.model = model
+        self.head = head
+        self.norm = norm
+        self.device = device
+        self.recurrent = recurrent
+        self.frames = config.frames
+        self.parameters = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = build_optimizer(config, self.parameters)
+        self.carry: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.tracker = MetricTracker(head.n_bins)
+        self._buffers: dict[tuple[int, ...], torch.Tensor] = {}
+        self.augment = make_augment(config.augment)
+        self._position = (0, 0)  # (epoch, unit) of the unit in training, keys the augmentation
+
+    def set_position(self, epoch: int, unit: int) -> None:
+        """Say which unit of which epoch trains next (the augmentation draws depend on it)."""
+        self._position = (int(epoch), int(unit))
+
+    def _normalise(
+        self, frames: torch.Tensor, jitter: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """Normalise a uint8 batch into a float buffer kept per batch shape.
+
+        A fresh 5 MB tensor per step cost more in page faults than the arithmetic. Reuse is
+        safe: the previous step's graph, which saved the buffer, is freed by its backward
+        (and autograd's version counter would catch a graph that was not). Evaluation
+        batches (no grad) are large and rare, so they get fresh memory. ``jitter``
+        (``--augment color``) is applied on the 0-255 scale before the normalisation.
+        """
+        frames = frames.to(self.device, non_blocking=True)
+        if not torch.is_grad_enabled():
+            return self.norm(frames)
+        shape = tuple(frames.shape)
+        if shape not in self._buffers:
+            self._buffers[shape] = torch.empty(shape, dtype=torch.float32, device=self.device)
+        gain, offset = (None, None) if jitter is None else jitter
+        return self.norm(frames, out=self._buffers[shape], gain=gain, offset=offset)
+
+    def _sample_jitter(self, n: int, channels: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        if self.augment is None:
+            return None
+        generator = unit_generator(self.config.seed, *self._position)
+        return self.augment.draw(n, channels, generator)
+
+    def _run_jitter_of(
+        self, runs: torch.Tensor, n_runs: int, channels: int
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """One draw per run and epoch: a sequence keeps its look across carried windows."""
+        if self.augment is None:
+            return None
+        generator = unit_generator(self.config.seed, self._position[0], None)
+        gain, offset = self.augment.draw(n_runs, channels, generator)
+        return gain[runs], offset[runs]
+
+    def frame_batch(self, split: SplitData, targets: torch.Tensor, augment: bool = False) -> Batch:
+        """Stacks of ``frames`` ending at ``targets``, labels of the target frames.
+
+        ``augment``: apply the configured augmentation (training batches).
+        """
+        idx = split.stack_indices(targets, self.frames)  # (B, F)
+        frames = split.gather(idx)
+        jitter = self._sample_jitter(len(targets), frames.shape[-3]) if augment else None
+        inputs = self._normalise(frames, jitter)
+        return Batch(
+            inputs, split.bins[targets].to(self.device), split.yaw[targets].to(self.device)
+        )
+
+    def window_batch(
+        self, split: SplitData, unit: WindowUnit, label_every: int = 1, augment: bool = False
+    ) -> Batch:
+        """The windows of ``unit`` with their mask.
+
+        With ``label_every > 1`` only every k-th step of a run counts in the loss
+        (``--subsample`` for recurrent nets). ``augment``: apply the configured augmentation.
+        """
+        idx, mask = split.window_indices(unit.runs, unit.offsets, unit.valid, unit.length)
+        if label_every > 1:
+            mask &= split.positions(idx) % label_every == 0
+        frames = split.gather(idx)
+        jitter = None
+        if augment:
+            jitter = self._run_jitter_of(unit.runs, split.n_runs, frames.shape[-3])
+        inputs = self._normalise(frames, jitter)
+        return Batch(
+            inputs,
+            split.bins[idx].to(self.device),
+            split.yaw[idx].to(self.device),
+            mask.to(self.device),
+        )
+
+    def outputs(
+        self, batch: Batch, state: Any = None, carry: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Any]:
+        """Forward pass over a batch.
+
+        Returns flat ``(outputs (M, n), bins (M,), yaw (M,))`` of the labelled samples and,
+        for recurrent nets, the state after ``carry`` steps (or at the end).
+        """
+        if not self.recurrent:
+            return self.model(batch.inputs), batch.bins, batch.yaw, None
+        if carry is not None and carry < batch.inputs.shape[1]:
+            first, middle = self.model(batch.inputs[:, :carry], state)
+            rest, _ = self.model(batch.inputs[:, carry:], middle)
+            out, state = torch.cat([first, rest], dim=1), middle
+        else:
+            out, state = self.model(batch.inputs, state)  # (B, T, n_outputs)
+        mask = batch.mask
+        return out[mask], batch.bins[mask], batch.yaw[mask], state
+
+    def optimise(self, loss: torch.Tensor) -> None:
+        """One optimiser step on ``loss`` (zero, backward, clip, step)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.step_optimizer()
+
+    def step_optimizer(self) -> None:
+        """Clip the accumulated gradients and step."""
+        if self.config.clip > 0:
+            nn.utils.clip_grad_norm_(self.parameters, self.config.clip)
+        self.optimizer.step()
+
+    def _loss(self, outputs: torch.Tensor, bins: torch.Tensor, yaw: torch.Tensor) -> torch.Tensor:
+        loss = self.head.loss(outputs, bins, yaw)
+        if not torch.isfinite(loss):
+            raise TrainError(f"the training loss became {loss.item()}; lower --lr or set --clip")
+        return loss
+
+    def _track(
+        self, loss: torch.Tensor, outputs: torch.Tensor, bins: torch.Tensor, yaw: torch.Tensor
+    ) -> None:
+        with torch.no_grad():
+            self.tracker.update(
+                float(loss) * bins.numel(), self.head.predict(outputs.detach()), bins, yaw
+            )
+
+    def train_unit(self, split: SplitData, unit: Unit) -> int:
+        """Train on one unit (one optimiser step); returns the labelled samples it held."""
+        label_every = self.config.subsample
+        if isinstance(unit, FrameUnit):
+            batch = self.frame_batch(split, unit.targets, augment=True)
+            outputs, bins, yaw, _ = self.outputs(batch)
+            loss = self._loss(outputs, bins, yaw)
+            self.optimise(loss)
+            self._track(loss, outputs, bins, yaw)
+            return int(bins.numel())
+        if isinstance(unit, WindowUnit):
+            batch = self.window_batch(split, unit, label_every, augment=True)
+            state = None if unit.reset else self.carry
+            outputs, bins, yaw, state = self.outputs(batch, state, unit.carry)
+            self.carry = _detach(state) if unit.carry is not None else None
+            if bins.numel() == 0:
+                return 0  # a window without labels (--subsample > --time-length)
+            loss = self._loss(outputs, bins, yaw)
+            self.optimise(loss)
+            self._track(loss, outputs, bins, yaw)
+            return int(bins.numel())
+        # SequenceUnit: gradients of every window summed, one step for the whole sequence.
+        self.optimizer.zero_grad(set_to_none=True)
+        state, samples = None, 0
+        for window in unit.windows:
+            batch = self.window_batch(split, window, label_every, augment=True)
+            outputs, bins, yaw, state = self.outputs(batch, state, window.carry)
+            state = _detach(state)
+            if bins.numel() == 0:
+                continue
+            loss = self._loss(outputs, bins, yaw)
+            (loss / len(unit.windows)).backward()
+            self._track(loss, outputs, bins, yaw)
+            samples += int(bins.numel())
+        self.step_optimizer()
+        return samples
+
+    @torch.no_grad()
+    def evaluate(self, split: SplitData) -> dict[str, Any]:
+        """Loss and accuracies over every frame of ``split``, in eval mode.
+
+        Recurrent nets read each run from its start with the state carried step by step,
+        as the policy does in the env.
+        """
+        self.model.eval()
+        tracker = MetricTracker(self.head.n_bins)
+        if self.recurrent:
+            units = sliding_plan(
+                split,
+                torch.Generator().manual_seed(0),
+                self.config.batch_size,
+                EVAL_CHUNK,
+                EVAL_CHUNK,
+                accumulate=False,
+            )
+            state = None
+            for unit in units:
+                assert isinstance(unit, WindowUnit)
+                batch = self.window_batch(split, unit)
+                outputs, bins, yaw, state = self.outputs(
+                    batch, None if unit.reset else state, unit.carry
+                )
+                loss = self.head.loss(outputs, bins, yaw, reduction="sum")
+                tracker.update(float(loss), self.head.predict(outputs), bins, yaw)
+        else:
+            for targets in torch.arange(split.n_frames).split(EVAL_FRAMES):
+                batch = self.frame_batch(split, targets)
+                outputs, bins, yaw, _ = self.outputs(batch)
+                loss = self.head.loss(outputs, bins, yaw, reduction="sum")
+                tracker.update(float(loss), self.head.predict(outputs), bins, yaw)
+        self.train_mode()
+        return tracker.result()
+
+    def train_mode(self) -> None:
+        """``model.train()``, keeping fully frozen modules (batch-norm statistics) in eval."""
+        self.model.train()
+        freeze_statistics(self.model)
+
+
+def _detach(state: Any) -> Any:
+    if state is None:
+        return None
+    return tuple(s.detach() for s in state)
+
+
+def epoch_plan(config: TrainConfig, split: SplitData, epoch: int, n_bins: int) -> list[Unit]:
+    """The units of training epoch ``epoch`` (0-based), from ``(seed, epoch)`` alone."""
+    generator = epoch_generator(config.seed, epoch)
+    if not config.recurrent:
+        balance = n_bins if config.balance else 0
+        return list(frame_plan(split, generator, config.batch_size, config.subsample, balance))
+    if config.bptt == "full":
+        return list(full_plan(split, generator, config.batch_size))
+    if config.bptt == "window":
+        return list(window_plan(split, generator, config.batch_size, config.time_length))
+    return list(
+        sliding_plan(
+            split,
+            generator,
+            config.batch_size,
+            config.time_length,
+            config.sliding_step,
+            config.accumulate,
+        )
+    )
+
+
+def build_model(config: TrainConfig, dataset: Dataset, head: Head) -> tuple[nn.Module, NetSpec]:
+    """The net of ``config`` for ``dataset``'s images and ``head``'s outputs."""
+    try:
+        spec = NetSpec(
+            frames=config.frames,
+            channels=dataset.channels,
+            height=dataset.height,
+            width=dataset.width,
+            n_outputs=head.n_outputs,
+        )
+        return build_net(config.net, spec), spec
+    except ValueError as error:
+        raise TrainError(f"cannot build net {config.net}: {error}") from None

@@ -1,0 +1,68 @@
+"""The names, keys and types of the dataset format (docs/dataset.md, format_version 1)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from configflags import UserError
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+RUNS_DIR = "runs"
+VIDEOS_DIR = "videos"
+OUTCOMES = ("goal", "collision", "timeout")
+SPLITS = ("train", "val", "test")
+COMPRESSIONS = ("gzip", "lzf")
+
+# per-step datasets of a run: dtype and shape after the time axis (None: the frame shape)
+STEP_FIELDS: dict[str, tuple[type, tuple[int, ...] | None]] = {
+    "frames": (np.uint8, None),
+    "action": (np.int64, ()),
+    "action_continuous": (np.float32, ()),
+    "expert_action": (np.int64, ()),
+    "expert_continuous": (np.float32, ()),
+    "pose": (np.float32, (3,)),
+    "progress": (np.float32, ()),
+    "reward": (np.float32, ()),
+    "source": (np.uint8, ()),
+    "lateral_offset": (np.float32, ()),
+    "heading_error": (np.float32, ()),
+}
+LABEL_FIELDS = ("expert_action", "expert_continuous")
+REQUIRED_ATTRS = ("format_version", "seed", "run_index", "outcome", "n_steps", "n_bins")
+MANIFEST_KEYS = (
+    "format_version",
+    "env_id",
+    "env_kwargs",
+    "expert",
+    "seed",
+    "runs",
+    "splits",
+    "versions",
+)
+RUN_ENTRY_KEYS = ("name", "file", "seed", "split", "frames", "outcome")
+# what reading frames and labels needs: a trainer accepts a manifest that holds only these
+TRAINING_KEYS = ("env_kwargs", "runs", "splits")
+TRAINING_ENTRY_KEYS = ("name",)
+
+
+class DatasetError(UserError):
+    """A dataset file that cannot be read or does not follow the format; one-line message."""
+
+
+def run_name(run_index: int) -> str:
+    """Name of run ``run_index``: ``run_000007``."""
+    return f"run_{run_index:06d}"
+
+
+def run_path(directory: Path, run_index: int) -> Path:
+    """Where run ``run_index`` of the dataset in ``directory`` lives."""
+    return Path(directory) / RUNS_DIR / f"{run_name(run_index)}.h5"
+
+
+def file_label(path: Path) -> str:
+    """How messages name a run file: ``runs/run_000001.h5`` relative to its dataset."""
+    path = Path(path)
+    return f"{path.parent.name}/{path.name}" if path.parent.name == RUNS_DIR else str(path)

@@ -1,0 +1,143 @@
+"""The comparison's markdown table, and writing it into a page between two marker comments.
+
+``python -m eval.compare --table-into docs/results.md`` replaces what lies between
+``<!-- results:start -->`` and ``<!-- results:end -->`` and keeps the rest of the file, so a
+results page regenerates in place.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+from eval.errors import EvalError
+from eval.run_groups import Group, RunData, checkpoint_row, eval_value, tag_key
+from eval.stats import mean_std
+
+TABLE_START = "<!-- results:start -->"
+TABLE_END = "<!-- results:end -->"
+
+
+def _fmt(value: float, percent: bool, digits: int = 1) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{100 * value:.{digits}f}%" if percent else f"{value:.{digits}f}"
+
+
+def _cell(values: Sequence[float], percent: bool = False, digits: int = 1) -> str:
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return _fmt(values[0], percent, digits)
+    mean, std = mean_std(values)
+    if percent:
+        return f"{100 * mean:.{digits}f} ± {100 * std:.{digits}f}%"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def _success_cell(group: Group) -> str:
+    with_results = [run for run in group.runs if run.results]
+    if not with_results:
+        return "-"
+    if len(with_results) == 1:
+        s = with_results[0].results["summary"]
+        return (f"{_fmt(s['success_rate'], True)} [{_fmt(s['success_ci_low'], True, 0)}, "
+                f"{_fmt(s['success_ci_high'], True, 0)}]")  # fmt: skip
+    return _cell([run.results["summary"]["success_rate"] for run in with_results], True)
+
+
+def _progress_cell(group: Group) -> str:
+    with_results = [run for run in group.runs if run.results]
+    if not with_results:
+        return "-"
+    metres = _cell([run.results["summary"]["progress_m"] for run in with_results], digits=1)
+    fraction = _cell([run.results["summary"]["progress_frac"] for run in with_results], True, 0)
+    return f"{metres} m ({fraction})"
+
+
+def results_table(
+    groups: Sequence[Group],
+    labels: Sequence[str],
+    *,
+    which: str,
+    eval_seed: int,
+    table_tags: Sequence[str],
+    grouped: bool = False,
+) -> str:
+    """The markdown table: one row per group, training metrics at the evaluated checkpoint.
+
+    ``which`` names the checkpoint whose closed-loop results (of ``eval_seed``'s worlds) the
+    rows show; ``table_tags`` are the training columns; ``grouped`` heads the first column
+    "group" instead of "run".
+    """
+    header = ["group" if grouped else "run", "runs", "epoch"]
+    header += [f"{tag}" for tag in table_tags]
+    header += ["success [95% CI]", "progress", "collisions", "expert agreement", "episodes"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for group, label in zip(groups, labels, strict=True):
+        rows = [checkpoint_row(run.metrics, which) for run in group.runs if run.metrics]
+        rows = [row for row in rows if row is not None]
+        epochs = sorted({int(row["epoch"]) for row in rows if "epoch" in row})
+        cells = [label, str(len(group.runs)), ",".join(map(str, epochs)) or "-"]
+        for tag in table_tags:
+            percent = tag_key(tag).endswith(("accuracy", "rate"))
+            cells.append(
+                _cell([row.get(tag_key(tag)) for row in rows], percent, 1 if percent else 3)
+            )
+        evaluated = [run for run in group.runs if run.results]
+        cells += [
+            _success_cell(group),
+            _progress_cell(group),
+            _cell([eval_value(run, "collision_rate") for run in evaluated], True),
+            _cell([eval_value(run, "agreement") for run in evaluated], True),
+            ",".join(sorted({str(run.results["summary"]["episodes"]) for run in evaluated})) or "-",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n" + _notes(groups, which, eval_seed)
+
+
+def _notes(groups: Sequence[Group], which: str, eval_seed: int) -> str:
+    evaluated = [run for group in groups for run in group.runs if run.results]
+    if not evaluated:
+        return f"\nNo closed-loop results for {which} (run `python -m eval.rollout`).\n"
+    distinct_envs = {repr(sorted(run.results["env_kwargs"].items())) for run in evaluated}
+    differing = _differing_env_keys(evaluated)
+    expert = " (the expert row flies the expert)" if any(run.expert for run in evaluated) else ""
+    note = (
+        f"\nClosed loop: `{which}` checkpoints{expert}, held-out worlds of seed "
+        f"{eval_seed}; single runs show a 95% Wilson interval, groups mean ± std over "
+        "runs. Training columns are at the evaluated checkpoint's epoch.\n"
+    )
+    if len(distinct_envs) > 1:
+        note += f"\n**Warning**: the rows were evaluated on different envs ({differing}).\n"
+    return note
+
+
+def _differing_env_keys(runs: Sequence[RunData]) -> str:
+    kwargs = [run.results["env_kwargs"] for run in runs]
+    keys = sorted({k for kw in kwargs for k in kw})
+    differing = [k for k in keys if len({repr(kw.get(k)) for kw in kwargs}) > 1]
+    return ", ".join(differing)
+
+
+def write_table_into(path: Path, table: str) -> None:
+    """Replace what lies between the two marker comments of ``path`` with ``table``."""
+    if not path.is_file():
+        raise EvalError(f"--table-into {path} does not exist; create it with the markers "
+                        f"{TABLE_START} and {TABLE_END} where the table goes")  # fmt: skip
+    text = path.read_text()
+    start, end = text.find(TABLE_START), text.find(TABLE_END)
+    if start < 0 or end < 0 or end < start:
+        raise EvalError(
+            f"--table-into {path} needs the markers {TABLE_START} and then {TABLE_END} on their "
+            "own lines, where the table goes"
+        )
+    if text.count(TABLE_START) > 1 or text.count(TABLE_END) > 1:
+        raise EvalError(f"--table-into {path} has more than one {TABLE_START} or {TABLE_END}")
+    before = text[: start + len(TABLE_START)]
+    after = text[end:]
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(f"{before}\n{table.strip()}\n{after}")
+    partial.replace(path)

@@ -1,0 +1,138 @@
+"""Running many closed-loop episodes: in this process, or in a pool of worker processes.
+
+One worker runs in the calling process (no start-up cost, plain tracebacks); more run in a
+'spawn' process pool, each worker with its own :class:`~eval.episodes.EpisodeWorker` (its own
+env and PyBullet client) and one torch thread, so that N workers do not oversubscribe N cores.
+Records come back ordered by episode index, whatever worker flew them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+
+from eval.episodes import EpisodeRecord, EpisodeTask, EpisodeWorker, WorkerSetup
+from eval.errors import EvalError
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on: its affinity mask, which a cluster slot narrows."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+# 'spawn' starts each worker from a fresh interpreter: no PyBullet client, torch thread pool
+# or open file is inherited from the parent, on every platform
+MP_CONTEXT = "spawn"
+
+_worker: EpisodeWorker | None = None
+
+
+def _limit_torch_threads(threads: int) -> None:
+    torch = sys.modules.get("torch")
+    if torch is None:
+        # the agent does not use torch (the expert): importing it would only cost start-up
+        return
+    torch.set_num_threads(threads)
+    try:
+        torch.set_num_interop_threads(threads)
+    except RuntimeError:
+        # settable only before the first inter-op parallel work; the intra-op limit is what
+        # matters for one observation at a time
+        pass
+
+
+def _init_worker(setup: WorkerSetup) -> None:
+    global _worker
+    # several workers each with a full thread pool would fight over the same cores; the
+    # variable covers torch imported later, the call below torch imported already (unpickling
+    # a policy's factory imports it before this initializer runs)
+    os.environ["OMP_NUM_THREADS"] = str(setup.torch_threads)
+    _worker = EpisodeWorker(setup)
+    _limit_torch_threads(setup.torch_threads)
+
+
+def _run_in_worker(task: EpisodeTask) -> EpisodeRecord:
+    if _worker is None:
+        raise RuntimeError("worker used before its initializer ran")
+    return _worker.run(task)
+
+
+def run_episodes(
+    setup: WorkerSetup,
+    tasks: Sequence[EpisodeTask],
+    workers: int = 1,
+    on_result: Callable[[EpisodeRecord], None] | None = None,
+) -> list[EpisodeRecord]:
+    """Run ``tasks`` and return their records ordered by episode index.
+
+    ``workers == 1`` runs in this process (no start-up cost, plain tracebacks), with torch
+    limited to ``setup.torch_threads`` for the duration so that its numbers match a worker's;
+    more workers run in a 'spawn' process pool, each worker with its own env.
+    """
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    if workers == 1 or len(tasks) <= 1:
+        records = list(_run_here(setup, tasks, on_result))
+    else:
+        records = _run_pool(setup, tasks, min(workers, len(tasks)), on_result)
+    return sorted(records, key=lambda r: r.index)
+
+
+def _run_here(
+    setup: WorkerSetup,
+    tasks: Sequence[EpisodeTask],
+    on_result: Callable[[EpisodeRecord], None] | None,
+) -> Iterator[EpisodeRecord]:
+    worker = EpisodeWorker(setup)
+    torch = sys.modules.get("torch")
+    with contextlib.ExitStack() as stack:
+        stack.callback(worker.close)
+        if torch is not None:
+            threads = torch.get_num_threads()
+            torch.set_num_threads(setup.torch_threads)
+            stack.callback(torch.set_num_threads, threads)
+            # episodes re-seed torch's generator; the caller's (a trainer mid-run) must not
+            # notice
+            stack.enter_context(torch.random.fork_rng(devices=[]))
+        for task in tasks:
+            record = worker.run(task)
+            if on_result is not None:
+                on_result(record)
+            yield record
+
+
+def _run_pool(
+    setup: WorkerSetup,
+    tasks: Sequence[EpisodeTask],
+    workers: int,
+    on_result: Callable[[EpisodeRecord], None] | None,
+) -> list[EpisodeRecord]:
+    context = multiprocessing.get_context(MP_CONTEXT)
+    records = []
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                             initargs=(setup,)) as pool:  # fmt: skip
+        pending = {pool.submit(_run_in_worker, task) for task in tasks}
+        try:
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    record = future.result()
+                    records.append(record)
+                    if on_result is not None:
+                        on_result(record)
+        except BrokenProcessPool as error:
+            raise EvalError(
+                f"an evaluation worker died ({error}); rerun with --workers 1 to see why"
+            ) from error
+        finally:
+            for future in pending:
+                future.cancel()
+    return records

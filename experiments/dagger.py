@@ -1,0 +1,400 @@
+"""DAgger from a trained run: ``python -m experiments.dagger --run runs/<run>``.
+
+Each iteration ``i = 1..N``:
+
+1. **Collect**: fly ``--runs-per-iteration`` fresh recording worlds with the current policy
+   mixed with the expert: per step the expert acts with probability ``beta_i`` (the original
+   notes' ``--alpha``), else the policy does; the expert labels every visited state. With the
+   safety takeover on, the expert also acts while the agent is further off the centreline than
+   ``--takeover-offset`` or turned further than ``--takeover-heading``, until both are back
+   under ``--handback`` times those thresholds, so runs go on past the first mistake.
+2. **Aggregate**: the runs join the training split of ``OUT/data``, a copy of the BC dataset
+   (hard links; the source is never changed). Their ``source`` arrays say who acted.
+3. **Retrain** the policy on the whole dataset, from scratch or fine-tuned from the previous
+   iteration (``--retrain``), with the BC run's own config and seed.
+4. **Evaluate** it on held-out worlds (``eval.rollout``, the same worlds every iteration).
+
+``OUT`` (default ``<run>/dagger``) keeps every iteration's data, run and evaluation
+(``iter_NN/``), the table ``results.md`` and ``success.png``: success against iteration and
+against expert-labelled frames. Interrupting it, even with kill -9, loses at most the unit in
+flight (one recorded run, one training epoch, one evaluation); rerunning the same command
+resumes. A different config into the same ``OUT`` is refused.
+
+Beta schedules (``--beta`` = b): constant ``b``; linear ``b * (1 - (i - 1) / N)``;
+exponential ``b ** i``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+import configflags
+import envs
+from bc.checkpoint import LAST
+from bc.config import TrainConfig, config_from_dict, config_to_dict
+from bc.policy import load_policy
+from bc.run_dir import resume_config
+from bc.train import main as train
+from configflags import UserError, option
+from dataset import read_manifest
+from eval.rollout import RolloutConfig
+from eval.rollout import main as rollout
+from eval.runs import newest_run
+from eval.worker_pool import usable_cores
+from experiments.dagger_dataset import (
+    add_run,
+    copy_dataset,
+    dagger_run_index,
+    expert_labelled_frames,
+    recorded_names,
+    remove_temp_files,
+)
+from experiments.dagger_plot import plot_success, results_markdown
+from expert.experts import ExpertConfig, Takeover
+from expert.recorder import RecordingJob, RunRecorder
+
+BETA_SCHEDULES = ("constant", "linear", "exponential")
+RETRAIN_MODES = ("scratch", "finetune")
+# fields that change how a DAgger run is carried out, not what it computes
+SESSION_FIELDS = frozenset({"workers", "quiet"})
+
+
+class DaggerError(UserError):
+    """A DAgger run cannot start or continue as asked."""
+
+
+@dataclass(frozen=True)
+class DaggerConfig:
+    """Everything a DAgger run depends on; ``OUT/dagger.json`` holds it."""
+
+    run: Path | None = option(
+        None, "the trained BC run to start from (default: the newest run in --runs-dir)"
+    )
+    runs_dir: Path = option(Path("runs"), "where training runs live (for the default --run)")
+    which: str = option(
+        "best_val_loss",
+        "checkpoint of each run that flies and is evaluated",
+        choices=("best_val_loss", "last"),
+    )
+    out: Path | None = option(None, "output folder (default: RUN/dagger)")
+    iterations: int = option(5, "DAgger iterations after the BC run")
+    runs_per_iteration: int = option(10, "recorded runs per iteration")
+    beta: float = option(0.5, "probability that the expert acts in a step, in [0, 1]")
+    beta_schedule: str = option(
+        "exponential", "how beta changes over iterations (module docstring)", choices=BETA_SCHEDULES
+    )
+    takeover: bool = option(True, "the expert takes over when the agent strays (see below)")
+    takeover_offset: float = option(
+        0.7, "lateral offset from the centreline (m) beyond which the expert takes over"
+    )
+    takeover_heading: float = option(
+        40.0, "heading error (degrees) beyond which the expert takes over"
+    )
+    handback: float = option(
+        0.5, "the expert hands back when both are under this fraction of their thresholds"
+    )
+    retrain: str = option(
+        "scratch",
+        "retrain each iteration from scratch or fine-tune the previous iteration's policy",
+        choices=RETRAIN_MODES,
+    )
+    finetune_epochs: int = option(5, "epochs of each fine-tuning (--retrain finetune)")
+    episodes: int = option(100, "held-out episodes per evaluation")
+    eval_seed: int = option(0, "base seed of the held-out worlds")
+    workers: int = option(0, "parallel evaluation workers (0 = the usable cores)")
+    quiet: bool = option(False, "print only the final table")
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.beta <= 1.0:
+            raise ValueError(f"--beta must be in [0, 1], got {self.beta:g}")
+        for name in ("iterations", "runs_per_iteration", "episodes", "finetune_epochs"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{configflags.flag_name(name)} must be >= 1")
+        if self.takeover_offset <= 0 or not 0 < self.takeover_heading < 180:
+            raise ValueError(
+                "--takeover-offset must be > 0 m and --takeover-heading in (0, 180) degrees"
+            )
+        if not 0.0 < self.handback <= 1.0:
+            raise ValueError(f"--handback must be in (0, 1], got {self.handback:g}")
+        if self.workers < 0:
+            raise ValueError(f"--workers must be >= 0 (0 = the usable cores), got {self.workers}")
+
+    def beta_at(self, iteration: int) -> float:
+        """Beta of iteration ``iteration`` (1-based) under the schedule."""
+        if self.beta_schedule == "constant":
+            return self.beta
+        if self.beta_schedule == "linear":
+            return self.beta * (1.0 - (iteration - 1) / self.iterations)
+        return self.beta**iteration
+
+
+def _identity(config: DaggerConfig, run: Path) -> dict[str, Any]:
+    values = {
+        f.name: getattr(config, f.name)
+        for f in dataclasses.fields(config)
+        if f.name not in SESSION_FIELDS | {"run", "out", "runs_dir"}
+    }
+    return json.loads(json.dumps({**values, "run": str(run)}, default=str))
+
+
+def _check_same_config(out: Path, identity: dict[str, Any]) -> None:
+    path = out / "dagger.json"
+    if path.is_file():
+        old = json.loads(path.read_text())
+        for key in sorted(set(old) | set(identity)):
+            if old.get(key) != identity.get(key):
+                raise DaggerError(
+                    f"{out} holds a DAgger run with {key}={old.get(key)!r}, not"
+                    f" {identity.get(key)!r}: rerun with the same flags, or choose another --out"
+                )
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(identity, indent=2) + "\n")
+
+
+def _base_train_config(run: Path) -> TrainConfig:
+    path = run / "config.json"
+    if not path.is_file():
+        raise DaggerError(f"{run} is not a training run (no config.json): pass --run RUN_DIR")
+    if not (run / "checkpoints").is_dir():
+        raise DaggerError(f"{run} has no checkpoints: train it first with python -m bc.train")
+    return config_from_dict(TrainConfig, json.loads(path.read_text()))
+
+
+def _check_dataset_fits(base: TrainConfig, run: Path) -> dict[str, Any]:
+    """The run's dataset manifest, refused when it no longer fits the run's checkpoint."""
+    manifest = read_manifest(Path(base.data))
+    policy = load_policy(run / "checkpoints" / f"{LAST}", device="cpu")
+    for key in ("image_size", "obs_mode", "n_bins", "action_type"):
+        recorded, trained = manifest["env_kwargs"].get(key), policy.env_kwargs.get(key)
+        if recorded != trained:
+            raise DaggerError(
+                f"dataset {base.data} was recorded with {key}={recorded!r} but run {run} was"
+                f" trained with {key}={trained!r}: pass the run trained on this dataset"
+            )
+    return manifest
+
+
+class LearnerPolicy:
+    """A trained policy as the expert's mixing policy: ``(observation, rng) -> yaw command``."""
+
+    def __init__(self, checkpoint: Path) -> None:
+        self.policy = load_policy(checkpoint, device="cpu")
+
+    def reset(self) -> None:
+        self.policy.reset()
+
+    def __call__(self, observation: Any, rng: Any) -> float:
+        return float(self.policy.act(observation).yaw)
+
+
+class Dagger:
+    """One DAgger run: its folder, its dataset and its iterations."""
+
+    def __init__(self, config: DaggerConfig) -> None:
+        self.config = config
+        self.console = Console(quiet=config.quiet)
+        self.run = Path(config.run) if config.run is not None else newest_run(config.runs_dir)
+        if not self.run.is_dir():
+            raise DaggerError(f"run {self.run} does not exist: pass --run RUN_DIR")
+        self.base = _base_train_config(self.run)
+        self.out = Path(config.out) if config.out is not None else self.run / "dagger"
+        _check_same_config(self.out, _identity(config, self.run))
+        self.source_manifest = _check_dataset_fits(self.base, self.run)
+        self.data = self.out / "data"
+        self.manifest = copy_dataset(Path(self.base.data), self.data)
+        self.workers = config.workers or usable_cores()
+
+    def iteration_dir(self, iteration: int) -> Path:
+        return self.out / f"iter_{iteration:02d}"
+
+    def policy_run(self, iteration: int) -> Path:
+        return self.run if iteration == 0 else self.iteration_dir(iteration) / "run"
+
+    def checkpoint(self, iteration: int) -> Path:
+        return self.policy_run(iteration) / "checkpoints" / f"{self.config.which}.pt"
+
+    def collect(self, iteration: int) -> None:
+        """Record the iteration's runs that the manifest does not list yet."""
+        config = self.config
+        beta = config.beta_at(iteration)
+        remove_temp_files(self.data)
+        done = recorded_names(self.manifest)
+        indices = [dagger_run_index(iteration, j) for j in range(config.runs_per_iteration)]
+        missing = [i for i in indices if f"run_{i:06d}" not in done]
+        if not missing:
+            return
+        expert = {**self.manifest["expert"], "alpha": beta}
+        ExpertConfig.from_dict(expert)  # the dataset's own expert, with beta as its alpha
+        job = RecordingJob(
+            out=str(self.data),
+            env_id=self.manifest["env_id"],
+            env_kwargs=self.manifest["env_kwargs"],
+            expert=expert,
+            seed=self.manifest["seed"],
+            min_steps=1,
+            max_steps=envs.MAX_EPISODE_STEPS,
+            keep="all",  # a crash is recovery data up to the crash
+            compression=self.manifest.get("collect", {}).get("compression", "gzip"),
+            config_hash=self.manifest.get("config_hash", ""),
+            video_format="mp4",
+        )
+        takeover = None
+        if config.takeover:
+            takeover = Takeover(config.takeover_offset, config.takeover_heading, config.handback)
+        policy = LearnerPolicy(self.checkpoint(iteration - 1))
+        recorder = RunRecorder(job, policy=policy, takeover=takeover)
+        try:
+            for index in missing:
+                result = recorder.record(index)
+                entry = {
+                    "name": f"run_{index:06d}",
+                    "file": f"runs/run_{index:06d}.h5",
+                    "seed": result.seed,
+                    "frames": result.frames,
+                    "outcome": result.outcome,
+                    "run_index": index,
+                    "episode_steps": result.frames,
+                    "episode_outcome": result.outcome,
+                    "progress_frac": result.progress_frac,
+                }
+                self.manifest = add_run(self.data, self.manifest, entry, iteration, beta)
+                self.console.print(
+                    f"  iteration {iteration}: run {index % 1_000_000 + 1}/"
+                    f"{config.runs_per_iteration} {result.outcome}, {result.frames} frames"
+                )
+        finally:
+            recorder.close()
+
+    def retrain(self, iteration: int) -> None:
+        """Train the iteration's policy, resuming a run that a kill interrupted."""
+        run_dir = self.policy_run(iteration)
+        if (run_dir / "summary.json").is_file():
+            return
+        if (run_dir / "checkpoints" / f"{LAST}").is_file():
+            train(resume_config(run_dir, progress=not self.config.quiet))
+            return
+        shutil.rmtree(run_dir, ignore_errors=True)
+        values = config_to_dict(self.base)
+        values.update(
+            data=str(self.data),
+            run_dir=str(run_dir),
+            resume="",
+            eval_every=0,
+            progress=not self.config.quiet,
+        )
+        if self.config.retrain == "finetune":
+            values.update(
+                init_from=[str(self.checkpoint(iteration - 1))],
+                epochs=self.config.finetune_epochs,
+                steps=0,
+                pretrained="",
+            )
+        train(config_from_dict(TrainConfig, values))
+
+    def evaluate(self, iteration: int) -> dict[str, Any]:
+        """The iteration's closed-loop results on the held-out worlds (cached in eval.json)."""
+        path = self.iteration_dir(iteration) / "eval.json"
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            rollout(
+                RolloutConfig(
+                    run=self.policy_run(iteration),
+                    which=self.config.which,
+                    episodes=self.config.episodes,
+                    seed=self.config.eval_seed,
+                    workers=self.workers,
+                    out=path,
+                    quiet=True,
+                )
+            )
+        return json.loads(path.read_text())
+
+    def row(self, iteration: int, results: dict[str, Any], wall_s: float) -> dict[str, Any]:
+        summary = results["summary"]
+        return {
+            "iteration": iteration,
+            "beta": None if iteration == 0 else self.config.beta_at(iteration),
+            "expert_frames": expert_labelled_frames(self.manifest, iteration),
+            "episodes": summary["episodes"],
+            "success_rate": summary["success_rate"],
+            "success_ci": [summary["success_ci_low"], summary["success_ci_high"]],
+            "progress_frac": summary["progress_frac"],
+            "collision_rate": summary["collision_rate"],
+            "agreement": summary["agreement"],
+            "wall_s": wall_s,
+        }
+
+    def run_all(self) -> list[dict[str, Any]]:
+        rows = []
+        timings_path = self.out / "timings.json"
+        timings = json.loads(timings_path.read_text()) if timings_path.is_file() else {}
+        for iteration in range(self.config.iterations + 1):
+            started = time.perf_counter()
+            if iteration > 0:
+                self.console.print(
+                    f"[bold]iteration {iteration}[/]: beta {self.config.beta_at(iteration):.3g}"
+                )
+                self.collect(iteration)
+                self.retrain(iteration)
+            results = self.evaluate(iteration)
+            key = str(iteration)
+            if key not in timings:
+                timings[key] = time.perf_counter() - started
+                timings_path.write_text(json.dumps(timings, indent=2) + "\n")
+            rows.append(self.row(iteration, results, timings[key]))
+            self.console.print(
+                f"  success {rows[-1]['success_rate']:.1%} on {rows[-1]['episodes']} held-out"
+                f" episodes, {rows[-1]['expert_frames']:,} expert-labelled frames"
+            )
+        return rows
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:.1f}%"
+
+
+def rows_table(rows: list[dict[str, Any]]) -> Table:
+    """The console table of a DAgger run's iterations."""
+    table = Table(title="DAgger: closed-loop success per iteration")
+    for name in ("iteration", "beta", "expert-labelled frames", "success [95% CI]",
+                 "progress", "collisions", "expert agreement", "wall time"):  # fmt: skip
+        table.add_column(name, justify="right")
+    for row in rows:
+        low, high = row["success_ci"]
+        table.add_row(
+            str(row["iteration"]),
+            "BC" if row["beta"] is None else f"{row['beta']:.3g}",
+            f"{row['expert_frames']:,}",
+            f"{_pct(row['success_rate'])} [{_pct(low)}, {_pct(high)}]",
+            _pct(row["progress_frac"]),
+            _pct(row["collision_rate"]),
+            _pct(row["agreement"]),
+            f"{row['wall_s']:.0f} s",
+        )
+    return table
+
+
+def main(config: DaggerConfig) -> list[dict[str, Any]]:
+    """Run (or resume) DAgger; write results.json, results.md and success.png; return the rows."""
+    dagger = Dagger(config)
+    rows = dagger.run_all()
+    (dagger.out / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
+    (dagger.out / "results.md").write_text(results_markdown(rows))
+    plot_success(rows, dagger.out / "success.png")
+    Console().print(rows_table(rows))
+    Console().print(f"results in {dagger.out} (results.md, success.png, iter_NN/)")
+    return rows
+
+
+if __name__ == "__main__":
+    configflags.run_main(main, DaggerConfig, "python -m experiments.dagger", __doc__)

@@ -1,0 +1,97 @@
+"""``--augment color``: what it draws, where it applies, and that evaluation never sees it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bc.augment import ColorJitter, make_augment, unit_generator
+from bc.config import TrainConfig, config_from_dict, config_to_dict
+from bc.data import InputNorm, load_dataset
+from bc.heads import make_head
+from bc.nets import NETS
+from bc.train import main
+from bc.trainer import Trainer, build_model
+from tests.bc.helpers import read_metrics, tiny_config
+
+
+def test_draws_stay_in_their_ranges_and_leave_depth_alone() -> None:
+    jitter = ColorJitter()
+    gain, offset = jitter.draw(500, 4, unit_generator(0, 0, 0))  # RGB-D
+    low = jitter.brightness[0] * jitter.channel_gain[0]
+    high = jitter.brightness[1] * jitter.channel_gain[1]
+    assert gain.shape == offset.shape == (500, 4)
+    assert bool(((gain[:, :3] >= low) & (gain[:, :3] <= high)).all())
+    assert bool(((offset[:, :3] >= -25) & (offset[:, :3] <= 25)).all())
+    assert gain[:, :3].std() > 0.1  # it does vary
+    assert bool((gain[:, 3] == 1).all() and (offset[:, 3] == 0).all())  # depth untouched
+    gain, offset = jitter.draw(8, 1, unit_generator(0, 0, 0))  # depth only
+    assert bool((gain == 1).all() and (offset == 0).all())
+
+
+def test_draws_depend_on_seed_epoch_and_unit_only() -> None:
+    jitter = ColorJitter()
+    first = jitter.draw(4, 3, unit_generator(5, 2, 7))[0]
+    assert torch.equal(first, jitter.draw(4, 3, unit_generator(5, 2, 7))[0])
+    assert not torch.equal(first, jitter.draw(4, 3, unit_generator(5, 2, 8))[0])
+    assert not torch.equal(first, jitter.draw(4, 3, unit_generator(5, 3, 7))[0])
+
+
+def test_the_map_is_one_affine_per_sample_and_channel_folded_into_the_norm() -> None:
+    frames = torch.randint(0, 256, (2, 3, 3, 4, 4), dtype=torch.uint8)  # (B, T, C, H, W)
+    gain = torch.tensor([[1.2, 0.8, 1.0], [0.5, 1.5, 1.1]])
+    offset = torch.tensor([[10.0, 10.0, 10.0], [-20.0, -20.0, -20.0]])
+    for norm in (InputNorm("none", [0.0] * 3, [1.0] * 3), InputNorm("shift", [0.5] * 3, [1.0] * 3)):
+        mean = torch.tensor(norm.mean)[:, None, None]
+        out = torch.empty(frames.shape)
+        values = norm(frames, out=out, gain=gain, offset=offset)
+        assert values is out
+        for b in range(2):
+            for t in range(3):  # every frame of a sample gets the same map
+                jittered = frames[b, t].float() * gain[b][:, None, None] + offset[b][:, None, None]
+                assert torch.allclose(values[b, t], jittered / 255.0 - mean, atol=1e-5)
+    plain = InputNorm("none", [0.0] * 3, [1.0] * 3)(frames)  # no map: the plain norm
+    assert torch.allclose(plain, frames.float() / 255.0)
+
+
+def test_make_augment_names() -> None:
+    assert make_augment("none") is None
+    assert isinstance(make_augment("color"), ColorJitter)
+    with pytest.raises(ValueError, match="color"):
+        make_augment("mirror")
+
+
+def test_older_configs_without_the_key_mean_no_augmentation(data, tmp_path) -> None:
+    values = config_to_dict(tiny_config(data, tmp_path))
+    assert values["augment"] == "color"  # the default for new runs
+    del values["augment"]
+    assert config_from_dict(TrainConfig, values).augment == "none"
+
+
+def _trainer(config: TrainConfig, dataset) -> Trainer:
+    head = make_head(config.head, dataset.n_bins, config.target)
+    norm = InputNorm.fit(config.input_norm, dataset.splits["train"], dataset.channels)
+    torch.manual_seed(0)
+    model, _ = build_model(config, dataset, head)
+    return Trainer(config, model, head, norm, torch.device("cpu"), NETS[config.net].recurrent)
+
+
+def test_training_batches_are_jittered_and_evaluation_is_not(data, tmp_path) -> None:
+    dataset = load_dataset(data, in_ram="yes")
+    plain = _trainer(tiny_config(data, tmp_path, augment="none"), dataset)
+    jittered = _trainer(tiny_config(data, tmp_path, augment="color"), dataset)
+    split = dataset.splits["train"]
+    targets = torch.arange(4)
+    same = plain.frame_batch(split, targets, augment=True).inputs.clone()
+    assert torch.equal(same, plain.frame_batch(split, targets).inputs)
+    changed = jittered.frame_batch(split, targets, augment=True).inputs
+    assert not torch.allclose(changed, same)
+    assert jittered.evaluate(dataset.splits["val"]) == plain.evaluate(dataset.splits["val"])
+
+
+def test_augmentation_changes_training_and_none_reproduces_itself(data, tmp_path) -> None:
+    def metrics(augment: str, where: str):
+        return read_metrics(main(tiny_config(data, tmp_path / where, augment=augment))["run_dir"])
+
+    assert metrics("none", "a") == metrics("none", "b")
+    assert metrics("color", "c")[0]["train"] != metrics("none", "d")[0]["train"]

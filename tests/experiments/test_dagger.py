@@ -1,0 +1,130 @@
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from experiments.dagger import DaggerConfig, DaggerError
+from experiments.dagger import main as dagger
+from expert.experts import Takeover
+from expert.verify import check_dataset
+
+TINY_WORLD = ["--image-size", "32", "--n-segments", "1", "--segment-length", "4", "5"]
+
+
+def _run(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [sys.executable, "-m", *args], cwd=cwd, capture_output=True, text=True, timeout=600
+    )
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+@pytest.fixture(scope="module")
+def bc_run(tmp_path_factory) -> Path:
+    """A tiny recorded dataset and a one-epoch BC run on it."""
+    root = tmp_path_factory.mktemp("dagger")
+    data = str(root / "data")  # absolute: the run's config.json is read from other folders
+    _run("expert.collect", "--runs", "3", "--quiet", "--out", data, *TINY_WORLD, cwd=root)
+    _run("bc.train", "--data", data, "--epochs", "1", "--no-progress", "--no-tensorboard",
+         "--run-dir", "runs/bc", cwd=root)  # fmt: skip
+    return root / "runs" / "bc"
+
+
+def _tiny(run: Path, out: Path, **values) -> DaggerConfig:
+    settings = dict(run=run, out=out, iterations=1, runs_per_iteration=2, episodes=2,
+                    workers=1, quiet=True)  # fmt: skip
+    settings.update(values)
+    return DaggerConfig(**settings)
+
+
+def test_beta_schedules_by_hand():
+    config = DaggerConfig(beta=0.5, iterations=4, beta_schedule="constant")
+    assert [config.beta_at(i) for i in (1, 2, 3, 4)] == [0.5, 0.5, 0.5, 0.5]
+    config = DaggerConfig(beta=0.8, iterations=4, beta_schedule="linear")
+    assert [config.beta_at(i) for i in (1, 2, 3, 4)] == pytest.approx([0.8, 0.6, 0.4, 0.2])
+    config = DaggerConfig(beta=0.5, iterations=3, beta_schedule="exponential")
+    assert [config.beta_at(i) for i in (1, 2, 3)] == [0.5, 0.25, 0.125]
+
+
+def test_takeover_engages_beyond_and_hands_back_under_half():
+    takeover = Takeover(offset=0.6, heading=40.0, handback=0.5)
+    assert not takeover.update(0.5, 0.0)
+    assert takeover.update(-0.7, 0.0)  # either side of the centreline
+    assert takeover.update(0.4, 0.0)  # still above 0.3 m
+    assert not takeover.update(0.2, math.radians(10))
+    assert takeover.update(0.0, math.radians(-41))
+    assert takeover.update(0.0, math.radians(25))  # 25 > 20 degrees
+    assert not takeover.update(0.0, math.radians(19))
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--beta", "1.5"], "--beta must be in [0, 1]"),
+        (["--run", "no/such/run"], "does not exist"),
+        (["--beta-schedule", "cosine"], "invalid choice"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path, flags, message):
+    result = _run("experiments.dagger", *flags, cwd=tmp_path, check=False)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and message in result.stderr
+
+
+def test_a_dataset_for_another_env_is_refused(bc_run, tmp_path):
+    other = tmp_path / "other"
+    _run("expert.collect", "--runs", "3", "--quiet", "--out", str(other), "--image-size", "40",
+         "--n-segments", "1", "--segment-length", "4", "5", cwd=tmp_path)  # fmt: skip
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "checkpoints").symlink_to(bc_run / "checkpoints")
+    config = json.loads((bc_run / "config.json").read_text())
+    config["data"] = str(other)
+    (run / "config.json").write_text(json.dumps(config))
+    with pytest.raises(DaggerError, match="image_size"):
+        dagger(_tiny(run, tmp_path / "out"))
+
+
+def test_a_changed_config_in_the_same_out_is_refused(bc_run, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "dagger.json").write_text(json.dumps({"beta": 0.9}))
+    with pytest.raises(DaggerError, match="beta"):
+        dagger(_tiny(bc_run, out))
+
+
+def test_kill_9_mid_iteration_resumes_and_the_dataset_verifies(bc_run, tmp_path):
+    out = tmp_path / "out"
+    argv = ["experiments.dagger", "--run", str(bc_run), "--out", str(out), "--iterations",
+            "1", "--runs-per-iteration", "3", "--episodes", "2", "--workers", "1",
+            "--quiet"]  # fmt: skip
+    child = subprocess.Popen([sys.executable, "-m", *argv], cwd=tmp_path,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)  # fmt: skip
+    first_run = out / "data" / "runs" / "run_1000000.h5"
+    deadline = time.monotonic() + 300
+    while not first_run.exists() and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(child.pid, signal.SIGKILL)
+    child.wait()
+    assert first_run.exists(), "DAgger recorded nothing before the kill"
+
+    rows = dagger(_tiny(bc_run, out, runs_per_iteration=3))
+    assert [row["iteration"] for row in rows] == [0, 1]
+    report = check_dataset(out / "data")
+    assert report.ok, report.problems
+    manifest = json.loads((out / "data" / "manifest.json").read_text())
+    added = [entry for entry in manifest["runs"] if entry.get("dagger_iteration") == 1]
+    assert [entry["run_index"] for entry in added] == [1_000_000, 1_000_001, 1_000_002]
+    source = json.loads((bc_run.parent.parent / "data" / "manifest.json").read_text())
+    assert len(source["runs"]) == 3, "the source dataset must not change"
+    assert rows[1]["expert_frames"] == rows[0]["expert_frames"] + sum(e["frames"] for e in added)
+    for name in ("results.md", "results.json", "success.png"):
+        assert (out / name).is_file()
