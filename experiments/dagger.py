@@ -45,12 +45,13 @@ from bc.policy import load_policy
 from bc.run_dir import resume_config
 from bc.train import main as train
 from configflags import UserError, option
-from dataset import read_manifest
+from dataset import read_manifest, run_name
 from eval.rollout import RolloutConfig
 from eval.rollout import main as rollout
 from eval.runs import newest_run
 from eval.worker_pool import usable_cores
 from experiments.dagger_dataset import (
+    RUN_INDEX_STRIDE,
     add_run,
     copy_dataset,
     dagger_run_index,
@@ -59,7 +60,7 @@ from experiments.dagger_dataset import (
     remove_temp_files,
 )
 from experiments.dagger_plot import plot_success, results_markdown
-from expert.experts import ExpertConfig, Takeover
+from expert.experts import Takeover
 from expert.recorder import RecordingJob, RunRecorder
 
 BETA_SCHEDULES = ("constant", "linear", "exponential")
@@ -209,7 +210,7 @@ class Dagger:
         self.base = _base_train_config(self.run)
         self.out = Path(config.out) if config.out is not None else self.run / "dagger"
         _check_same_config(self.out, _identity(config, self.run))
-        self.source_manifest = _check_dataset_fits(self.base, self.run)
+        _check_dataset_fits(self.base, self.run)
         self.data = self.out / "data"
         self.manifest = copy_dataset(Path(self.base.data), self.data)
         self.workers = config.workers or usable_cores()
@@ -230,11 +231,11 @@ class Dagger:
         remove_temp_files(self.data)
         done = recorded_names(self.manifest)
         indices = [dagger_run_index(iteration, j) for j in range(config.runs_per_iteration)]
-        missing = [i for i in indices if f"run_{i:06d}" not in done]
+        missing = [i for i in indices if run_name(i) not in done]
         if not missing:
             return
+        # the dataset's own expert, with beta as its alpha
         expert = {**self.manifest["expert"], "alpha": beta}
-        ExpertConfig.from_dict(expert)  # the dataset's own expert, with beta as its alpha
         job = RecordingJob(
             out=str(self.data),
             env_id=self.manifest["env_id"],
@@ -256,20 +257,11 @@ class Dagger:
         try:
             for index in missing:
                 result = recorder.record(index)
-                entry = {
-                    "name": f"run_{index:06d}",
-                    "file": f"runs/run_{index:06d}.h5",
-                    "seed": result.seed,
-                    "frames": result.frames,
-                    "outcome": result.outcome,
-                    "run_index": index,
-                    "episode_steps": result.frames,
-                    "episode_outcome": result.outcome,
-                    "progress_frac": result.progress_frac,
-                }
-                self.manifest = add_run(self.data, self.manifest, entry, iteration, beta)
+                self.manifest = add_run(
+                    self.data, self.manifest, result.manifest_entry("train"), iteration, beta
+                )
                 self.console.print(
-                    f"  iteration {iteration}: run {index % 1_000_000 + 1}/"
+                    f"  iteration {iteration}: run {index % RUN_INDEX_STRIDE + 1}/"
                     f"{config.runs_per_iteration} {result.outcome}, {result.frames} frames"
                 )
         finally:

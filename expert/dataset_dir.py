@@ -219,20 +219,7 @@ class DatasetDirectory:
             kept = [r for r in kept if r.run_index in splits_of]
         for result in kept:
             split, frames = splits_of.get(result.run_index, (None, result.frames))
-            runs.append(
-                {
-                    "name": run_name(result.run_index),
-                    "file": f"{RUNS_DIR}/{run_name(result.run_index)}.h5",
-                    "seed": result.seed,
-                    "split": split,
-                    "frames": frames,
-                    "outcome": result.outcome if frames == result.frames else "timeout",
-                    "run_index": result.run_index,
-                    "episode_steps": result.frames,
-                    "episode_outcome": result.outcome,
-                    "progress_frac": round(result.progress_frac, 6),
-                }
-            )
+            runs.append(result.manifest_entry(split, frames))
         resolved = [self.results[i] for i in range(plan.attempts)]
         dropped_results = sorted(
             (r for r in self.results.values() if not r.kept),

@@ -7,7 +7,9 @@ depend on the number of workers or on the order runs finished.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+from dataset import RUNS_DIR, run_name
 from expert.collect_config import CollectError
 
 # give up when more than half of at least this many attempts were dropped
@@ -25,6 +27,22 @@ class RunResult:
     frames: int
     reason: str = ""
     progress_frac: float = 0.0
+
+    def manifest_entry(self, split: str | None, frames: int | None = None) -> dict[str, Any]:
+        """The run's entry in a manifest's ``runs``; ``frames`` < ``self.frames`` for a cut run."""
+        frames = self.frames if frames is None else frames
+        return {
+            "name": run_name(self.run_index),
+            "file": f"{RUNS_DIR}/{run_name(self.run_index)}.h5",
+            "seed": self.seed,
+            "split": split,
+            "frames": frames,
+            "outcome": self.outcome if frames == self.frames else "timeout",
+            "run_index": self.run_index,
+            "episode_steps": self.frames,
+            "episode_outcome": self.outcome,
+            "progress_frac": round(self.progress_frac, 6),
+        }
 
 
 @dataclass

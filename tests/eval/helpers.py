@@ -155,28 +155,17 @@ def train_tiny_run(root: Path, **train_overrides: Any) -> Path:
     The synthetic dataset's env kwargs are narrowed to one short segment, so the checkpoint
     rebuilds a world whose episodes last a few dozen steps.
     """
-    from bc.config import TrainConfig
     from bc.train import main as train
     from dataset.synthetic import make_synthetic_dataset
     from eval.during_training import closed_loop_callback
+    from tests.bc.helpers import tiny_config
 
     data = make_synthetic_dataset(root / "data", runs=4, frames=[22, 19, 18, 21], size=32, seed=3)
     manifest_path = data / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
     manifest["env_kwargs"].update(n_segments=1, segment_length=[4.0, 5.0])
     manifest_path.write_text(json.dumps(manifest))
-    values: dict[str, Any] = {
-        "data": str(data),
-        "runs_dir": str(root / "runs"),
-        "batch_size": 4,
-        "epochs": 1,
-        "progress": False,
-        "tensorboard": False,
-        "device": "cpu",
-        "threads": 1,
-    }
-    values.update(train_overrides)
-    config = TrainConfig(**values)
+    config = tiny_config(data, root / "runs", **train_overrides)
     return Path(train(config, closed_loop_callback(config))["run_dir"])
 
 
