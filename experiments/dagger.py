@@ -91,9 +91,11 @@ class DaggerConfig:
     runs_per_iteration: int = option(10, "recorded runs per iteration")
     beta: float = option(0.5, "probability that the expert acts in a step, in [0, 1]")
     beta_schedule: str = option(
-        "exponential", "how beta changes over iterations (module docstring)", choices=BETA_SCHEDULES
+        "exponential", "how beta changes over iterations (formulas above)", choices=BETA_SCHEDULES
     )
-    takeover: bool = option(True, "the expert takes over when the agent strays (see below)")
+    takeover: bool = option(
+        True, "the expert takes over while the agent strays beyond the two thresholds below"
+    )
     takeover_offset: float = option(
         0.7, "lateral offset from the centreline (m) beyond which the expert takes over"
     )
