@@ -114,7 +114,9 @@ class DaggerConfig:
     episodes: int = option(100, "held-out episodes per evaluation")
     eval_seed: int = option(0, "base seed of the held-out worlds")
     workers: int = option(0, "parallel evaluation workers (0 = the usable cores)")
-    quiet: bool = option(False, "print only the final table")
+    quiet: bool = option(
+        False, "no progress bars or per-run lines (bc.train still prints its summaries)"
+    )
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.beta <= 1.0:
