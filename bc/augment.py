@@ -24,6 +24,7 @@ import torch
 
 AUGMENTS = ("none", "color")
 _SALT = 0xC0107  # keeps these draws apart from the sampling generator of the same seed
+_MIRROR_SALT = 0x3122_0B  # and the mirror coin flips apart from the colour draws
 
 
 @dataclass(frozen=True)
@@ -57,9 +58,13 @@ def _lerp(bounds: tuple[float, float], u: torch.Tensor) -> torch.Tensor:
     return low + (high - low) * u
 
 
-def unit_generator(seed: int, epoch: int, unit: int | None) -> torch.Generator:
-    """The generator for one training unit (``unit=None``: one per epoch, for run-keyed draws)."""
-    key = [seed, _SALT, epoch] + ([] if unit is None else [unit])
+def unit_generator(seed: int, epoch: int, unit: int | None, salt: int = _SALT) -> torch.Generator:
+    """The generator for one training unit (``unit=None``: one per epoch, for run-keyed draws).
+
+    ``salt`` keeps the streams of different augmentations apart, so turning one on does not
+    change the draws of another.
+    """
+    key = [seed, salt, epoch] + ([] if unit is None else [unit])
     state = np.random.SeedSequence(key).generate_state(1, np.uint64)[0]
     return torch.Generator().manual_seed(int(state))
 
@@ -71,3 +76,29 @@ def make_augment(name: str) -> ColorJitter | None:
     if name == "color":
         return ColorJitter()
     raise ValueError(f"unknown augmentation {name!r}; choose one of: {', '.join(AUGMENTS)}")
+
+
+def mirror_draw(n: int, seed: int, epoch: int, unit: int | None) -> torch.Tensor:
+    """Which of ``n`` samples (or runs) to mirror: a fair coin each, ``(n,)`` bool."""
+    generator = unit_generator(seed, epoch, unit, salt=_MIRROR_SALT)
+    return torch.rand(n, generator=generator) < 0.5
+
+
+def mirror_batch(
+    frames: torch.Tensor, bins: torch.Tensor, yaw: torch.Tensor, flip: torch.Tensor, n_bins: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Mirror the samples marked in ``flip`` left to right, with their labels (``--mirror``).
+
+    A corridor seen in a mirror is another corridor the expert would fly, turning the other
+    way: frames ``(B, T, C, H, W)`` flip along the width, the label's bin ``b`` becomes
+    ``n_bins - 1 - b`` (the bins' yaw commands are symmetric about straight) and the yaw
+    command changes sign. ``bins`` and ``yaw`` are ``(B,)`` or ``(B, T)``; ``flip`` is ``(B,)``.
+    """
+    if not bool(flip.any()):
+        return frames, bins, yaw
+    frames = frames.clone()
+    frames[flip] = frames[flip].flip(-1)
+    mask = flip.view(-1, *([1] * (bins.dim() - 1))).to(bins.device)
+    bins = torch.where(mask, n_bins - 1 - bins, bins)
+    yaw = torch.where(mask.to(yaw.device), -yaw, yaw)
+    return frames, bins, yaw

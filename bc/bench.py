@@ -14,6 +14,10 @@ Both are timed unit by unit, alternating, over ``--rounds`` blocks of ``--steps`
 fastest block of each counts, so a machine shared with other jobs disturbs the ratio as little
 as possible. Without ``--data`` the
 bench writes a synthetic dataset (``dataset.synthetic``) into a temporary directory.
+
+``--runtimes`` measures deployment instead (``bc.export_bench``): batch-1 latency of one net
+(default ``tiny_nfc``, ``--frames 3``, ``--size 64``) in PyTorch eager, TorchScript and
+onnxruntime side by side, the net's own time against a whole ``act`` step, no training.
 """
 
 from __future__ import annotations
@@ -64,6 +68,11 @@ class BenchConfig:
     threads: int = option(1, "torch CPU threads (0 = torch's default), as bc.train --threads")
     seed: int = option(0, "seed of weights and batch order")
     json: str = option("", "also write the results to this JSON file")
+    runtimes: bool = option(
+        False,
+        "measure batch-1 latency in PyTorch eager, TorchScript and onnxruntime instead"
+        " (default net tiny_nfc; uses --nets, --frames, --size, --latency-steps, --threads)",
+    )
 
     def __post_init__(self) -> None:
         unknown = [name for name in self.nets if name not in NETS]
@@ -179,8 +188,10 @@ def bench_net(net: str, frames: int, data: Path, config: BenchConfig) -> dict[st
 
 
 def main(config: BenchConfig) -> list[dict[str, Any]]:
-    """Measure every net of ``config`` and return one result dict per net."""
+    """Measure every net of ``config`` and return one result dict per net (per runtime)."""
     configure_torch(torch.device("cpu"), config.threads)
+    if config.runtimes:
+        return main_runtimes(config)
     nets = config.nets or [name for name, entry in NETS.items() if not entry.slow]
     # A table wider than the 80 columns rich assumes when the output is not a terminal.
     console = Console(width=None if sys.stdout.isatty() else 120)
@@ -229,6 +240,27 @@ def main(config: BenchConfig) -> list[dict[str, Any]]:
             f"{row['latency_p90_ms']:.2f}",
         )
     console.print(table)
+    if config.json:
+        Path(config.json).write_text(json.dumps(results, indent=2) + "\n")
+    return results
+
+
+def main_runtimes(config: BenchConfig) -> list[dict[str, Any]]:
+    """``--runtimes``: the latency table of each net, one row per runtime."""
+    from bc.export_bench import bench_runtimes, runtimes_table
+
+    console = Console(width=None if sys.stdout.isatty() else 120)
+    results = []
+    for net in config.nets or ["tiny_nfc"]:
+        frames = _frames_for(net, config.frames)
+        console.print(f"measuring {net} (frames {frames}) ...")
+        rows, notes = bench_runtimes(
+            net, frames, config.size, config.latency_steps, config.threads, config.seed
+        )
+        console.print(runtimes_table(rows, torch.get_num_threads()))
+        for note in notes:
+            console.print(note)
+        results.extend(rows)
     if config.json:
         Path(config.json).write_text(json.dumps(results, indent=2) + "\n")
     return results

@@ -46,6 +46,12 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from bc.checkpoint_names import (  # noqa: F401  (re-exported: the file names' old home)
+    BEST_SUCCESS,
+    BEST_VAL_LOSS,
+    DEFAULT_CHECKPOINT,
+    LAST,
+)
 from bc.config import config_to_dict
 from bc.errors import CheckpointError
 
@@ -59,9 +65,6 @@ if TYPE_CHECKING:
 
 FORMAT = "corridor-bc-checkpoint"
 FORMAT_VERSION = 1
-LAST = "last.pt"
-BEST_VAL_LOSS = "best_val_loss.pt"
-BEST_SUCCESS = "best_success.pt"
 # what read_checkpoint needs before anything else reads the file
 REQUIRED_KEYS = ("net", "spec", "model", "config", "norm")
 

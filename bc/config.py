@@ -99,7 +99,7 @@ class TrainConfig:
     """Everything a behaviour-cloning run depends on; ``config.json`` of a run holds it."""
 
     # what a key missing from an older config.json stood for (the behaviour before it existed)
-    LEGACY_DEFAULTS: ClassVar[dict[str, Any]] = {"augment": "none"}
+    LEGACY_DEFAULTS: ClassVar[dict[str, Any]] = {"augment": "none", "mirror": False}
     # keys of an older config.json and the fields they became
     LEGACY_KEYS: ClassVar[dict[str, str]] = {"out": "runs_dir"}
 
@@ -135,6 +135,12 @@ class TrainConfig:
         "training-frame augmentation: none, or color (per-sample brightness, channel gains and"
         " offset, the same on every frame of a sample; depth is left alone)",
         choices=AUGMENTS,
+        group="data",
+    )
+    mirror: bool = option(
+        True,
+        "mirror half the training samples left to right, swapping left and right labels"
+        " (bc.augment.mirror_batch); doubles the worlds the net sees",
         group="data",
     )
     balance: bool = option(
@@ -218,7 +224,7 @@ class TrainConfig:
     clip: float = option(
         0.0, "clip the gradient norm to this value (0 = no clipping)", group="optimisation"
     )
-    epochs: int = option(10, "passes over the training set", group="optimisation")
+    epochs: int = option(6, "passes over the training set", group="optimisation")
     steps: int = option(
         0,
         "stop after this many optimiser steps instead of --epochs (0 = use --epochs)",

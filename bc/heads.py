@@ -216,3 +216,22 @@ class MetricTracker:
             "yaw_mse": self.yaw_error_sum / count,
             "samples": self.count,
         }
+
+
+METRIC_COLUMNS = ("loss", "accuracy", "per-bin accuracy", "yaw MSE", "samples")
+
+
+def metric_cells(metrics: dict[str, Any]) -> list[str]:
+    """One split's metrics as table cells, in the order of ``METRIC_COLUMNS``.
+
+    Per-bin accuracy shows one figure per action bin: a 0.00 is a bin the policy never gets
+    right (a one-class policy has 0.00 on both turns), ``-`` a bin the split does not hold.
+    """
+    per_bin = metrics.get("per_class_accuracy") or []
+    return [
+        f"{metrics['loss']:.4f}",
+        f"{metrics['accuracy']:.3f}",
+        " ".join("-" if value is None else f"{value:.2f}" for value in per_bin),
+        f"{metrics['yaw_mse']:.4f}",
+        str(metrics["samples"]),
+    ]

@@ -8,7 +8,6 @@ Call ``reset()`` at the start of every episode.
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,8 +19,9 @@ from torch import nn
 from bc.checkpoint import BEST_VAL_LOSS, checkpoint_dir, read_checkpoint
 from bc.data import InputNorm
 from bc.errors import CheckpointError
-from bc.heads import Head, make_head
+from bc.heads import ClassifierHead, GaussianHead, Head, RegressorHead, bin_to_yaw, make_head
 from bc.nets import NETS, NetSpec, build_net
+from envs.spaces import yaw_command_to_bin
 
 
 @dataclass
@@ -62,50 +62,100 @@ class Policy:
         self.n_bins = head.n_bins
         self.head = head.name
         self.device = device
-        self._frames: deque[torch.Tensor] = deque(maxlen=spec.frames)
+        self._observation_shape = (spec.height, spec.width, spec.channels)
+        # each bin's yaw command exactly as bc.heads computes it (float32), as python floats
+        self._bin_yaw: list[float] = bin_to_yaw(torch.arange(self.n_bins), self.n_bins).tolist()
+        # InputNorm's per-channel affine map (x * scale + shift), as float32 arrays over C
+        scale, shift = norm._affine(torch.device("cpu"))
+        self._scale = scale.reshape(-1).numpy()
+        self._shift = shift.reshape(-1).numpy()
+        # the net's input: normalised frames, oldest first, rolled in place step by step
+        steps = 1 if recurrent else spec.frames
+        self._stack = np.zeros((1, steps, spec.channels, spec.height, spec.width), np.float32)
+        self._started = False
         self._state: Any = None
 
     def reset(self) -> None:
         """Forget the episode: empty the frame buffer and zero the LSTM state."""
-        self._frames.clear()
+        self._started = False
         self._state = None
 
-    def _frame(self, observation: np.ndarray) -> torch.Tensor:
+    def _frame(self, observation: np.ndarray) -> np.ndarray:
+        """The observation as the net's normalised ``(C, H, W)`` float32 frame."""
         observation = np.asarray(observation)
         if observation.ndim == 2 and self.spec.channels == 1:
             observation = observation[..., None]  # depth as (H, W)
-        expected = (self.spec.height, self.spec.width, self.spec.channels)
-        if observation.shape != expected:
+        if observation.shape != self._observation_shape:
             raise ValueError(
                 f"observation of shape {observation.shape}, but the policy was trained on"
-                f" {expected} (H, W, C)"
+                f" {self._observation_shape} (H, W, C)"
             )
         if observation.dtype != np.uint8:
             raise ValueError(
                 f"observation must be uint8 as the env returns it, got {observation.dtype}"
             )
-        frame = torch.from_numpy(np.ascontiguousarray(observation)).to(self.device)
-        return frame.permute(2, 0, 1)  # (H, W, C) -> (C, H, W)
+        # Normalised once, when it arrives, and in numpy: the map is per element, so the stack
+        # of normalised frames holds the values that normalising the stack gave, and numpy's
+        # float32 multiply and add round exactly as torch's (InputNorm) at a fraction of the
+        # per-call cost. What the net sees is unchanged, bit for bit.
+        frame = np.multiply(observation, self._scale, dtype=np.float32)  # uint8 -> float32 exact
+        frame += self._shift
+        return frame.transpose(2, 0, 1)  # (H, W, C) -> (C, H, W)
+
+    def _decide(self, outputs: torch.Tensor) -> PolicyOutput:
+        """The head's decision for ``outputs (1, n_outputs)``, as ``Head.predict`` makes it.
+
+        The three built-in heads are computed here on python scalars and one small array:
+        ``predict`` builds batch tensors and a bin table per call, which cost as much as a
+        tiny net's convolutions at batch 1. The results are the same values bit for bit.
+        """
+        kind = type(self.head_module)
+        if kind is ClassifierHead:
+            probs = torch.softmax(outputs.float(), dim=-1)
+            probs = (probs if probs.device.type == "cpu" else probs.cpu()).numpy()[0]
+            # numpy's argmax, like torch's, returns the first of equal maxima
+            action = int(probs.argmax())
+            return PolicyOutput(action, self._bin_yaw[action], probs)
+        if kind in (RegressorHead, GaussianHead):
+            # the float32 output is exact as a python float; clamping it there gives the
+            # float32 clamp's value (NaN stays NaN)
+            yaw = min(max(float(outputs[0, 0]), -1.0), 1.0)
+            return PolicyOutput(yaw_command_to_bin(yaw, self.n_bins), yaw, None)
+        prediction = self.head_module.predict(outputs)
+        probs = prediction.probs[0].cpu().numpy() if prediction.probs is not None else None
+        return PolicyOutput(int(prediction.bins[0]), float(prediction.yaw[0]), probs)
+
+    def warm_up(self) -> None:
+        """Decide once on a blank frame, then reset.
+
+        The first call of a net selects its kernels and allocates its buffers (several
+        milliseconds); a rollout calls this before its first episode so that the first
+        step's latency is not that. Nothing else changes: ``act`` draws no random numbers.
+        """
+        self.reset()
+        self.act(np.zeros(self._observation_shape, np.uint8))
+        self.reset()
 
     @torch.inference_mode()
     def act(self, observation: np.ndarray) -> PolicyOutput:
         """The action for ``observation`` (uint8 ``(H, W, C)``), the next step of the episode."""
-        frame = self._frame(observation)
-        if self.recurrent:
-            inputs = self.norm(frame)[None, None]  # (1, 1, C, H, W)
-            outputs, self._state = self.model(inputs, self._state)
-            outputs = outputs[:, -1]  # (1, n_outputs)
+        frame = self._frame(observation)  # checked before the stack changes
+        stack = self._stack
+        if self._started:
+            stack[0, :-1] = stack[0, 1:]  # numpy copies overlapping ranges safely
+            stack[0, -1] = frame
         else:
-            if not self._frames:
-                # The episode's first observation fills the stack, as the dataset pads runs.
-                self._frames.extend([frame] * self.spec.frames)
-            else:
-                self._frames.append(frame)
-            inputs = self.norm(torch.stack(list(self._frames)))[None]  # (1, F, C, H, W)
-            outputs = self.model(inputs)  # (1, n_outputs)
-        prediction = self.head_module.predict(outputs)
-        probs = prediction.probs[0].cpu().numpy() if prediction.probs is not None else None
-        return PolicyOutput(int(prediction.bins[0]), float(prediction.yaw[0]), probs)
+            # The episode's first observation fills the stack, as the dataset pads runs.
+            stack[0] = frame
+            self._started = True
+        # a fresh tensor per step: the stack is the policy's, whatever the net does with it
+        inputs = torch.from_numpy(stack.copy())  # (1, F, C, H, W); F = 1 for an LSTM
+        if self.device.type != "cpu":
+            inputs = inputs.to(self.device)
+        if self.recurrent:
+            outputs, self._state = self.model(inputs, self._state)
+            return self._decide(outputs[:, -1])  # (1, n_outputs)
+        return self._decide(self.model(inputs))  # (1, n_outputs)
 
 
 def load_policy(checkpoint: str | Path, device: str = "cpu") -> Policy:

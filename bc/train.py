@@ -49,7 +49,7 @@ from bc.checkpoint import (
 from bc.config import TrainConfig
 from bc.data import InputNorm, load_dataset
 from bc.errors import TrainError
-from bc.heads import make_head
+from bc.heads import METRIC_COLUMNS, make_head, metric_cells
 from bc.run_dir import (
     MetricsLog,
     copy_atomic,
@@ -104,23 +104,18 @@ def _print_parameters(console: Console, model: nn.Module, net: str) -> None:
 
 def _print_summary(console: Console, results: dict[str, Any]) -> None:
     table = Table(title=f"run {results['run_dir']}")
-    for column in ("split", "loss", "accuracy", "yaw MSE", "samples"):
+    for column in ("split", *METRIC_COLUMNS):
         table.add_column(column, justify="left" if column == "split" else "right")
     rows = [
         ("train (last epoch)", results["train"]),
         ("val (last epoch)", results["val"]),
         (f"val (best, epoch {results['best_epoch']})", results["best_val"]),
+        ("test (last.pt)", results.get("test_last")),
         ("test (best_val_loss.pt)", results["test"]),
     ]
     for name, metrics in rows:
         if metrics:
-            table.add_row(
-                name,
-                f"{metrics['loss']:.4f}",
-                f"{metrics['accuracy']:.3f}",
-                f"{metrics['yaw_mse']:.4f}",
-                str(metrics["samples"]),
-            )
+            table.add_row(name, *metric_cells(metrics))
     console.print(table)
     test_rate = results.get("test_majority_rate")
     console.print(
@@ -340,7 +335,7 @@ class TrainingRun:
         return self.step < config.steps if config.steps else self.epoch < config.epochs
 
     def run(self) -> dict[str, Any]:
-        """Train to ``--epochs`` or ``--steps``, test best_val_loss.pt, return the results."""
+        """Train to ``--epochs`` or ``--steps``, test last.pt and best_val_loss.pt; the results."""
         config = self.config
         self._print_start()
         record = self.resume["record"] if self.resume is not None else None
@@ -386,8 +381,10 @@ class TrainingRun:
             self.console.print(f"frozen: {len(self.frozen)} tensors ({', '.join(config.freeze)})")
 
     def _results(self, record: dict[str, Any]) -> dict[str, Any]:
-        test = None
+        test = test_last = None
         if "test" in self.dataset.splits:
+            # the model holds the last epoch's weights (last.pt) until best_val_loss.pt loads
+            test_last = self.trainer.evaluate(self.dataset.splits["test"])
             best = read_checkpoint(self.checkpoints / BEST_VAL_LOSS, map_location=self.device)
             self.model.load_state_dict(best["model"])
             test = self.trainer.evaluate(self.dataset.splits["test"])
@@ -416,6 +413,7 @@ class TrainingRun:
             "best_epoch": self.best.epoch,
             "best_val": self.best.val,
             "test": test,
+            "test_last": test_last,
             "val_majority_rate": majority_rate("val"),
             "test_majority_rate": majority_rate("test") if "test" in self.dataset.splits else None,
             "train_time_s": self.train_time,

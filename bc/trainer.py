@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from bc.augment import make_augment, unit_generator
+from bc.augment import make_augment, mirror_batch, mirror_draw, unit_generator
 from bc.config import TrainConfig
 from bc.data import Dataset, InputNorm, SplitData
 from bc.errors import ConfigError, TrainError
@@ -165,11 +165,15 @@ class Trainer:
         """
         idx = split.stack_indices(targets, self.frames)  # (B, F)
         frames = split.gather(idx)
-        jitter = self._sample_jitter(len(targets), frames.shape[-3]) if augment else None
+        bins, yaw = split.bins[targets], split.yaw[targets]
+        jitter = None
+        if augment:
+            jitter = self._sample_jitter(len(targets), frames.shape[-3])
+            if self.config.mirror:
+                flip = mirror_draw(len(targets), self.config.seed, *self._position)
+                frames, bins, yaw = mirror_batch(frames, bins, yaw, flip, self.head.n_bins)
         inputs = self._normalise(frames, jitter)
-        return Batch(
-            inputs, split.bins[targets].to(self.device), split.yaw[targets].to(self.device)
-        )
+        return Batch(inputs, bins.to(self.device), yaw.to(self.device))
 
     def window_batch(
         self, split: SplitData, unit: WindowUnit, label_every: int = 1, augment: bool = False
@@ -183,16 +187,18 @@ class Trainer:
         if label_every > 1:
             mask &= split.positions(idx) % label_every == 0
         frames = split.gather(idx)
+        bins, yaw = split.bins[idx], split.yaw[idx]
         jitter = None
         if augment:
             jitter = self._run_jitter_of(unit.runs, split.n_runs, frames.shape[-3])
+            if self.config.mirror:
+                # one coin per run and epoch: a sequence keeps its side across carried windows
+                flip = mirror_draw(split.n_runs, self.config.seed, self._position[0], None)
+                frames, bins, yaw = mirror_batch(
+                    frames, bins, yaw, flip[unit.runs], self.head.n_bins
+                )
         inputs = self._normalise(frames, jitter)
-        return Batch(
-            inputs,
-            split.bins[idx].to(self.device),
-            split.yaw[idx].to(self.device),
-            mask.to(self.device),
-        )
+        return Batch(inputs, bins.to(self.device), yaw.to(self.device), mask.to(self.device))
 
     def outputs(
         self, batch: Batch, state: Any = None, carry: int | None = None

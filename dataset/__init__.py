@@ -4,16 +4,22 @@
 training and ``dataset.synthetic`` makes small ones without flying the env; all of them go through
 this package, so the format is described in one place. Every problem with a dataset is a
 ``DatasetError`` (a ``configflags.UserError``) with a one-line message naming the file.
+
+Two modules are imported on demand, as they fly the env: ``dataset.replay`` (the ends of a
+format-1 run, recovered by replaying it) and ``dataset.minari_io`` (Minari export and import,
+with the ``minari`` extra).
 """
 
 from dataset.atomic import commit_file, temp_files, temp_path, write_json_atomic
 from dataset.format import (
     COMPRESSIONS,
+    FINAL_FIELDS,
     FORMAT_VERSION,
     LABEL_FIELDS,
     MANIFEST,
     MANIFEST_KEYS,
     OUTCOMES,
+    READABLE_VERSIONS,
     REQUIRED_ATTRS,
     RUN_ENTRY_KEYS,
     RUNS_DIR,
@@ -26,13 +32,17 @@ from dataset.format import (
     file_label,
     run_name,
     run_path,
+    step_fields,
 )
 from dataset.reader import (
     RecordedEnv,
+    check_ends,
+    check_final,
     check_frame_shape,
     check_run,
     check_steps,
     check_values,
+    check_version,
     error_text,
     load_run,
     open_run_file,
@@ -42,15 +52,17 @@ from dataset.reader import (
     run_file,
     step_datasets,
 )
-from dataset.writer import RunWriter
+from dataset.writer import RunWriter, cut_run
 
 __all__ = [
     "COMPRESSIONS",
+    "FINAL_FIELDS",
     "FORMAT_VERSION",
     "LABEL_FIELDS",
     "MANIFEST",
     "MANIFEST_KEYS",
     "OUTCOMES",
+    "READABLE_VERSIONS",
     "REQUIRED_ATTRS",
     "RUNS_DIR",
     "RUN_ENTRY_KEYS",
@@ -62,11 +74,15 @@ __all__ = [
     "DatasetError",
     "RecordedEnv",
     "RunWriter",
+    "check_ends",
+    "check_final",
     "check_frame_shape",
     "check_run",
     "check_steps",
     "check_values",
+    "check_version",
     "commit_file",
+    "cut_run",
     "error_text",
     "file_label",
     "load_run",
@@ -78,6 +94,7 @@ __all__ = [
     "run_name",
     "run_path",
     "step_datasets",
+    "step_fields",
     "temp_files",
     "temp_path",
     "write_json_atomic",

@@ -1,4 +1,9 @@
-"""The names, keys and types of the dataset format (docs/dataset.md, format_version 1)."""
+"""The names, keys and types of the dataset format (docs/dataset.md, format_version 2).
+
+Format 2 added the episode's ends to every run: per-step ``terminated`` and ``truncated``
+flags and the state after the last step (``FINAL_FIELDS``). Format 1 files lack them and are
+still read (``READABLE_VERSIONS``); every run file says its own version.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,8 @@ import numpy as np
 
 from configflags import UserError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 MANIFEST = "manifest.json"
 RUNS_DIR = "runs"
 VIDEOS_DIR = "videos"
@@ -29,6 +35,18 @@ STEP_FIELDS: dict[str, tuple[type, tuple[int, ...] | None]] = {
     "source": (np.uint8, ()),
     "lateral_offset": (np.float32, ()),
     "heading_error": (np.float32, ()),
+    "terminated": (np.bool_, ()),
+    "truncated": (np.bool_, ()),
+}
+# per-step datasets that format 1 files lack
+ADDED_IN_2 = ("terminated", "truncated")
+# the state after the last step (format 2): dataset -> the per-step dataset it continues
+FINAL_FIELDS = {
+    "final_frame": "frames",
+    "final_pose": "pose",
+    "final_progress": "progress",
+    "final_lateral_offset": "lateral_offset",
+    "final_heading_error": "heading_error",
 }
 LABEL_FIELDS = ("expert_action", "expert_continuous")
 REQUIRED_ATTRS = ("format_version", "seed", "run_index", "outcome", "n_steps", "n_bins")
@@ -46,6 +64,13 @@ RUN_ENTRY_KEYS = ("name", "file", "seed", "split", "frames", "outcome")
 # what reading frames and labels needs: a trainer accepts a manifest that holds only these
 TRAINING_KEYS = ("env_kwargs", "runs", "splits")
 TRAINING_ENTRY_KEYS = ("name",)
+
+
+def step_fields(format_version: int) -> dict[str, tuple[type, tuple[int, ...] | None]]:
+    """The per-step datasets a run file of ``format_version`` holds."""
+    if format_version == 1:
+        return {k: v for k, v in STEP_FIELDS.items() if k not in ADDED_IN_2}
+    return dict(STEP_FIELDS)
 
 
 class DatasetError(UserError):

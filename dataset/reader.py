@@ -18,16 +18,18 @@ import h5py
 import numpy as np
 
 from dataset.format import (
-    FORMAT_VERSION,
+    FINAL_FIELDS,
     MANIFEST,
     MANIFEST_KEYS,
     OUTCOMES,
+    READABLE_VERSIONS,
     REQUIRED_ATTRS,
     RUN_ENTRY_KEYS,
     RUNS_DIR,
     STEP_FIELDS,
     DatasetError,
     file_label,
+    step_fields,
 )
 from envs.spaces import ACTION_TYPES, image_shape, obs_channels
 
@@ -76,13 +78,18 @@ def step_datasets(path: Path, handle: h5py.File, names: Any) -> dict[str, h5py.D
 def load_run(path: Path, frames: bool = True) -> dict[str, Any]:
     """Read and check one run file: a dict of arrays, one per dataset, plus ``attrs``.
 
-    ``frames=False`` skips decoding the frames (the key is then absent). Raises
+    A format-2 file also holds ``terminated``, ``truncated`` and the ``FINAL_FIELDS``; a
+    format-1 file lacks them (``attrs["format_version"]`` says which). ``frames=False`` skips
+    decoding the frames (``frames`` and ``final_frame`` are then absent). Raises
     ``DatasetError`` (one line, naming the file) for a missing, truncated or corrupt file, a
     missing dataset, lengths that disagree, or labels out of range.
     """
     path = Path(path)
     attrs = read_run_attrs(path)
-    names = [name for name in STEP_FIELDS if frames or name != "frames"]
+    version = check_version(path, attrs["format_version"])
+    names = [name for name in step_fields(version) if frames or name != "frames"]
+    if version >= 2:
+        names += [name for name in FINAL_FIELDS if frames or name != "final_frame"]
     try:
         with open_run_file(path) as handle:
             data = {name: array[()] for name, array in step_datasets(path, handle, names).items()}
@@ -95,17 +102,63 @@ def load_run(path: Path, frames: bool = True) -> dict[str, Any]:
     return data
 
 
+def check_version(path: Path, version: Any) -> int:
+    """``version`` if this corridor-bc reads it, else ``DatasetError``."""
+    if version not in READABLE_VERSIONS:
+        readable = " or ".join(str(v) for v in READABLE_VERSIONS)
+        raise DatasetError(
+            f"{file_label(path)}: format_version {version!r} is not one this corridor-bc reads"
+            f" ({readable}); a newer corridor-bc may read it"
+        )
+    return int(version)
+
+
 def check_run(path: Path, data: dict[str, np.ndarray], attrs: dict[str, Any]) -> None:
     """Consistency of one run's arrays with each other and with its attributes."""
     where = file_label(path)
-    if attrs["format_version"] != FORMAT_VERSION:
-        raise DatasetError(
-            f"{where}: format_version {attrs['format_version']} is not {FORMAT_VERSION}"
-        )
+    version = check_version(path, attrs["format_version"])
     if attrs["outcome"] not in OUTCOMES:
         raise DatasetError(f"{where}: outcome {attrs['outcome']!r} is not one of {OUTCOMES}")
-    check_steps(path, data, int(attrs["n_steps"]))
+    steps = {name: data[name] for name in step_fields(version) if name in data}
+    check_steps(path, steps, int(attrs["n_steps"]))
     check_values(path, data, int(attrs["n_bins"]))
+    if version >= 2:
+        check_final(path, data)
+        check_ends(path, data, attrs["outcome"])
+
+
+def check_final(path: Path, data: Mapping[str, np.ndarray]) -> None:
+    """The state after the last step: dtypes and shapes of its step fields, finite values."""
+    where = file_label(path)
+    for name, step_name in FINAL_FIELDS.items():
+        if name not in data:
+            continue
+        dtype, shape = STEP_FIELDS[step_name]
+        value = data[name]
+        expected = data["frames"].shape[1:] if shape is None and "frames" in data else shape
+        if value.dtype != dtype:
+            raise DatasetError(
+                f"{where}: {name} has dtype {value.dtype}, expected {np.dtype(dtype)}"
+            )
+        if expected is not None and value.shape != expected:
+            raise DatasetError(f"{where}: {name} has shape {value.shape}, expected {expected}")
+        if shape is not None and not np.all(np.isfinite(value)):
+            raise DatasetError(f"{where}: {name} has NaN or infinite values")
+
+
+def check_ends(path: Path, data: Mapping[str, np.ndarray], outcome: str) -> None:
+    """Only the last step ends the run, it does, and ``terminated`` agrees with the outcome."""
+    where = file_label(path)
+    terminated, truncated = data["terminated"], data["truncated"]
+    if terminated[:-1].any() or truncated[:-1].any():
+        raise DatasetError(f"{where}: a step before the last is terminated or truncated")
+    if not (terminated[-1] or truncated[-1]):
+        raise DatasetError(f"{where}: the last step is neither terminated nor truncated")
+    if bool(terminated[-1]) != (outcome in ("goal", "collision")):
+        raise DatasetError(
+            f"{where}: the last step is{'' if terminated[-1] else ' not'} terminated but the"
+            f" outcome is {outcome}"
+        )
 
 
 def check_steps(path: Path, arrays: Mapping[str, Any], n_steps: int) -> None:
@@ -179,9 +232,11 @@ def read_manifest(
         raise DatasetError(f"{path}: not valid JSON ({error.msg} at line {error.lineno})") from None
     if not isinstance(manifest, dict):
         raise DatasetError(f"{path}: not a JSON object")
-    if manifest.get("format_version") != FORMAT_VERSION:
+    if manifest.get("format_version") not in READABLE_VERSIONS:
+        readable = " or ".join(str(v) for v in READABLE_VERSIONS)
         raise DatasetError(
-            f"{path}: format_version {manifest.get('format_version')!r} is not {FORMAT_VERSION}"
+            f"{path}: format_version {manifest.get('format_version')!r} is not one this"
+            f" corridor-bc reads ({readable})"
         )
     missing = [key for key in keys if key not in manifest]
     if missing:

@@ -70,6 +70,9 @@ def _simulate(length: int, n_bins: int, rng: np.random.Generator) -> dict[str, n
         "expert": expert,
         "executed": executed,
         "source": source,
+        # the state the last step led to
+        "final_heading": np.float32(theta),
+        "final_offset": np.float32(lateral),
     }
 
 
@@ -124,10 +127,12 @@ def make_synthetic_dataset(
     splits: tuple[int, int, int] | None = None,
     seed: int = 0,
 ) -> Path:
-    """Write a dataset directory in format version 1 and return its path.
+    """Write a dataset directory in the current format version and return its path.
 
     ``frames`` is the length of every run, or one length per run. ``splits`` gives the
     number of (train, val, test) runs; by default about 80/10/10 with at least one val run.
+    Every run ends truncated (outcome ``timeout``), its final frame drawn like the others
+    (from a generator of its own, so the runs' frames do not depend on it).
     """
     channels = obs_channels(obs_mode)
     if pattern not in ("corridor", "index"):
@@ -146,14 +151,15 @@ def make_synthetic_dataset(
     entries = []
     for index, length in enumerate(lengths):
         sim = _simulate(length, n_bins, rng)
-        progress = np.cumsum(np.full(length, 0.1, np.float32))
+        progress = np.cumsum(np.full(length + 1, 0.1, np.float32))
         if pattern == "index":
-            steps = np.arange(length)
-            images = np.zeros((length, height, width, channels), np.uint8)
-            values = np.stack([steps % 256, steps // 256, np.full(length, index)], axis=-1)
+            steps = np.arange(length + 1)
+            images = np.zeros((length + 1, height, width, channels), np.uint8)
+            values = np.stack([steps % 256, steps // 256, np.full(length + 1, index)], axis=-1)
             for channel in range(images.shape[-1]):
                 images[..., channel] = values[:, min(channel, 2), None, None]
-            expert_bins = (steps % n_bins).astype(np.int64)
+            images, final_frame = images[:length], images[length]
+            expert_bins = (steps[:length] % n_bins).astype(np.int64)
             expert = yaws[expert_bins].astype(np.float32)
         else:
             # Walls, floor and ceiling keep their roles across runs, in shades that vary
@@ -173,6 +179,15 @@ def make_synthetic_dataset(
                     for t in range(length)
                 ]
             )
+            final_frame = _render_corridor(
+                float(sim["final_heading"]),
+                float(sim["final_offset"]),
+                float(progress[length]),
+                (height, width),
+                obs_mode,
+                palette,
+                np.random.default_rng([seed, index]),
+            )
             expert = sim["expert"]
             expert_bins = yaw_command_to_bin(expert, n_bins)
         executed_bins = yaw_command_to_bin(sim["executed"], n_bins)
@@ -183,24 +198,33 @@ def make_synthetic_dataset(
             "action_continuous": executed,
             "expert_action": expert_bins,
             "expert_continuous": expert,
-            "pose": np.stack([progress, sim["offset"], sim["heading"]], axis=-1),
-            "progress": progress,
+            "pose": np.stack([progress[:length], sim["offset"], sim["heading"]], axis=-1),
+            "progress": progress[:length],
             "reward": np.full(length, 0.1, np.float32),
             "source": sim["source"],
             "lateral_offset": sim["offset"],
             "heading_error": sim["heading"],
+            "terminated": np.zeros(length, bool),
+            "truncated": np.arange(length) == length - 1,
+        }
+        final = {
+            "final_frame": final_frame,
+            "final_pose": [progress[length], sim["final_offset"], sim["final_heading"]],
+            "final_progress": progress[length],
+            "final_lateral_offset": sim["final_offset"],
+            "final_heading_error": sim["final_heading"],
         }
         with RunWriter(run_path(root, index), images.shape[1:]) as writer:
             for t in range(length):
                 writer.append(**{name: values[t] for name, values in steps_of_run.items()})
             writer.commit(
                 {
-                    "format_version": FORMAT_VERSION,
                     "seed": seed + index,
                     "run_index": index,
                     "outcome": "timeout",
                     "n_bins": n_bins,
-                }
+                },
+                final,
             )
         split = "train" if index < n_train else "val" if index < n_train + n_val else "test"
         entries.append(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +10,8 @@ import h5py
 import numpy as np
 
 from dataset.atomic import commit_file, temp_path
-from dataset.format import COMPRESSIONS, STEP_FIELDS
+from dataset.format import COMPRESSIONS, FINAL_FIELDS, FORMAT_VERSION, STEP_FIELDS
+from dataset.reader import load_run
 
 
 class RunWriter:
@@ -18,7 +20,7 @@ class RunWriter:
     Frames are chunked one per chunk (random access for training) and compressed losslessly:
     gzip level 1 (readable by any HDF5 library) or lzf (h5py's faster filter). Use as a context
     manager: leaving the block without ``commit`` (an exception, a dropped run) removes the
-    temporary file.
+    temporary file. Always writes the current ``FORMAT_VERSION``.
     """
 
     def __init__(
@@ -37,9 +39,9 @@ class RunWriter:
         self.n_steps = 0
         self._buffers: dict[str, list] = {name: [] for name in STEP_FIELDS}
         self._file = h5py.File(self.temporary, "w")
-        options: dict[str, Any] = {"compression": compression}
+        self._frame_options: dict[str, Any] = {"compression": compression}
         if compression == "gzip":
-            options["compression_opts"] = 1
+            self._frame_options["compression_opts"] = 1
         self._datasets: dict[str, h5py.Dataset] = {}
         for name, (dtype, shape) in STEP_FIELDS.items():
             tail = self.frame_shape if shape is None else shape
@@ -50,7 +52,7 @@ class RunWriter:
                 maxshape=(None, *tail),
                 dtype=dtype,
                 chunks=chunks,
-                **(options if shape is None else {"compression": compression}),
+                **(self._frame_options if shape is None else {"compression": compression}),
             )
 
     def __enter__(self) -> RunWriter:
@@ -60,7 +62,7 @@ class RunWriter:
         self.discard()
 
     def append(self, **step: Any) -> None:
-        """Add one step: one value for every name in ``STEP_FIELDS``."""
+        """Add one step: one value for every name in ``STEP_FIELDS`` (others are ignored)."""
         for name in STEP_FIELDS:
             self._buffers[name].append(step[name])
         self.n_steps += 1
@@ -78,10 +80,27 @@ class RunWriter:
             dataset[start:] = np.asarray(self._buffers[name], dtype=dtype)
             self._buffers[name].clear()
 
-    def commit(self, attrs: dict[str, Any]) -> Path:
-        """Write ``attrs`` (n_steps is added), close, fsync and rename into place."""
+    def commit(self, attrs: dict[str, Any], final: Mapping[str, Any]) -> Path:
+        """Write the state after the last step and ``attrs``, close, fsync, rename into place.
+
+        ``final`` holds one value for every name in ``FINAL_FIELDS`` (the observation, pose,
+        progress, offset and heading error the last step led to); ``n_steps`` and
+        ``format_version`` are added to ``attrs``.
+        """
+        missing = [name for name in FINAL_FIELDS if name not in final]
+        if missing:
+            raise ValueError(f"commit needs the state after the last step: {', '.join(missing)}")
         self._flush()
-        for key, value in {**attrs, "n_steps": self.n_steps}.items():
+        for name, step_name in FINAL_FIELDS.items():
+            dtype, shape = STEP_FIELDS[step_name]
+            value = np.asarray(final[name], dtype=dtype)
+            tail = self.frame_shape if shape is None else shape
+            if value.shape != tail:
+                raise ValueError(f"{name} has shape {value.shape}, expected {tail}")
+            options = self._frame_options if shape is None else {}
+            self._file.create_dataset(name, data=value, **options)
+        values = {**attrs, "n_steps": self.n_steps, "format_version": FORMAT_VERSION}
+        for key, value in values.items():
             self._file.attrs[key] = value
         self._file.close()
         commit_file(self.temporary, self.final)
@@ -92,3 +111,26 @@ class RunWriter:
         if self._file.id.valid:
             self._file.close()
         self.temporary.unlink(missing_ok=True)
+
+
+def cut_run(path: Path, n_steps: int, compression: str = "gzip", **attrs: Any) -> Path:
+    """Keep the first ``n_steps`` steps of a run file, rewritten in place (atomically).
+
+    The sequence then stops before its episode ended: its last step is truncated (not
+    terminated), its outcome ``timeout``, and the state after it is the one step ``n_steps``
+    of the whole run saw. ``attrs`` are set on top of the run's own (``cut_by_budget=True``).
+    A format-1 run comes out in the current format.
+    """
+    data = load_run(path)
+    old = data.pop("attrs")
+    if not 1 <= n_steps < int(old["n_steps"]):
+        raise ValueError(f"cannot cut a run of {old['n_steps']} steps to {n_steps}")
+    final = {name: data[step_name][n_steps] for name, step_name in FINAL_FIELDS.items()}
+    steps = {name: data[name][:n_steps] for name in STEP_FIELDS if name in data}
+    steps["terminated"] = np.zeros(n_steps, bool)
+    steps["truncated"] = np.arange(n_steps) == n_steps - 1
+    values = {key: value for key, value in old.items() if key != "n_steps"}
+    with RunWriter(path, data["frames"].shape[1:], compression) as writer:
+        for t in range(n_steps):
+            writer.append(**{name: array[t] for name, array in steps.items()})
+        return writer.commit({**values, "outcome": "timeout", **attrs}, final)

@@ -50,7 +50,10 @@ class CorridorEnv(gym.Env):
     ``action_type="discrete"``: ``Discrete(n_bins)``; action ``i`` commands the yaw rate
     ``(1 - 2 i / (n_bins - 1)) * max_yaw_rate``, so with 3 bins 0 = left, 1 = straight,
     2 = right. ``action_type="continuous"``: ``Box(-1, 1, (1,), float32)``, the yaw rate as a
-    fraction of ``max_yaw_rate`` (+ = left). While turning the forward speed moves from
+    fraction of ``max_yaw_rate`` (+ = left); ``step`` also takes a plain number or a 0-d
+    array (a stored ``action_continuous[t]`` replays as it is) and reads it as float32, the
+    Box's dtype. A value outside [-1, 1] or NaN is refused with a ValueError, never clipped
+    (``gymnasium.wrappers.ClipAction`` clips). While turning the forward speed moves from
     ``speed`` towards ``turn_speed`` in proportion to the command's magnitude.
 
     ## Observation Space
@@ -88,7 +91,7 @@ class CorridorEnv(gym.Env):
     pixels square, whatever the ``obs_mode``; the demo writes videos from it.
 
     ## Version History
-    * v0: initial release.
+    * v0: initial release (continuous actions as plain numbers came later: same dynamics).
     """
 
     metadata = {"render_modes": list(RENDER_MODES), "render_fps": 10}
@@ -333,10 +336,12 @@ class CorridorEnv(gym.Env):
             raise RuntimeError("call reset() before step()")
         if self.outcome != "running":
             raise RuntimeError(f"episode is over (outcome {self.outcome}); call reset()")
-        if not self.action_space.contains(
-            action if self.action_type == "discrete" else np.asarray(action, dtype=np.float32)
-        ):
-            raise ValueError(f"action {action!r} is outside the action space {self.action_space}")
+        discrete = self.action_type == "discrete"
+        given, action = action, action if discrete else _one_command(action)
+        if not self.action_space.contains(action):
+            hint = "" if discrete else " (one number in [-1, 1]; ClipAction clips)"
+            raise ValueError(f"action {given!r} is outside the action space {self.action_space}"
+                             f"{hint}")  # fmt: skip
         self._episode_actions.append(np.array(action).copy())
         command = self.action_to_yaw_command(action)
         yaw_rate = command * self.max_yaw_rate
@@ -479,6 +484,15 @@ class CorridorEnv(gym.Env):
             "reward_progress": float(progress_delta),
             "reward_collision": float(-self.collision_penalty if collision else 0.0),
         }
+
+
+def _one_command(action: Any) -> np.ndarray:
+    """A continuous action as the Box's (1,) float32 array; empty (outside it) if not a number."""
+    try:
+        values = np.asarray(action, dtype=np.float32)
+    except (TypeError, ValueError):
+        return np.empty(0, np.float32)
+    return values.reshape(1) if values.shape in ((), (1,)) else np.empty(0, np.float32)
 
 
 def _wrap_angle(angle: float) -> float:

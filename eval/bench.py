@@ -7,7 +7,10 @@ process; more run in a 'spawn' pool, each with its own env and one torch thread.
 on the way that every worker count produced the same episodes.
 
 By default the expert flies (no run needed; the env dominates the cost); ``--run`` or
-``--checkpoint`` benchmarks a trained policy instead, whose per-step latency then adds in.
+``--checkpoint`` (a ``.pt``, or a ``.onnx`` / ``.torchscript`` from ``python -m bc.export``)
+benchmarks a trained policy instead, whose per-step latency then adds in. The table's
+"ms/decision" is the agent's mean time per step inside the episodes (what ``eval.rollout``
+reports as latency); ``python -m bc.bench --runtimes`` gives the net's own time beside it.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from bc.checkpoint_names import DEFAULT_CHECKPOINT
 from configflags import CommandFailed, option, run_main
 from envs.spaces import MIN_IMAGE_SIZE
 from eval.agents import ExpertAgentFactory, ExpertLabellerFactory
@@ -48,7 +52,7 @@ class BenchConfig:
     seed: int = option(0, "base seed of the held-out worlds")
     run: Path | None = option(None, "benchmark this run's policy instead of the expert")
     checkpoint: Path | None = option(None, "benchmark this checkpoint instead of the expert")
-    which: str = option("best_val_loss", "checkpoint of --run", choices=CHECKPOINTS)
+    which: str = option(DEFAULT_CHECKPOINT, "checkpoint of --run", choices=CHECKPOINTS)
     runs_dir: Path = option(DEFAULT_RUNS_DIR, "where training runs live")
     n_segments: int | None = option(None, "override the corridor's number of segments")
     image_size: int | None = option(None, "override the image size (expert only)")
@@ -79,6 +83,7 @@ class BenchRow:
     episodes: int
     steps: int
     seconds: float
+    decision_ms: float  # the agent's mean time per step, over every step of every episode
 
     @property
     def episodes_per_minute(self) -> float:
@@ -129,19 +134,23 @@ def main(config: BenchConfig) -> list[BenchRow]:
             raise CommandFailed(
                 f"{workers} workers flew different episodes than {config.workers[0]}"
             )
-        rows.append(BenchRow(workers, len(records), sum(r.steps for r in records), seconds))
+        steps = sum(r.steps for r in records)
+        decision_ms = sum(r.latency_ms * r.steps for r in records) / max(steps, 1)
+        rows.append(BenchRow(workers, len(records), steps, seconds, decision_ms))
 
     table = Table(
         title=f"Closed-loop evaluation throughput ({what}, {config.episodes} episodes)",
         caption=f"{os.cpu_count()} CPU cores; wall clock including worker start-up",
     )
-    for column in ("workers", "episodes/min", "env steps/s", "seconds", "speed-up"):
+    columns = ("workers", "episodes/min", "env steps/s", "ms/decision", "seconds", "speed-up")
+    for column in columns:
         table.add_column(column, justify="right")
     for row in rows:
         table.add_row(
             str(row.workers),
             f"{row.episodes_per_minute:.1f}",
             f"{row.steps_per_second:.0f}",
+            f"{row.decision_ms:.2f}",
             f"{row.seconds:.1f}",
             f"{rows[0].seconds / row.seconds:.2f}x",
         )

@@ -27,10 +27,17 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from bc.checkpoint_names import DEFAULT_CHECKPOINT
 from configflags import option, run_main
 from eval.compare_plots import plot_closed_loop, plot_curves
 from eval.errors import EvalError
-from eval.markdown_table import TABLE_END, TABLE_START, results_table, write_table_into
+from eval.markdown_table import (
+    DEFAULT_TABLE_NAME,
+    TABLE_END,
+    TABLE_START,
+    results_table,
+    write_table_into,
+)
 from eval.run_groups import (
     EVAL_METRICS,
     Group,
@@ -69,7 +76,7 @@ class CompareConfig:
         (), "config keys whose values make a group, e.g. net+frames or net frames; runs of a"
         " group (different training seeds) become one mean ± std row and curve",
     )  # fmt: skip
-    which: str = option("best_val_loss", "whose closed-loop results to report",
+    which: str = option(DEFAULT_CHECKPOINT, "whose closed-loop results to report",
                         choices=CHECKPOINTS)  # fmt: skip
     eval_seed: int = option(
         0, "base seed of the closed-loop results to report (eval.rollout --seed)"
@@ -84,6 +91,11 @@ class CompareConfig:
     out: Path = option(DEFAULT_RUNS_DIR / "compare", "folder for the PNG plots")
     table_into: Path | None = option(
         None, f"markdown file whose {TABLE_START} ... {TABLE_END} block gets the table"
+    )
+    table_name: str = option(
+        DEFAULT_TABLE_NAME,
+        "which table of --table-into to replace: the one between <!-- NAME:start --> and "
+        "<!-- NAME:end -->",
     )
     plots: bool = option(True, "write the PNG plots (--no-plots: the table only)")
 
@@ -162,7 +174,7 @@ def main(config: CompareConfig) -> CompareResult:
     )
     print(table)
     if config.table_into is not None:
-        write_table_into(config.table_into, table)
+        write_table_into(config.table_into, table, config.table_name)
     for path in figures:
         print(f"wrote {path}", file=sys.stderr)
     return CompareResult(groups, table, figures)

@@ -2,7 +2,9 @@
 
 ``python -m eval.compare --table-into docs/results.md`` replaces what lies between
 ``<!-- results:start -->`` and ``<!-- results:end -->`` and keeps the rest of the file, so a
-results page regenerates in place.
+results page regenerates in place. ``--table-name NAME`` uses the markers
+``<!-- NAME:start -->`` and ``<!-- NAME:end -->`` instead, so one page can hold several
+generated tables.
 """
 
 from __future__ import annotations
@@ -15,8 +17,14 @@ from eval.errors import EvalError
 from eval.run_groups import Group, RunData, checkpoint_row, eval_value, tag_key
 from eval.stats import mean_std
 
+DEFAULT_TABLE_NAME = "results"
 TABLE_START = "<!-- results:start -->"
 TABLE_END = "<!-- results:end -->"
+
+
+def table_markers(name: str = DEFAULT_TABLE_NAME) -> tuple[str, str]:
+    """The start and end marker comments of the table called ``name``."""
+    return f"<!-- {name}:start -->", f"<!-- {name}:end -->"
 
 
 def _fmt(value: float, percent: bool, digits: int = 1) -> str:
@@ -122,22 +130,31 @@ def _differing_env_keys(runs: Sequence[RunData]) -> str:
     return ", ".join(differing)
 
 
-def write_table_into(path: Path, table: str) -> None:
-    """Replace what lies between the two marker comments of ``path`` with ``table``."""
+def check_table_into(path: Path, name: str = DEFAULT_TABLE_NAME) -> tuple[int, int, str]:
+    """Refuse a table file without the markers of table ``name``; ``(start, end, text)``.
+
+    Commands that write a table at the end of long work call it first, so that a missing
+    marker is found before the work, not after.
+    """
+    start_marker, end_marker = table_markers(name)
     if not path.is_file():
         raise EvalError(f"--table-into {path} does not exist; create it with the markers "
-                        f"{TABLE_START} and {TABLE_END} where the table goes")  # fmt: skip
+                        f"{start_marker} and {end_marker} where the table goes")  # fmt: skip
     text = path.read_text()
-    start, end = text.find(TABLE_START), text.find(TABLE_END)
+    start, end = text.find(start_marker), text.find(end_marker)
     if start < 0 or end < 0 or end < start:
         raise EvalError(
-            f"--table-into {path} needs the markers {TABLE_START} and then {TABLE_END} on their "
+            f"--table-into {path} needs the markers {start_marker} and then {end_marker} on their "
             "own lines, where the table goes"
         )
-    if text.count(TABLE_START) > 1 or text.count(TABLE_END) > 1:
-        raise EvalError(f"--table-into {path} has more than one {TABLE_START} or {TABLE_END}")
-    before = text[: start + len(TABLE_START)]
-    after = text[end:]
+    if text.count(start_marker) > 1 or text.count(end_marker) > 1:
+        raise EvalError(f"--table-into {path} has more than one {start_marker} or {end_marker}")
+    return start + len(start_marker), end, text
+
+
+def write_table_into(path: Path, table: str, name: str = DEFAULT_TABLE_NAME) -> None:
+    """Replace what lies between the two marker comments of table ``name`` in ``path``."""
+    start, end, text = check_table_into(path, name)
     partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(f"{before}\n{table.strip()}\n{after}")
+    partial.write_text(f"{text[:start]}\n{table.strip()}\n{text[end:]}")
     partial.replace(path)

@@ -1,20 +1,38 @@
 """A trained policy as the acting agent of an evaluation episode.
 
-A module of its own so that only processes that fly a policy import torch and ``bc``: a
-spawned worker that flies the expert starts in ~1.5 s, one that imports torch in ~3-5 s.
+The policy comes from a ``.pt`` checkpoint (``bc.policy.load_policy``) or from a file that
+``python -m bc.export`` wrote (``.onnx``, ``.torchscript``: ``bc.export_runtime``); both act
+through the same ``reset()`` / ``act(observation)``. A module of its own so that only
+processes that fly a policy import torch and ``bc``: a spawned worker that flies the expert
+starts in ~1.5 s, one that imports torch in ~3-5 s.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
 
+from bc.export_runtime import is_exported, load_exported_policy
 from bc.policy import load_policy
 from eval.agents import Agent, Decision, is_discrete
+from eval.errors import EvalError
+
+
+def load_any_policy(checkpoint: str | Path, device: str = "cpu") -> Any:
+    """The policy of a ``.pt`` checkpoint, or of an exported ``.onnx`` / ``.torchscript`` file.
+
+    Exported files run on the CPU only; problems with either are one-line user errors.
+    """
+    if is_exported(checkpoint):
+        if device != "cpu":
+            raise EvalError(f"{checkpoint} is an exported policy: it runs on the cpu only")
+        return load_exported_policy(checkpoint)
+    return load_policy(checkpoint, device=device)
 
 
 class PolicyAgent:
@@ -24,9 +42,17 @@ class PolicyAgent:
 
     def __init__(self, policy: Any):
         self.policy = policy
+        self._warmed_up = False
 
     def reset(self, env: gym.Env, seed: int) -> None:
         """Start an episode in world ``seed``: empty frame stack, zero recurrent state."""
+        if not self._warmed_up:
+            # A net's first call selects its kernels and allocates (several ms): done here,
+            # under the worker's thread settings, it does not count as a step's latency.
+            warm_up = getattr(self.policy, "warm_up", None)
+            if warm_up is not None:
+                warm_up()
+            self._warmed_up = True
         # a sampling head draws from torch's generator: fix it per world, not per worker
         torch.manual_seed(seed)
         self.policy.reset()
@@ -46,7 +72,7 @@ class PolicyAgent:
 
 @dataclass
 class PolicyAgentFactory:
-    """Loads the policy from its checkpoint file in the worker (``bc.policy.load_policy``).
+    """Loads the policy from its checkpoint (or exported) file in the worker.
 
     ``preloaded`` lets the parent process reuse the policy it already loaded when episodes
     run in-process; it is dropped when the factory is pickled for a worker.
@@ -60,7 +86,7 @@ class PolicyAgentFactory:
         """The policy agent, for this worker's env."""
         if self.preloaded is not None:
             return PolicyAgent(self.preloaded)
-        return PolicyAgent(load_policy(self.checkpoint, device=self.device))
+        return PolicyAgent(load_any_policy(self.checkpoint, device=self.device))
 
     def __getstate__(self) -> dict[str, Any]:
         return {"checkpoint": self.checkpoint, "device": self.device, "preloaded": None}

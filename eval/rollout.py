@@ -6,9 +6,10 @@ recording seed by construction), prints a table of success (with a 95% Wilson in
 progress, collisions, episode length, online expert agreement and policy latency, and writes
 the same, with one record per episode, to ``<run>/eval/<checkpoint>_seed<S>_n<N>.json``.
 
-The policy is rebuilt from its checkpoint alone (``bc.policy.load_policy``): it sees exactly
-what it was trained on (frame stacking, normalisation, recurrent state carried step by step),
-and the env is rebuilt from the dataset's env kwargs stored in the checkpoint; only what is
+The policy is rebuilt from its checkpoint alone (``bc.policy.load_policy``), or from a model
+file that ``python -m bc.export`` wrote (``--checkpoint X.onnx`` or ``X.torchscript``): it sees
+exactly what it was trained on (frame stacking, normalisation, recurrent state carried step by
+step), and the env is rebuilt from the dataset's env kwargs stored in the file; only what is
 overridden on the command line changes. An override that changes what the net sees or
 outputs (image size, observation mode, action bins) is refused.
 
@@ -32,14 +33,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 import envs
-from bc.policy import load_policy
+from bc.checkpoint_names import DEFAULT_CHECKPOINT
 from configflags import flag_name, option, run_main
 from envs.options import full_env_kwargs
 from envs.spaces import MIN_IMAGE_SIZE, image_shape, obs_channels
 from eval.agents import ExpertAgentFactory, ExpertLabellerFactory, expert_config_dict
 from eval.episodes import EpisodeRecord, WorkerSetup, env_spec_from_kwargs, make_tasks
 from eval.errors import EvalError
-from eval.policy_agent import PolicyAgentFactory
+from eval.policy_agent import PolicyAgentFactory, load_any_policy
 from eval.runs import (
     CHECKPOINTS,
     DEFAULT_RUNS_DIR,
@@ -72,10 +73,12 @@ class RolloutConfig:
 
     run: Path | None = option(None, "run directory (default: the newest run in --runs-dir)")
     checkpoint: Path | None = option(
-        None, "checkpoint file to evaluate (overrides --run and --which)"
+        None,
+        "checkpoint file to evaluate: a .pt, or a .onnx or .torchscript file written by"
+        " python -m bc.export (overrides --run and --which)",
     )
     which: str = option(
-        "best_val_loss", "which checkpoint of the run to evaluate", choices=CHECKPOINTS
+        DEFAULT_CHECKPOINT, "which checkpoint of the run to evaluate", choices=CHECKPOINTS
     )
     expert: bool = option(
         False, "evaluate the scripted expert instead of a policy (the reference row; no run needed)"
@@ -169,7 +172,7 @@ class RolloutConfig:
         require(self.n_bins is None or (self.n_bins >= 3 and self.n_bins % 2 == 1),
                 f"--n-bins must be an odd integer >= 3, got {self.n_bins}")  # fmt: skip
         require(not (self.expert and self.checkpoint is None and self.run is None
-                     and self.which != "best_val_loss"),
+                     and self.which != DEFAULT_CHECKPOINT),
                 "--which picks a policy checkpoint; with --expert give --run too, or drop it",
                 )  # fmt: skip
 
@@ -265,8 +268,8 @@ def _world_overrides(base: dict[str, Any], overrides: dict[str, Any]) -> dict[st
 
 
 def load_policy_on_cpu(checkpoint: Path) -> Any:
-    """The checkpoint's policy (``bc.policy.load_policy``) on CPU: one observation at a time."""
-    return load_policy(str(checkpoint), device="cpu")
+    """The policy of a ``.pt`` checkpoint or exported file on CPU: one observation at a time."""
+    return load_any_policy(str(checkpoint), device="cpu")
 
 
 def policy_metadata(policy: Any) -> dict[str, Any]:

@@ -13,10 +13,11 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from bc.checkpoint_names import CHECKPOINT_NAMES
 from eval.errors import EvalError
 
 DEFAULT_RUNS_DIR = Path("runs")
-CHECKPOINTS = ("best_val_loss", "best_success", "last")
+CHECKPOINTS = CHECKPOINT_NAMES
 EXPERT_DIR_NAME = "expert"
 RESULTS_FORMAT_VERSION = 1
 

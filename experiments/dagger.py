@@ -39,13 +39,14 @@ from rich.table import Table
 
 import configflags
 import envs
-from bc.checkpoint import LAST
+from bc.checkpoint_names import DEFAULT_CHECKPOINT, LAST
 from bc.config import TrainConfig, config_from_dict, config_to_dict
 from bc.policy import load_policy
 from bc.run_dir import resume_config
 from bc.train import main as train
 from configflags import UserError, option
 from dataset import read_manifest, run_name
+from eval.markdown_table import check_table_into, write_table_into
 from eval.rollout import RolloutConfig
 from eval.rollout import main as rollout
 from eval.runs import newest_run
@@ -66,7 +67,7 @@ from expert.recorder import RecordingJob, RunRecorder
 BETA_SCHEDULES = ("constant", "linear", "exponential")
 RETRAIN_MODES = ("scratch", "finetune")
 # fields that change how a DAgger run is carried out, not what it computes
-SESSION_FIELDS = frozenset({"workers", "quiet"})
+SESSION_FIELDS = frozenset({"workers", "quiet", "table_into", "table_name", "plot_into"})
 
 
 class DaggerError(UserError):
@@ -82,7 +83,7 @@ class DaggerConfig:
     )
     runs_dir: Path = option(Path("runs"), "where training runs live (for the default --run)")
     which: str = option(
-        "best_val_loss",
+        DEFAULT_CHECKPOINT,
         "checkpoint of each run that flies and is evaluated",
         choices=("best_val_loss", "last"),
     )
@@ -117,6 +118,13 @@ class DaggerConfig:
     quiet: bool = option(
         False, "no progress bars or per-run lines (bc.train still prints its summaries)"
     )
+    table_into: Path | None = option(
+        None,
+        "also write the results table into this markdown file, between <!-- NAME:start --> and"
+        " <!-- NAME:end --> (NAME: --table-name); a finished run only rewrites it",
+    )
+    table_name: str = option("dagger", "marker name of the table in --table-into")
+    plot_into: Path | None = option(None, "also write the success plot to this PNG file")
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.beta <= 1.0:
@@ -382,11 +390,18 @@ def rows_table(rows: list[dict[str, Any]]) -> Table:
 
 def main(config: DaggerConfig) -> list[dict[str, Any]]:
     """Run (or resume) DAgger; write results.json, results.md and success.png; return the rows."""
+    if config.table_into is not None:
+        check_table_into(config.table_into, config.table_name)
     dagger = Dagger(config)
     rows = dagger.run_all()
     (dagger.out / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
     (dagger.out / "results.md").write_text(results_markdown(rows))
     plot_success(rows, dagger.out / "success.png")
+    if config.table_into is not None:
+        write_table_into(config.table_into, results_markdown(rows), config.table_name)
+    if config.plot_into is not None:
+        config.plot_into.parent.mkdir(parents=True, exist_ok=True)
+        plot_success(rows, config.plot_into)
     Console().print(rows_table(rows))
     Console().print(f"results in {dagger.out} (results.md, success.png, iter_NN/)")
     return rows

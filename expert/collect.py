@@ -15,6 +15,11 @@ kept or the training frames reach ``--max-frames`` (the last training run is cut
 budget exactly). Collections with the same seed therefore share their validation and test
 runs, and a smaller budget's training runs are a prefix of a larger one's.
 
+Recorders run as local processes (``--workers``), or with ``--backend ray`` as Ray actors on
+a Ray cluster (a local one unless ``--address`` is given): each sends its kept run files back
+and this process publishes them, so no shared filesystem is needed, and the dataset holds the
+same content as a local collection with the same seed (``content_hash``).
+
 Resuming: the manifest is rewritten (atomically) after every finished run, and run files are
 published atomically; rerunning the same command keeps finished runs and records the missing
 ones. A different config into the same ``--out`` is refused unless ``--overwrite`` is given.
@@ -22,20 +27,31 @@ ones. A different config into the same ``--out`` is refused unless ``--overwrite
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from configflags import run_main
-from dataset import OUTCOMES, SPLITS, temp_files
+from dataset import OUTCOMES, SPLITS, load_run, read_manifest, temp_files
 from expert.collect_config import CollectConfig
 from expert.dataset_dir import DatasetDirectory
 from expert.plan import Plan
 from expert.previews import write_run_preview
 from expert.recorder import RecordingJob, RunRecorder
-from expert.workers import RecordingError, WorkerPool
+from expert.workers import (
+    RayRecorderPool,
+    RecordingError,
+    WorkerPool,
+    check_ray_address,
+    import_ray,
+)
 
 
 @dataclass(frozen=True)
@@ -121,6 +137,9 @@ def _completed(plan: Plan, config: CollectConfig) -> int:
 def main(config: CollectConfig) -> CollectResult:
     """Record (or resume) the dataset described by ``config``; returns what it holds."""
     start = time.perf_counter()
+    if config.backend == "ray":  # before the directory is touched: a missing extra, a bad address
+        import_ray("expert.collect --backend ray")
+        check_ray_address(config.address)
     directory = DatasetDirectory(config)
     try:
         directory.open()
@@ -153,11 +172,13 @@ def _record(directory: DatasetDirectory, job: RecordingJob) -> tuple[Plan, int]:
     total, label = _progress_total(config)
     display = _Display(config.quiet, total, label)
     recorded_frames = 0
-    pool: WorkerPool | None = None
+    pool: WorkerPool | RayRecorderPool | None = None
     recorder: RunRecorder | None = None
     try:
         # one worker records in this process: no start-up cost, same content
-        if config.workers > 1:
+        if config.backend == "ray":
+            pool = RayRecorderPool(config.workers, job, config.address)
+        elif config.workers > 1:
             pool = WorkerPool(config.workers, job)
         else:
             recorder = RunRecorder(job)
@@ -207,11 +228,13 @@ def _make_previews(config: CollectConfig, job: RecordingJob, indices: list[int])
     if not indices:
         return
     fps = job.env_kwargs["control_hz"]
-    if config.workers == 1 or len(indices) == 1:
+    # previews are made here from the published files, whatever the backend recorded them
+    workers = min(config.workers, len(indices), os.cpu_count() or 1)
+    if workers == 1:
         for index in indices:
             write_run_preview(config.out, index, config.video_format, fps)
         return
-    pool = WorkerPool(min(config.workers, len(indices)), job)
+    pool = WorkerPool(workers, job)
     try:
         for index in indices:
             pool.submit("preview", index)
@@ -226,6 +249,34 @@ def _make_previews(config: CollectConfig, job: RecordingJob, indices: list[int])
             pending.discard(index)
     finally:
         pool.close()
+
+
+def content_hash(directory: Path) -> str:
+    """A fingerprint of what a dataset holds: its runs, splits and every array and attribute.
+
+    Equal for two collections that recorded the same thing however they ran (workers, backend,
+    interruptions); the manifest's package versions and run files' byte layout do not count.
+    """
+    manifest = read_manifest(Path(directory))
+    digest = hashlib.sha256()
+    digest.update(json.dumps(manifest["splits"], sort_keys=True).encode())
+    for entry in manifest["runs"]:
+        data = load_run(Path(directory) / entry["file"])
+        attrs = data.pop("attrs")
+        digest.update(json.dumps([entry, attrs], sort_keys=True, default=str).encode())
+        _digest_value(digest, "run", data)
+    return digest.hexdigest()[:16]
+
+
+def _digest_value(digest: Any, name: str, value: Any) -> None:
+    if isinstance(value, dict):
+        for key in sorted(value):
+            _digest_value(digest, f"{name}.{key}", value[key])
+    elif isinstance(value, np.ndarray):
+        digest.update(f"{name}:{value.dtype.str}:{value.shape}".encode())
+        digest.update(np.ascontiguousarray(value).tobytes())
+    else:
+        digest.update(f"{name}={json.dumps(value, sort_keys=True, default=str)}".encode())
 
 
 def print_summary(result: CollectResult) -> None:

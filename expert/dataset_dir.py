@@ -25,8 +25,7 @@ from dataset import (
     SPLITS,
     VIDEOS_DIR,
     DatasetError,
-    RunWriter,
-    load_run,
+    cut_run,
     read_manifest,
     read_run_attrs,
     run_name,
@@ -52,7 +51,10 @@ def _versions() -> dict[str, str]:
     if project == "not installed":
         pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
         if pyproject.is_file():
-            import tomllib
+            try:
+                import tomllib
+            except ModuleNotFoundError:  # Python 3.10: the tomli dependency
+                import tomli as tomllib
 
             project = tomllib.loads(pyproject.read_text())["project"]["version"]
     return {
@@ -295,14 +297,7 @@ class DatasetDirectory:
         attrs = read_run_attrs(path)
         if attrs["n_steps"] == frames:
             return  # cut before an interruption
-        data = load_run(path)
-        attrs = data.pop("attrs")
-        with RunWriter(path, data["frames"].shape[1:], self.config.compression) as writer:
-            for t in range(frames):
-                writer.append(**{name: values[t] for name, values in data.items()})
-            attrs.update(outcome="timeout", cut_by_budget=True)
-            attrs.pop("n_steps")
-            writer.commit(attrs)
+        cut_run(path, frames, self.config.compression, cut_by_budget=True)
         preview = preview_path(self.out, run_index, self.config.video_format)
         preview.unlink(missing_ok=True)
 

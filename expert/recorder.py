@@ -10,7 +10,7 @@ from typing import Any
 import gymnasium as gym
 
 import envs
-from dataset import FORMAT_VERSION, RunWriter, run_path
+from dataset import RunWriter, run_path
 from envs.seeds import collect_seed
 from expert.collect_config import CollectConfig
 from expert.experts import ExpertConfig, Policy, Takeover, expert_rng, make_expert
@@ -106,7 +106,7 @@ class RunRecorder:
                     "heading_error": info["heading_error"],
                 }
                 observation, reward, terminated, truncated, info = env.step(decision.action)
-                writer.append(reward=reward, **step)
+                writer.append(reward=reward, terminated=terminated, truncated=truncated, **step)
                 if writer.n_steps % PROGRESS_EVERY == 0:
                     if report is not None:
                         report(PROGRESS_EVERY)
@@ -129,9 +129,15 @@ class RunRecorder:
             if reason:
                 return RunResult(run_index, seed, False, outcome, frames, reason,
                                  info["progress_frac"])  # fmt: skip
+            final = {
+                "final_frame": observation,
+                "final_pose": unwrapped.pose,
+                "final_progress": info["progress_m"],
+                "final_lateral_offset": info["lateral_offset"],
+                "final_heading_error": info["heading_error"],
+            }
             writer.commit(
                 {
-                    "format_version": FORMAT_VERSION,
                     "seed": seed,
                     "run_index": run_index,
                     "outcome": outcome,
@@ -145,6 +151,7 @@ class RunRecorder:
                     "progress_m": info["progress_m"],
                     "progress_frac": info["progress_frac"],
                     "corridor_length_m": info["corridor_length_m"],
-                }
+                },
+                final,
             )
         return RunResult(run_index, seed, True, outcome, frames, "", info["progress_frac"])

@@ -3,8 +3,10 @@
 Reads the manifest and every run file in full (frames decompressed) and checks that each is
 readable, its arrays have consistent lengths, dtypes and shapes, labels and commands are in
 range, and the manifest agrees with the files (seeds, frame counts, outcomes, splits, config
-fingerprint, image shape). Names every bad file on its own line; exit code 1 if anything is
-bad, 0 if all is well, 2 for bad usage (no such directory).
+fingerprint, image shape). Format-1 datasets (no final observations or end flags) are checked
+as format 1; a format-2 run's end flags must agree with its outcome. Names every bad file on
+its own line; exit code 1 if anything is bad, 0 if all is well, 2 for bad usage (no such
+directory).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class VerifyReport:
     problems: list[tuple[str, str]] = field(default_factory=list)
     runs_checked: int = 0
     frames_checked: int = 0
+    format_versions: set[int] = field(default_factory=set)
 
     @property
     def ok(self) -> bool:
@@ -105,6 +108,7 @@ def check_dataset(directory: Path) -> VerifyReport:
         attrs = run["attrs"]
         report.runs_checked += 1
         report.frames_checked += int(attrs["n_steps"])
+        report.format_versions.add(int(attrs["format_version"]))
         total += int(attrs["n_steps"])
         expected = {
             "n_steps": entry["frames"],
@@ -158,8 +162,9 @@ def main(config: VerifyConfig) -> VerifyReport:
         print(f"bad {config.dataset / where}: {message}")
     if report.ok:
         if not config.quiet:
+            versions = " and ".join(str(v) for v in sorted(report.format_versions)) or "-"
             print(f"ok {config.dataset}: {report.runs_checked} runs, "
-                  f"{report.frames_checked:,} frames")  # fmt: skip
+                  f"{report.frames_checked:,} frames, format {versions}")  # fmt: skip
     else:
         files = len({where for where, _ in report.problems})
         print(f"{config.dataset}: {len(report.problems)} problems in {files} files")

@@ -62,7 +62,7 @@ def test_collect_train_rollout_chain_on_defaults(tmp_path):
     assert (run_dir / "checkpoints" / "best_val_loss.pt").is_file()
 
     rollout = run("eval.rollout", "--episodes", "2")
-    results = run_dir / "eval" / "best_val_loss_seed0_n2.json"
+    results = run_dir / "eval" / "last_seed0_n2.json"
     data = json.loads(results.read_text())
     assert data["env_kwargs"]["image_size"] == 32 and data["env_kwargs"]["n_segments"] == 1
     assert len(data["records"]) == 2 and data["summary"]["episodes"] == 2

@@ -1,11 +1,12 @@
-"""``--augment color``: what it draws, where it applies, and that evaluation never sees it."""
+"""``--augment color`` and ``--mirror``: what they draw, where they apply, and that evaluation
+never sees them."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from bc.augment import ColorJitter, make_augment, unit_generator
+from bc.augment import ColorJitter, make_augment, mirror_batch, mirror_draw, unit_generator
 from bc.config import TrainConfig, config_from_dict, config_to_dict
 from bc.data import InputNorm, load_dataset
 from bc.heads import make_head
@@ -66,6 +67,9 @@ def test_older_configs_without_the_key_mean_no_augmentation(data, tmp_path) -> N
     assert values["augment"] == "color"  # the default for new runs
     del values["augment"]
     assert config_from_dict(TrainConfig, values).augment == "none"
+    assert values["mirror"] is True  # the default for new runs
+    del values["mirror"]
+    assert config_from_dict(TrainConfig, values).mirror is False  # runs from before the flag
 
 
 def _trainer(config: TrainConfig, dataset) -> Trainer:
@@ -78,8 +82,8 @@ def _trainer(config: TrainConfig, dataset) -> Trainer:
 
 def test_training_batches_are_jittered_and_evaluation_is_not(data, tmp_path) -> None:
     dataset = load_dataset(data, in_ram="yes")
-    plain = _trainer(tiny_config(data, tmp_path, augment="none"), dataset)
-    jittered = _trainer(tiny_config(data, tmp_path, augment="color"), dataset)
+    plain = _trainer(tiny_config(data, tmp_path, augment="none", mirror=False), dataset)
+    jittered = _trainer(tiny_config(data, tmp_path, augment="color", mirror=False), dataset)
     split = dataset.splits["train"]
     targets = torch.arange(4)
     same = plain.frame_batch(split, targets, augment=True).inputs.clone()
@@ -95,3 +99,47 @@ def test_augmentation_changes_training_and_none_reproduces_itself(data, tmp_path
 
     assert metrics("none", "a") == metrics("none", "b")
     assert metrics("color", "c")[0]["train"] != metrics("none", "d")[0]["train"]
+
+
+def test_mirror_flips_marked_samples_and_swaps_their_labels_by_hand() -> None:
+    frames = torch.arange(2 * 1 * 1 * 2 * 3, dtype=torch.uint8).view(2, 1, 1, 2, 3)
+    bins = torch.tensor([0, 1])
+    yaw = torch.tensor([1.0, 0.0])
+    flip = torch.tensor([True, False])
+    out_frames, out_bins, out_yaw = mirror_batch(frames, bins, yaw, flip, n_bins=3)
+    assert out_frames[0, 0, 0].tolist() == [[2, 1, 0], [5, 4, 3]]  # rows reversed by hand
+    assert torch.equal(out_frames[1], frames[1])
+    assert out_bins.tolist() == [2, 1] and out_yaw.tolist() == [-1.0, 0.0]
+    assert frames[0, 0, 0, 0].tolist() == [0, 1, 2]  # the input is left alone
+
+
+def test_mirror_maps_every_bin_to_its_opposite_and_sequences_per_run() -> None:
+    bins = torch.tensor([[0, 1, 2, 3, 4], [4, 3, 2, 1, 0]])
+    frames = torch.zeros(2, 5, 1, 4, 4, dtype=torch.uint8)
+    yaw = torch.linspace(-1, 1, 5).repeat(2, 1)
+    _, out_bins, out_yaw = mirror_batch(frames, bins, yaw, torch.tensor([True, False]), 5)
+    assert out_bins.tolist() == [[4, 3, 2, 1, 0], [4, 3, 2, 1, 0]]
+    assert torch.equal(out_yaw[0], -yaw[0]) and torch.equal(out_yaw[1], yaw[1])
+
+
+def test_mirror_draws_are_fair_and_keyed_like_the_colour_draws() -> None:
+    flips = mirror_draw(4000, 0, 0, 0)
+    assert 0.45 < flips.float().mean() < 0.55
+    assert torch.equal(flips, mirror_draw(4000, 0, 0, 0))
+    assert not torch.equal(flips, mirror_draw(4000, 0, 0, 1))
+
+
+def test_mirror_applies_to_training_batches_only(data, tmp_path) -> None:
+    dataset = load_dataset(data, in_ram="yes")
+    plain = _trainer(tiny_config(data, tmp_path, augment="none", mirror=False), dataset)
+    mirrored = _trainer(tiny_config(data, tmp_path, augment="none", mirror=True), dataset)
+    split = dataset.splits["train"]
+    targets = torch.arange(len(split.bins))  # every training frame
+    before = plain.frame_batch(split, targets, augment=True)
+    after = mirrored.frame_batch(split, targets, augment=True)
+    flip = mirror_draw(len(targets), 0, 0, 0)
+    assert torch.equal(after.inputs[flip], before.inputs[flip].flip(-1))
+    assert torch.equal(after.inputs[~flip], before.inputs[~flip])
+    assert torch.equal(after.bins[flip], 2 - before.bins[flip])
+    assert torch.equal(mirrored.frame_batch(split, targets).inputs, before.inputs)
+    assert mirrored.evaluate(dataset.splits["val"]) == plain.evaluate(dataset.splits["val"])

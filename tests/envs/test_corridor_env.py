@@ -233,6 +233,59 @@ def test_discrete_bins_and_continuous_actions():
     env.close()
 
 
+def test_continuous_step_takes_a_number_a_0d_or_a_1_array_alike():
+    poses = []
+    for action in (0.37, np.float32(0.37), np.array(0.37), np.array([0.37], np.float32)):
+        env = CorridorEnv(action_type="continuous", **STRAIGHT)
+        env.reset(seed=4)
+        obs, reward, *_ = env.step(action)
+        poses.append((env.pose.tobytes(), obs.tobytes(), reward))
+        env.close()
+    assert len(set(poses)) == 1
+    env = CorridorEnv(action_type="continuous", **STRAIGHT)
+    env.reset(seed=4)
+    yaw = env.yaw
+    env.step(np.float32(-0.25))
+    assert env.yaw - yaw == pytest.approx(-0.25 * env.max_yaw_rate / 10.0)
+    env.close()
+
+
+@pytest.mark.parametrize(
+    "action", [1.5, -1.01, np.array([2.0]), float("nan"), np.array([0.1, 0.2]), "left", None]
+)
+def test_continuous_actions_outside_the_box_are_refused_not_clipped(action):
+    env = CorridorEnv(action_type="continuous", **STRAIGHT)
+    env.reset(seed=0)
+    pose = env.pose
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match="outside the action space"):
+            env.step(action)
+    np.testing.assert_array_equal(env.pose, pose)  # nothing moved
+    env.close()
+
+
+def test_clip_action_wrapper_clips_for_those_who_want_it():
+    clipped = gym.wrappers.ClipAction(gym.make("CorridorContinuous-v0", **STRAIGHT))
+    plain = gym.make("CorridorContinuous-v0", **STRAIGHT)
+    clipped.reset(seed=2)
+    plain.reset(seed=2)
+    np.testing.assert_array_equal(clipped.step(np.array([3.0]))[0], plain.step(1.0)[0])
+    clipped.close()
+    plain.close()
+
+
+def test_discrete_actions_are_unchanged_and_floats_refused():
+    env = CorridorEnv(**STRAIGHT)
+    env.reset(seed=0)
+    for action in (0, np.int64(1), np.array(2)):
+        env.step(action)
+    for action in (3, -1, 0.5, np.array([1])):
+        with pytest.raises(ValueError, match="outside the action space"):
+            env.step(action)
+    env.close()
+
+
 def test_turn_speed_slows_the_agent_while_turning():
     env = CorridorEnv(turn_speed=0.4, **STRAIGHT)
     env.reset(seed=0)

@@ -120,6 +120,8 @@ def _argv(runs_dir, *argv):
 
 
 def _config(runs_dir, *argv):
+    # the fixtures hold best_val_loss results (the epoch they pick is the point of some tests)
+    argv = ("--which", "best_val_loss", *argv)
     return parse_config(CompareConfig, _argv(runs_dir, *argv), "python -m eval.compare")
 
 
@@ -315,3 +317,18 @@ def test_command_line_errors_are_one_line(runs_dir, capsys):
         err = capsys.readouterr().err
         assert err.startswith("error: ") and err.count("\n") == 1
     assert not math.isnan(0.0)
+
+
+def test_named_tables_replace_only_their_own_block(tmp_path):
+    doc = tmp_path / "page.md"
+    doc.write_text(
+        "# page\n<!-- results:start -->\nold\n<!-- results:end -->\ntext\n"
+        "<!-- levers:start -->\nold levers\n<!-- levers:end -->\nend\n"
+    )
+    write_table_into(doc, "| levers |", name="levers")
+    assert doc.read_text() == (
+        "# page\n<!-- results:start -->\nold\n<!-- results:end -->\ntext\n"
+        "<!-- levers:start -->\n| levers |\n<!-- levers:end -->\nend\n"
+    )
+    with pytest.raises(EvalError, match="<!-- other:start -->"):
+        write_table_into(doc, "| x |", name="other")

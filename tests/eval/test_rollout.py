@@ -53,10 +53,10 @@ def test_defaults_evaluate_the_newest_runs_best_checkpoint(runs):
     shutil.copytree(run, older)
     (older / "checkpoints" / "best_val_loss.pt").write_bytes(b"never read: not the newest")
     result = main(_config(runs, "--episodes", "2"))
-    assert result.path == run / "eval" / "best_val_loss_seed0_n2.json"
+    assert result.path == run / "eval" / "last_seed0_n2.json"
     data = json.loads(result.path.read_text())
-    assert data["checkpoint"] == str(run / "checkpoints" / "best_val_loss.pt")
-    assert data["kind"] == "policy" and data["which"] == "best_val_loss"
+    assert data["checkpoint"] == str(run / "checkpoints" / "last.pt")
+    assert data["kind"] == "policy" and data["which"] == "last"  # the default checkpoint
     assert data["policy"]["net"] == "tiny_nfc" and data["policy"]["frames"] == 3
     assert data["seeds"] == [eval_seed(0, 0), eval_seed(0, 1)]
     assert all(is_eval_seed(seed) for seed in data["seeds"])
@@ -116,13 +116,13 @@ def test_world_overrides_change_the_env_and_name_the_file(runs):
     assert kwargs["randomize"] is False and kwargs["n_segments"] == 2
     assert kwargs["segment_length"] == [4.0, 6.0]
     assert result.path.name == (
-        "best_val_loss_seed3_n1__clutter_density-0.0__n_segments-2__obstacle_density-0.5"
+        "last_seed3_n1__clutter_density-0.0__n_segments-2__obstacle_density-0.5"
         "__randomize-false__segment_length-4.0-6.0.json"
     )
     assert result.data["seeds"] == [eval_seed(3, 0)]
     # an override equal to the checkpoint's own value changes nothing, not even the name
     same = main(_config(runs, "--episodes", "1", "--n-segments", "1"))
-    assert same.path.name == "best_val_loss_seed0_n1.json" and same.data["overrides"] == {}
+    assert same.path.name == "last_seed0_n1.json" and same.data["overrides"] == {}
 
 
 @pytest.mark.parametrize(
@@ -209,7 +209,7 @@ def test_videos_of_the_first_episodes(runs):
 
 def test_an_existing_folder_as_out_gets_the_default_file_name(runs, tmp_path):
     result = main(_config(runs, "--episodes", "1", "--out", str(tmp_path)))
-    assert result.path == tmp_path / "best_val_loss_seed0_n1.json"
+    assert result.path == tmp_path / "last_seed0_n1.json"
     assert result.path.is_file()
 
 
@@ -274,7 +274,7 @@ def test_config_is_validated_when_built_in_code():
     with pytest.raises(EvalError, match="--workers"):
         RolloutConfig(workers=-1)  # 0 means one worker per usable core
     with pytest.raises(EvalError, match="--which picks a policy checkpoint"):
-        RolloutConfig(expert=True, which="last")
+        RolloutConfig(expert=True, which="best_val_loss")
     assert RolloutConfig(video_episodes=3, episodes=2).videos == 2
     assert RolloutConfig(video=True, episodes=4).videos == 4
     assert RolloutConfig().videos == 0

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from configflags import UserError
 from experiments.dagger import DaggerConfig, DaggerError
 from experiments.dagger import main as dagger
 from expert.experts import Takeover
@@ -128,3 +129,23 @@ def test_kill_9_mid_iteration_resumes_and_the_dataset_verifies(bc_run, tmp_path)
     assert rows[1]["expert_frames"] == rows[0]["expert_frames"] + sum(e["frames"] for e in added)
     for name in ("results.md", "results.json", "success.png"):
         assert (out / name).is_file()
+
+    # a finished run only reports: into a page's named block, with the plot beside it
+    page = tmp_path / "page.md"
+    page.write_text("intro\n<!-- dagger:start -->\nold\n<!-- dagger:end -->\nend\n")
+    again = dagger(_tiny(bc_run, out, runs_per_iteration=3, table_into=page,
+                         plot_into=tmp_path / "img" / "dagger.png"))  # fmt: skip
+    assert again == rows
+    text = page.read_text()
+    assert text.startswith("intro\n<!-- dagger:start -->\n| iteration |") and "old" not in text
+    assert text.endswith("<!-- dagger:end -->\nend\n")
+    assert (out / "results.md").read_text().strip() in text
+    assert (tmp_path / "img" / "dagger.png").stat().st_size > 0
+
+
+def test_a_table_file_without_markers_is_refused_before_any_work(bc_run, tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text("no markers here\n")
+    with pytest.raises(UserError, match="<!-- dagger:start -->"):
+        dagger(_tiny(bc_run, tmp_path / "out", table_into=page))
+    assert not (tmp_path / "out").exists()

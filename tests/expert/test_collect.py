@@ -23,7 +23,7 @@ from envs.options import EnvOptions
 from envs.seeds import collect_seed
 from expert import ExpertConfig
 from expert.collect import main
-from expert.collect_config import CollectConfig, CollectError
+from expert.collect_config import DEFAULT_RUNS, CollectConfig, CollectError
 from expert.plan import RunResult, make_plan
 from expert.verify import VerifyConfig, check_dataset
 from expert.verify import main as verify_main
@@ -385,7 +385,7 @@ def test_every_flag_reaches_the_config():
         "--out", "x", "--runs", "7", "--seed", "3", "--workers", "2", "--val-runs", "2",
         "--test-runs", "2", "--min-steps", "5", "--max-steps", "900", "--max-frames", "500",
         "--keep", "all", "--compression", "lzf", "--video", "--video-format", "gif",
-        "--overwrite", "--quiet",
+        "--overwrite", "--quiet", "--backend", "ray", "--address", "auto",
         "--image-size", "48", "--obs-mode", "rgbd", "--n-bins", "5", "--fov", "80",
         "--depth-range", "8", "--speed", "0.7", "--turn-speed", "0.5", "--max-yaw-rate", "1.0",
         "--control-hz", "12", "--physics-substeps", "3", "--camera-height", "0.9",
@@ -439,7 +439,7 @@ def test_plan_depends_on_the_results_alone():
 
 def test_default_config_matches_the_trainer_defaults():
     config = CollectConfig()
-    assert config.out == Path("data/default") and config.target_runs == 10
+    assert config.out == Path("data/default") and config.target_runs == DEFAULT_RUNS == 40
     kwargs = config.env_kwargs()
     assert (kwargs["image_size"], kwargs["obs_mode"], kwargs["n_bins"]) == (64, "rgb", 3)
     assert config.env_id == envs.ENV_IDS["discrete"]

@@ -1,0 +1,208 @@
+"""The graph of an exported policy: the env's camera frames in, the decision out.
+
+:func:`export_module` wraps a policy (``bc.policy.Policy``) so that everything between the
+stacked observations and the action runs inside the exported file, for any net of the
+registry:
+
+* input ``frames``: uint8 ``(B, T, H, W, C)``, observations exactly as the env returns them,
+  the ``T`` most recent ones of each episode, oldest first (``T`` is the net's frame count;
+  1 for recurrent nets);
+* the training normalisation ``(x / 255 - mean_c) / std_c`` (from the checkpoint);
+* the net;
+* the head's decision, as ``Policy.act`` makes it: outputs ``outputs`` (the net's raw
+  ``(B, n_outputs)``: logits, a yaw value, or mean and log-std), ``probs`` (classifier
+  only, ``(B, n_bins)`` softmax), ``action`` (int64 bin per sample) and ``yaw`` (float32
+  command in [-1, 1] per sample).
+
+Recurrent nets take the LSTM state as inputs ``h``, ``c`` (``(layers, B, hidden)``, zeros at
+an episode's start) and return the next one as ``h_out``, ``c_out``: one call is one step.
+The batch size is free; everything else is fixed by the checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from bc.heads import bin_to_yaw
+
+if TYPE_CHECKING:
+    from bc.policy import Policy
+
+FRAMES = "frames"
+STATE_INPUTS = ("h", "c")
+STATE_OUTPUTS = ("h_out", "c_out")
+
+
+def output_names(head: str, recurrent: bool) -> tuple[str, ...]:
+    """Names of the exported graph's outputs, in order."""
+    probs = ("probs",) if head == "classifier" else ()
+    names = ("outputs", *probs, "action", "yaw")
+    return names + STATE_OUTPUTS if recurrent else names
+
+
+def input_names(recurrent: bool) -> tuple[str, ...]:
+    """Names of the exported graph's inputs, in order."""
+    return (FRAMES, *STATE_INPUTS) if recurrent else (FRAMES,)
+
+
+class ExportModule(nn.Module):
+    """A policy net with its normalisation and decision: ``frames (B, T, H, W, C) uint8``."""
+
+    def __init__(self, policy: Policy):
+        super().__init__()
+        if policy.head not in ("classifier", "regressor", "gaussian"):
+            raise ValueError(f"cannot export head {policy.head!r}: its decision is not known here")
+        self.net = policy.model
+        self.head = policy.head
+        self.n_bins = policy.n_bins
+        # the very float32 factors InputNorm (and Policy.act) multiply and add with
+        scale, shift = policy.norm._affine(torch.device("cpu"))
+        self.register_buffer("scale", scale.clone())  # (C, 1, 1)
+        self.register_buffer("shift", shift.clone())
+        self.register_buffer("bin_yaw", bin_to_yaw(torch.arange(self.n_bins), self.n_bins))
+
+    def normalise(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 ``(B, T, H, W, C)`` -> normalised float32 ``(B, T, C, H, W)``."""
+        # contiguous, as Policy.act feeds the net: a channels-last input would make the
+        # convolutions pick other kernels, whose sums round differently
+        x = frames.permute(0, 1, 4, 2, 3).contiguous().to(torch.float32)
+        return x * self.scale + self.shift
+
+    def decide(self, outputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """``(outputs[, probs], action, yaw)`` for the net's outputs ``(B, n_outputs)``."""
+        if self.head == "classifier":
+            probs = torch.softmax(outputs.float(), dim=-1)
+            action = probs.argmax(dim=-1)
+            return outputs, probs, action, self.bin_yaw[action]
+        yaw = outputs[:, 0].float().clamp(-1.0, 1.0)
+        # envs.spaces.yaw_command_to_bin, in float64 as it computes: round half to even
+        position = (1.0 - yaw.to(torch.float64)) * (self.n_bins - 1) / 2.0
+        action = position.round().clamp(0, self.n_bins - 1).to(torch.int64)
+        return outputs, action, yaw
+
+
+class FrameStackExport(ExportModule):
+    """Feed-forward nets: ``forward(frames) -> (outputs[, probs], action, yaw)``."""
+
+    def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.decide(self.net(self.normalise(frames)))  # (B, n_outputs) -> decision
+
+
+class RecurrentExport(ExportModule):
+    """LSTM nets, one step: ``forward(frames, h, c) -> (..., h_out, c_out)``."""
+
+    def forward(
+        self, frames: torch.Tensor, h: torch.Tensor, c: torch.Tensor
+    ) -> tuple[torch.Tensor, ...]:
+        outputs, (h_out, c_out) = self.net(self.normalise(frames), (h, c))  # (B, 1, n_outputs)
+        return (*self.decide(outputs[:, -1]), h_out, c_out)
+
+
+def export_module(policy: Policy) -> ExportModule:
+    """The exportable graph of ``policy`` (in eval mode, sharing the policy's weights)."""
+    module = RecurrentExport(policy) if policy.recurrent else FrameStackExport(policy)
+    return module.eval()
+
+
+def lstm_state_shape(policy: Policy, batch: int = 1) -> tuple[int, int, int]:
+    """``(layers, batch, hidden)`` of a recurrent policy's LSTM state."""
+    lstm = policy.model.lstm
+    return (lstm.num_layers, batch, lstm.hidden_size)
+
+
+def example_inputs(policy: Policy, batch: int = 1, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    """Random inputs of the exported graph: uint8 frames (and zero LSTM state)."""
+    spec = policy.spec
+    frames = 1 if policy.recurrent else spec.frames
+    generator = torch.Generator().manual_seed(seed)
+    shape = (batch, frames, spec.height, spec.width, spec.channels)
+    images = torch.randint(0, 256, shape, dtype=torch.uint8, generator=generator)
+    if not policy.recurrent:
+        return (images,)
+    state = torch.zeros(lstm_state_shape(policy, batch))
+    return images, state, state.clone()
+
+
+@contextlib.contextmanager
+def quiet_torch_jit() -> Iterator[None]:
+    """Silence what torch says about tracing and exporting that is known and harmless.
+
+    Tracing warns about every python bool taken from a shape (the frame-count checks, the
+    classic nets' resize test): those shapes are fixed by the checkpoint, so the constants it
+    records are right. torch 2.13 marks the TorchScript-based ONNX exporter and
+    ``torch.jit`` deprecated (in favour of ``torch.export``); both still work.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        yield
+
+
+def _temporary_beside(path: Path) -> Path:
+    """Where ``path`` is written in full before it is renamed over ``path``."""
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def write_onnx(policy: Policy, path: Path, opset: int, metadata: dict[str, str]) -> None:
+    """Export ``policy``'s graph to ONNX at ``path``, with ``metadata`` as metadata_props.
+
+    Uses torch's TorchScript-based exporter (``dynamo=False``): it needs the ``onnx`` package
+    only, where the dynamo exporter also needs ``onnxscript``, and it exports the LSTM as
+    one ONNX ``LSTM`` op with the batch axis free.
+    """
+    import onnx  # the 'onnx' extra; the caller has checked it is installed
+
+    module = export_module(policy)
+    names_in = input_names(policy.recurrent)
+    names_out = output_names(policy.head, policy.recurrent)
+    batch_axes: dict[str, dict[int, str]] = {name: {0: "batch"} for name in names_in[:1]}
+    for name in names_out:
+        batch_axes[name] = {1 if name in STATE_OUTPUTS else 0: "batch"}
+    for name in STATE_INPUTS if policy.recurrent else ():
+        batch_axes[name] = {1: "batch"}
+    temporary = _temporary_beside(path)
+    try:
+        with quiet_torch_jit(), torch.no_grad():
+            torch.onnx.export(
+                module,
+                example_inputs(policy),
+                str(temporary),
+                dynamo=False,
+                input_names=list(names_in),
+                output_names=list(names_out),
+                dynamic_axes=batch_axes,
+                opset_version=opset,
+                do_constant_folding=True,
+            )
+        model = onnx.load(str(temporary))
+        for key, value in metadata.items():
+            entry = model.metadata_props.add()
+            entry.key, entry.value = key, value
+        model.producer_name = "corridor-bc"
+        onnx.checker.check_model(model)
+        onnx.save(model, str(temporary))
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def write_torchscript(policy: Policy, path: Path, extra_files: dict[str, str]) -> None:
+    """Trace ``policy``'s graph and save it as TorchScript at ``path`` with ``extra_files``."""
+    module = export_module(policy)
+    temporary = _temporary_beside(path)
+    try:
+        with quiet_torch_jit(), torch.no_grad():
+            traced = torch.jit.trace(module, example_inputs(policy), check_trace=False)
+            torch.jit.save(traced, str(temporary), _extra_files=extra_files)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)

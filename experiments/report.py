@@ -1,0 +1,288 @@
+"""The notes' findings regenerated: ``python -m experiments.report`` (docs/sweeps.md).
+
+Reads the results of the finding sweeps (``experiments/specs/*.toml``, each run with
+``python -m experiments.sweep SPEC``; results in ``sweeps/NAME/results.jsonl``) and writes one
+section per finding of the original notes into docs/results.md: the notes' claim beside our
+measurement, offline (validation and test accuracy) and in closed loop (success), mean over
+training seeds with a 95% t-interval and success pooled over episodes with a 95% Wilson
+interval, a PNG plot, and a verdict per claim and per finding (agrees, disagrees or
+inconclusive at this sample size; the rule is in ``experiments.report_stats``). A finding whose
+sweeps have not run gets a section that says so and gives the commands.
+
+Each section sits between ``<!-- finding:NAME:start -->`` and ``<!-- finding:NAME:end -->``;
+only those blocks are replaced, the rest of the page is left as it is, and missing blocks are
+appended under "## Findings of the notes". The blocks hold no timestamps: the same results give
+the same page, which ``--check`` verifies (exit 1 when the page is out of date).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from configflags import CommandFailed, UserError, option, run_main
+from experiments.report_findings import FINDINGS, Claim, Finding, Group
+from experiments.report_markdown import find_blocks, finding_block, summary_block, update_page
+from experiments.report_stats import (
+    NOT_APPLICABLE,
+    NOT_RUN,
+    Interval,
+    combine,
+    compare,
+    t_interval,
+)
+from experiments.sweep_cli import read_toml
+from experiments.sweep_results import RESULTS_JSONL, read_jsonl
+from experiments.sweep_spec import SweepSpec, Trial, spec_from_dict
+
+EXCLUDED_SPECS = ("example",)  # specs in the folder that belong to no finding
+SUMMARY = "summary"  # the block with the verdicts of all findings
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """Where the finding specs, their sweeps and the page are."""
+
+    specs: Path = option(Path("experiments/specs"), "folder of the finding specs (NAME.toml)")
+    sweeps_dir: Path | None = option(
+        None, "folder of the sweeps' output folders (default: each spec's out, else sweeps/NAME)"
+    )
+    out: Path = option(Path("docs/results.md"), "the page to update (created if missing)")
+    images: Path = option(Path("docs/img/findings"), "folder for the plots (NAME.png)")
+    findings: list[str] = option(
+        [], "regenerate only these findings (default: all)", metavar="NAME"
+    )
+    check: bool = option(
+        False, "write nothing; exit 1 if the page differs from what the results give"
+    )
+
+    def __post_init__(self) -> None:
+        known = [finding.name for finding in FINDINGS]
+        for name in self.findings:
+            if name not in known:
+                raise UserError(f"unknown finding {name!r}; choose from {', '.join(known)}")
+
+
+@dataclass
+class SpecResults:
+    """One spec of a finding: its trials and the finished rows of its sweep."""
+
+    name: str
+    path: Path
+    out: Path
+    spec: SweepSpec
+    trials: list[Trial]
+    rows: list[dict[str, Any]]
+    stale: int = 0  # rows of trials the spec no longer makes (it changed since the sweep)
+
+    @property
+    def gpu(self) -> bool:
+        return self.spec.gpus > 0
+
+
+@dataclass
+class GroupStats:
+    """A configuration's trials, summarised over seeds."""
+
+    group: Group
+    rows: list[dict[str, Any]]
+    val: Interval | None = None
+    test: Interval | None = None
+    success: Interval | None = None
+    successes: int = 0
+    episodes: int = 0
+    collisions: float | None = None
+    agreement: float | None = None
+    datasets: tuple[str, ...] = ()
+
+    @property
+    def seeds(self) -> int:
+        return len({row["seed"] for row in self.rows})
+
+
+@dataclass
+class ClaimResult:
+    """A claim's verdicts: offline (test accuracy), closed loop (success) and combined."""
+
+    claim: Claim
+    offline: str
+    closed_loop: str
+    verdict: str
+
+
+@dataclass
+class FindingResult:
+    """Everything a finding's section shows."""
+
+    finding: Finding
+    specs: list[SpecResults]
+    groups: dict[str, GroupStats]
+    claims: list[ClaimResult]
+    verdict: str
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def rows(self) -> int:
+        return sum(len(spec.rows) for spec in self.specs)
+
+    @property
+    def trials(self) -> int:
+        return sum(len(spec.trials) for spec in self.specs)
+
+
+def load_spec(path: Path, sweeps_dir: Path | None) -> SpecResults:
+    """A spec file, expanded into its trials, with the rows its sweep has finished."""
+    if not path.is_file():
+        raise UserError(f"finding spec {path} not found")
+    spec = spec_from_dict(read_toml(path), str(path), path.stem)
+    trials = spec.trials()
+    if sweeps_dir is not None:
+        out = Path(sweeps_dir) / spec.name
+    else:
+        out = Path(spec.out) if spec.out else Path("sweeps") / spec.name
+    rows: list[dict[str, Any]] = []
+    stale = 0
+    results = out / RESULTS_JSONL
+    if results.is_file():
+        ids = {trial.id for trial in trials}
+        for row in read_jsonl(results):
+            if row.get("trial") in ids:
+                rows.append(row)
+            else:
+                stale += 1
+    return SpecResults(spec.name, path, out, spec, trials, rows, stale)
+
+
+def _seed_means(rows: Sequence[dict[str, Any]], key: str) -> list[float]:
+    """One value per seed (the mean of that seed's rows), seeds in order; None values left out."""
+    by_seed: dict[int, list[float]] = {}
+    for row in rows:
+        if row.get(key) is not None:
+            by_seed.setdefault(row["seed"], []).append(float(row[key]))
+    return [sum(values) / len(values) for _, values in sorted(by_seed.items())]
+
+
+def _mean(rows: Sequence[dict[str, Any]], key: str) -> float | None:
+    values = _seed_means(rows, key)
+    return sum(values) / len(values) if values else None
+
+
+def group_stats(group: Group, rows: Sequence[dict[str, Any]]) -> GroupStats:
+    """Summarise the rows of one group (already selected) over their seeds."""
+    rows = list(rows)
+    stats = GroupStats(group, rows)
+    if not rows:
+        return stats
+    if group.offline:
+        stats.val = t_interval(_seed_means(rows, "val_accuracy"))
+        stats.test = t_interval(_seed_means(rows, "test_accuracy"))
+    stats.success = t_interval(_seed_means(rows, "success_rate"))
+    stats.successes = sum(round(row["success_rate"] * row["episodes"]) for row in rows)
+    stats.episodes = sum(row["episodes"] for row in rows)
+    stats.collisions = _mean(rows, "collision_rate")
+    stats.agreement = _mean(rows, "agreement")
+    stats.datasets = tuple(sorted({row["dataset"] for row in rows}))
+    return stats
+
+
+def judge(claim: Claim, a: GroupStats, b: GroupStats) -> ClaimResult:
+    """A claim's verdicts from its two groups (``not run`` while either has no trial)."""
+    if not a.rows or not b.rows:
+        return ClaimResult(claim, NOT_RUN, NOT_RUN, NOT_RUN)
+    offline = compare(a.test, claim.relation, b.test) if a.test and b.test else NOT_APPLICABLE
+    closed_loop = compare(a.success, claim.relation, b.success)
+    return ClaimResult(claim, offline, closed_loop, combine([offline, closed_loop]))
+
+
+def evaluate(finding: Finding, specs: dict[str, SpecResults]) -> FindingResult:
+    """Group a finding's rows, judge its claims and collect its warnings."""
+    groups = {
+        group.label: group_stats(
+            group, [row for row in specs[group.spec].rows if group.matches(row["values"])]
+        )
+        for group in finding.groups
+    }
+    claims = [judge(c, groups[c.a], groups[c.b]) for c in finding.claims]
+    warnings = []
+    for claim in finding.claims:
+        a, b = groups[claim.a], groups[claim.b]
+        comparable = a.group.offline and b.group.offline
+        if comparable and a.datasets and b.datasets and a.datasets != b.datasets:
+            warnings.append(
+                f"{claim.a} and {claim.b} were trained on different datasets"
+                f" ({', '.join(a.datasets)} against {', '.join(b.datasets)}): the specs'"
+                " [collect] tables differ"
+            )
+    verdict = combine([claim.verdict for claim in claims])
+    return FindingResult(finding, [specs[name] for name in finding.specs], groups, claims,
+                         verdict, warnings)  # fmt: skip
+
+
+def _relative(path: Path, start: Path) -> str:
+    return Path(os.path.relpath(path.resolve(), start.resolve())).as_posix()
+
+
+def build_report(
+    config: ReportConfig, findings: Sequence[Finding] = FINDINGS
+) -> tuple[list[FindingResult], dict[str, str]]:
+    """Every finding's result and markdown block (plots are written unless ``--check``)."""
+    chosen = [f for f in findings if not config.findings or f.name in config.findings]
+    loaded: dict[str, SpecResults] = {}
+    results, blocks = [], {}
+    for finding in chosen:
+        for name in finding.specs:
+            if name not in loaded:
+                loaded[name] = load_spec(config.specs / f"{name}.toml", config.sweeps_dir)
+        result = evaluate(finding, loaded)
+        image = None
+        if result.rows:
+            image = config.images / f"{finding.name}.png"
+            if not config.check:
+                from experiments.report_plots import plot_finding  # matplotlib only when needed
+
+                plot_finding(result, image)
+        link = _relative(image, config.out.parent) if image is not None else None
+        results.append(result)
+        blocks[finding.name] = finding_block(result, link, config.specs)
+    if not config.findings:
+        blocks = {SUMMARY: summary_block(results), **blocks}
+    return results, blocks
+
+
+def _unclaimed_specs(folder: Path, findings: Sequence[Finding]) -> list[str]:
+    named = {name for finding in findings for name in finding.specs}
+    return sorted(p.stem for p in folder.glob("*.toml")
+                  if p.stem not in named and p.stem not in EXCLUDED_SPECS)  # fmt: skip
+
+
+def main(config: ReportConfig, findings: Sequence[Finding] = FINDINGS) -> dict[str, str]:
+    """Write (or, with ``--check``, verify) the findings' blocks; return each verdict."""
+    old = config.out.read_text() if config.out.is_file() else ""
+    find_blocks(old)  # broken markers stop the report before it writes anything
+    results, blocks = build_report(config, findings)
+    for name in _unclaimed_specs(config.specs, findings):
+        print(f"note: {config.specs / name}.toml belongs to no finding; not reported")
+    new = update_page(old, blocks)
+    if config.check:
+        if new != old:
+            raise CommandFailed(
+                f"{config.out} is out of date with the sweeps' results: run python -m"
+                " experiments.report"
+            )
+        print(f"{config.out} is up to date ({len(results)} findings)")
+    elif new != old:
+        config.out.parent.mkdir(parents=True, exist_ok=True)
+        config.out.write_text(new)
+    for result in results:
+        done = f"{result.rows} of {result.trials} trials"
+        print(f"{result.finding.name}: {result.verdict} ({done})")
+    if not config.check:
+        print(f"wrote {config.out}")
+    return {result.finding.name: result.verdict for result in results}
+
+
+if __name__ == "__main__":
+    run_main(main, ReportConfig, "python -m experiments.report", __doc__)

@@ -1,0 +1,325 @@
+"""Sweeps: ``python -m experiments.sweep SPEC.toml`` (docs/sweeps.md).
+
+A sweep runs trials, each one ``expert.collect`` -> ``bc.train`` -> ``eval.rollout`` with the
+flags its spec gives it: fixed flags, a grid and/or random samples over any flag of the three
+commands, crossed with seeds. A short form works without a file::
+
+    python -m experiments.sweep --grid train.frames=1,3 --seeds 0,1,2 --set train.epochs=2
+
+Everything is checked before anything runs (unknown flags, values a command refuses, an
+empty grid, an unreachable Ray address: one ``error:`` line, exit 2). Datasets are recorded
+once per distinct collect config (``OUT/datasets/<fingerprint>/``) before the trials that
+read them; each trial runs in a process of its own and leaves ``OUT/trials/<id>/`` (its job,
+log, training run, evaluation and ``result.json``). ``OUT/results.jsonl`` and
+``OUT/results.md`` are rewritten after every trial.
+
+Rerunning the same command skips finished trials: a sweep killed even with SIGKILL loses only
+the trials in flight. A failed trial is reported with the end of its log and the others go on;
+the sweep then exits 1. ``--backend ray`` runs the same jobs as Ray tasks (a local Ray, or the
+cluster at ``--address``), each holding the spec's ``[resources]``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from configflags import CommandFailed, UserError, option, run_main
+from dataset import DatasetError, read_manifest, write_json_atomic
+from experiments.sweep_backends import BACKENDS, Job, make_backend
+from experiments.sweep_cli import resolve_spec
+from experiments.sweep_results import groups_table, plan_table, rows_table, write_results
+from experiments.sweep_spec import SweepSpec, Trial
+from experiments.sweep_trial import (
+    JOB_FILE,
+    LOG_FILE,
+    RESULT_FILE,
+    dataset_dir,
+    trial_dir,
+)
+
+SPEC_FILE = "sweep.json"
+LOCK_FILE = ".lock"
+LOG_TAIL_LINES = 15
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """Which sweep to run, where, and on what."""
+
+    spec: Path | None = option(
+        None, "TOML spec file (docs/sweeps.md); optional with --grid/--set/--seeds", positional=True
+    )
+    grid: list[str] = option(
+        [], "a grid axis, KEY=V1,V2 or KEY=[V1, V2] (TOML values); repeatable", metavar="KEY=VALUES"
+    )
+    fixed: list[str] = option(
+        [], "a fixed flag for every trial, KEY=VALUE; repeatable", flag="--set", metavar="KEY=VALUE"
+    )
+    random: list[str] = option(
+        [],
+        "a sampled flag, KEY={uniform|loguniform|randint|choice = [...]}; repeatable",
+        metavar="KEY=DIST",
+    )
+    samples: int | None = option(None, "random samples per grid point (default: the spec's)")
+    sample_seed: int | None = option(None, "seed of the random samples (default: the spec's, 0)")
+    seeds: str = option("", "comma-separated seeds, e.g. 0,1,2 (default: the spec's, else 0)")
+    name: str = option("", "sweep name (default: the spec's, else the spec file's stem)")
+    out: Path | None = option(None, "output folder (default: the spec's out, else sweeps/NAME)")
+    backend: str = option("local", "where trials run", choices=BACKENDS)
+    address: str = option(
+        "", "Ray cluster for --backend ray: auto, HOST:PORT or ray://HOST:PORT (default: local)"
+    )
+    workers: int = option(
+        0, "trials at once (0: usable cores / spec cpus, or what the Ray cluster holds)"
+    )
+    dry_run: bool = option(False, "check the spec and list its trials; run nothing")
+    quiet: bool = option(False, "no progress bar or tables; failures are still printed")
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise UserError(f"unknown --backend {self.backend!r}; choose one of local, ray")
+        if self.workers < 0:
+            raise UserError(f"--workers must be >= 0 (0 = as many as fit), got {self.workers}")
+
+
+@dataclass
+class SweepResult:
+    """What ``main`` returns: rows of finished trials in spec order, failures, timings."""
+
+    out: Path
+    trials: list[Trial]
+    rows: list[dict[str, Any]]
+    failed: dict[str, str] = field(default_factory=dict)
+    ran: list[str] = field(default_factory=list)  # ids this call ran, in the order they ended
+    elapsed_s: float = 0.0
+    trials_s: float = 0.0  # from the first trial started to the last one finished
+
+
+def _log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    if not path.is_file():
+        return "(no log)"
+    text = path.read_text(errors="replace").rstrip().splitlines()
+    return "\n".join(text[-lines:]) or "(empty log)"
+
+
+def _dataset_ready(directory: Path, key: str) -> bool:
+    try:
+        manifest = read_manifest(directory)
+    except DatasetError:
+        return False
+    return bool(manifest.get("complete")) and manifest.get("config_hash") == key
+
+
+def _finished_row(root: Path, trial: Trial) -> dict[str, Any] | None:
+    path = trial_dir(root, trial.id) / RESULT_FILE
+    try:
+        row = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return row if row.get("trial") == trial.id else None
+
+
+class Sweep:
+    """One call's work on a sweep folder: what is done, what runs next, what came out."""
+
+    def __init__(self, spec: SweepSpec, trials: list[Trial], out: Path, console: Console) -> None:
+        self.spec, self.trials, self.out, self.console = spec, trials, out, console
+        self.rows = {t.id: row for t in trials if (row := _finished_row(out, t)) is not None}
+        self.failed: dict[str, str] = {}
+        self.ran: list[str] = []
+        self.waiting = [t for t in trials if t.id not in self.rows]
+        keys = list(dict.fromkeys(t.dataset for t in self.waiting))
+        self.ready = {k for k in keys if _dataset_ready(dataset_dir(out, k), k)}
+        self.datasets = [k for k in keys if k not in self.ready]
+        self.first_trial_at: float | None = None
+        self.cwd = str(Path.cwd())
+
+    def _dataset_job(self, key: str) -> Job:
+        trial = next(t for t in self.waiting if t.dataset == key)
+        folder = self.out / "datasets"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{key}.json"
+        write_json_atomic(path, {"kind": "dataset", "collect": trial.flags["collect"],
+                                 "out": str(dataset_dir(self.out, key)),
+                                 "cpus": self.spec.cpus})  # fmt: skip
+        return Job(f"dataset:{key}", path, folder / f"{key}.log", self.cwd)
+
+    def _trial_job(self, trial: Trial) -> Job:
+        directory = trial_dir(self.out, trial.id)
+        shutil.rmtree(directory, ignore_errors=True)  # what a killed run of it left
+        directory.mkdir(parents=True)
+        path = directory / JOB_FILE
+        write_json_atomic(path, {"kind": "trial", "sweep": self.spec.name, "trial": trial.to_dict(),
+                                 "root": str(self.out), "cpus": self.spec.cpus})  # fmt: skip
+        return Job(f"trial:{trial.id}", path, directory / LOG_FILE, self.cwd)
+
+    def next_job(self) -> Job | None:
+        """The next job whose inputs are ready: datasets first, then trials in spec order."""
+        if self.datasets:
+            return self._dataset_job(self.datasets.pop(0))
+        for trial in self.waiting:
+            if trial.dataset in self.ready:
+                self.waiting.remove(trial)
+                if self.first_trial_at is None:
+                    self.first_trial_at = time.perf_counter()
+                return self._trial_job(trial)
+        return None
+
+    def finished(self, job: Job, code: int) -> None:
+        """Record a job's outcome; a failure is printed with the end of its log."""
+        kind, _, key = job.key.partition(":")
+        if kind == "dataset":
+            if code == 0 and _dataset_ready(dataset_dir(self.out, key), key):
+                self.ready.add(key)
+                return
+            self._report(f"dataset {key} failed (exit {code})", job.log)
+            for trial in [t for t in self.waiting if t.dataset == key]:
+                self.waiting.remove(trial)
+                self.failed[trial.id] = f"its dataset failed: see datasets/{key}.log"
+        else:
+            trial = next(t for t in self.trials if t.id == key)
+            self.ran.append(key)
+            row = _finished_row(self.out, trial) if code == 0 else None
+            if row is not None:
+                self.rows[key] = row
+            else:
+                last = _log_tail(job.log, 1)
+                self.failed[key] = f"exit {code}: {last} (log: trials/{key}/{LOG_FILE})"
+                self._report(f"trial {key} ({trial.label}) failed (exit {code})", job.log)
+        write_results(self.out, self.spec.name, self.trials, self.rows, self.failed)
+
+    def _report(self, what: str, log: Path) -> None:
+        self.console.print(f"[bold red]{what}[/]; the end of {log}:", highlight=False)
+        self.console.print(_log_tail(log), markup=False, highlight=False)
+
+    @property
+    def pending(self) -> bool:
+        return bool(self.datasets or self.waiting)
+
+
+def _progress(quiet: bool) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("running {task.fields[running]}"),
+        TextColumn("failed {task.fields[failed]}"),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        disable=quiet,
+    )
+
+
+def run_sweep(sweep: Sweep, backend: Any, quiet: bool) -> None:
+    """Submit jobs as the backend has room and their inputs are ready, until all are done."""
+    running: dict[str, Job] = {}
+    with _progress(quiet) as progress:
+        sweep.console = progress.console  # failures print above the bar, even when quiet
+        task = progress.add_task(
+            "trials", total=len(sweep.trials), completed=len(sweep.rows), running=0, failed=0
+        )
+        while sweep.pending or running:
+            while len(running) < backend.capacity and (job := sweep.next_job()) is not None:
+                backend.submit(job)
+                running[job.key] = job
+            if not running and sweep.waiting:
+                # nothing could start: cannot happen while every dataset is ready or failed
+                # its trials, but a loop waiting on nothing must not hang the sweep
+                for trial in sweep.waiting:
+                    sweep.failed[trial.id] = "its dataset was never recorded"
+                sweep.waiting.clear()
+            for job, code in backend.wait(timeout=0.5):
+                running.pop(job.key)
+                sweep.finished(job, code)
+            staging = sum(key.startswith("dataset:") for key in running)
+            progress.update(
+                task,
+                description="trials" + (f" (recording {staging} dataset(s))" if staging else ""),
+                completed=len(sweep.rows) + len(sweep.failed),
+                running=len(running) - staging,
+                failed=len(sweep.failed),
+            )
+
+
+def _lock(out: Path) -> Any:
+    out.mkdir(parents=True, exist_ok=True)
+    handle = open(out / LOCK_FILE, "w")  # noqa: SIM115 - held until the sweep ends
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise UserError(f"another sweep is running in {out}; wait for it") from None
+    return handle
+
+
+def main(config: SweepConfig) -> SweepResult:
+    """Run (or resume) the sweep; write its results; return them.
+
+    Raises ``CommandFailed`` (exit 1) at the end if any trial failed.
+    """
+    started = time.perf_counter()
+    spec = resolve_spec(config)
+    trials = spec.trials()
+    out = Path(config.out or spec.out or Path("sweeps") / spec.name).resolve()
+    console = Console(quiet=config.quiet)
+    datasets = len({t.dataset for t in trials})
+    if config.dry_run:
+        console.print(plan_table(f"{spec.name}: {len(trials)} trials, {datasets} dataset(s)",
+                                 trials))  # fmt: skip
+        return SweepResult(out, trials, [])
+    backend = make_backend(config.backend, config.address, config.workers, spec.cpus,
+                           spec.gpus)  # fmt: skip
+    try:
+        lock = _lock(out)
+        try:
+            write_json_atomic(out / SPEC_FILE, {**spec.to_dict(), "trials": [t.id for t in trials]})
+            sweep = Sweep(spec, trials, out, console)
+            console.print(
+                f"sweep {spec.name}: {len(trials)} trials ({len(sweep.rows)} done before),"
+                f" {datasets} dataset(s), {backend.describe()}; results in {out}",
+                highlight=False,
+            )
+            try:
+                run_sweep(sweep, backend, config.quiet)
+            finally:
+                write_results(out, spec.name, trials, sweep.rows, sweep.failed)
+        finally:
+            lock.close()
+    finally:
+        backend.close()
+    ended = time.perf_counter()
+    rows = [sweep.rows[t.id] for t in trials if t.id in sweep.rows]
+    result = SweepResult(out, trials, rows, sweep.failed, sweep.ran, ended - started,
+                         ended - (sweep.first_trial_at or ended))  # fmt: skip
+    console.print(rows_table(f"sweep {spec.name}", trials, sweep.rows, sweep.failed))
+    if rows:
+        console.print(groups_table(rows))
+    console.print(f"results in {out} (results.jsonl, results.md, trials/)", highlight=False)
+    if sweep.failed:
+        raise CommandFailed(
+            f"{len(sweep.failed)} of {len(trials)} trials failed ({', '.join(sweep.failed)});"
+            f" their logs are in {out}/trials/; rerun the same command to retry them"
+        )
+    return result
+
+
+if __name__ == "__main__":
+    run_main(main, SweepConfig, "python -m experiments.sweep", __doc__)

@@ -1,0 +1,199 @@
+"""A sweep's results: ``results.jsonl``, ``results.md`` and the console tables.
+
+Each finished trial's row lives in ``trials/<id>/result.json`` (written last by the trial);
+``results.jsonl`` holds the rows of the spec's trials that have one, in spec order
+(configuration-major, seeds together), and is rewritten atomically after every trial, so it
+is whole after any interruption. A row's ``values`` (and ``config``, the same as one string)
+and ``seed`` are what a report groups by.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from dataset import commit_file, temp_path
+from eval.stats import mean_std
+from experiments.sweep_spec import Trial, show_value
+
+RESULTS_JSONL = "results.jsonl"
+RESULTS_MD = "results.md"
+# the per-trial columns after the swept values: (header, row -> cell)
+METRIC_COLUMNS = ("val acc", "test acc", "val loss", "success [95% CI]", "collisions",
+                  "agreement", "wall")  # fmt: skip
+
+
+def _pct(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{100 * value:.{digits}f}%"
+
+
+def _number(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def metric_cells(row: dict[str, Any]) -> list[str]:
+    """The metric cells of one row, in METRIC_COLUMNS order."""
+    low, high = row["success_ci"]
+    return [
+        _pct(row["val_accuracy"]),
+        _pct(row["test_accuracy"]),
+        _number(row["val_loss"]),
+        f"{_pct(row['success_rate'])} [{_pct(low, 0)}, {_pct(high, 0)}]",
+        _pct(row["collision_rate"]),
+        _pct(row["agreement"]),
+        f"{row['wall_s']:.0f} s",
+    ]
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that readers never see half a file."""
+    temporary = temp_path(path)
+    try:
+        temporary.write_text(text)
+        commit_file(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def write_jsonl(out: Path, rows: Sequence[dict[str, Any]]) -> None:
+    """``results.jsonl``: one row per finished trial, in spec order."""
+    write_text_atomic(out / RESULTS_JSONL, "".join(json.dumps(row) + "\n" for row in rows))
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The rows of a ``results.jsonl``."""
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def _swept_keys(trials: Sequence[Trial]) -> list[str]:
+    keys: list[str] = []
+    for trial in trials:
+        keys += [key for key in trial.values if key not in keys]
+    return keys
+
+
+def _config_groups(rows: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(row["config"], []).append(row)
+    return groups
+
+
+def _mean_cell(rows: Sequence[dict[str, Any]], key: str) -> str:
+    values = [row[key] for row in rows if row[key] is not None]
+    if not values:
+        return "-"
+    mean, std = mean_std(values)
+    return f"{100 * mean:.1f} ± {100 * std:.1f}%" if len(values) > 1 else _pct(mean)
+
+
+def _group_cells(rows: Sequence[dict[str, Any]]) -> list[str]:
+    return [str(len(rows)), _mean_cell(rows, "success_rate"), _mean_cell(rows, "val_accuracy"),
+            _mean_cell(rows, "test_accuracy")]  # fmt: skip
+
+
+GROUP_COLUMNS = ("configuration", "seeds", "success", "val acc", "test acc")
+
+
+def _short(keys: Sequence[str]) -> list[str]:
+    """Column headers: the flag without its section where that is unambiguous."""
+    names = [key.rpartition(".")[2] for key in keys]
+    return [name if names.count(name) == 1 else key for name, key in zip(names, keys, strict=True)]
+
+
+# the console leaves out the trial id and the loss (results.md has them) to fit a terminal
+CONSOLE_SKIP = ("val loss",)
+
+
+def rows_table(
+    title: str, trials: Sequence[Trial], rows: dict[str, dict[str, Any]], failed: dict[str, str]
+) -> Table:
+    """The console table: one line per trial of the spec (finished, failed or not run)."""
+    keys = _swept_keys(trials)
+    table = Table(title=title)
+    for header in _short(keys):
+        table.add_column(header, justify="right")
+    table.add_column("seed", justify="right")
+    shown = [i for i, column in enumerate(METRIC_COLUMNS) if column not in CONSOLE_SKIP]
+    for i in shown:
+        table.add_column(METRIC_COLUMNS[i], justify="right")
+    for trial in trials:
+        values = [show_value(trial.values[k]) if k in trial.values else "-" for k in keys]
+        if trial.id in rows:
+            cells = metric_cells(rows[trial.id])
+            cells = [cells[i] for i in shown]
+        else:
+            status = "failed" if trial.id in failed else "not run"
+            cells = [status] + ["-"] * (len(shown) - 1)
+        table.add_row(*values, str(trial.seed), *cells)
+    return table
+
+
+def plan_table(title: str, trials: Sequence[Trial]) -> Table:
+    """The trials a spec makes, for ``--dry-run``: values, seed, dataset and id."""
+    keys = _swept_keys(trials)
+    table = Table(title=title)
+    for header in [*_short(keys), "seed", "dataset", "trial id"]:
+        table.add_column(header, justify="left" if header == "trial id" else "right")
+    for trial in trials:
+        values = [show_value(trial.values[k]) if k in trial.values else "-" for k in keys]
+        table.add_row(*values, str(trial.seed), trial.dataset, trial.id)
+    return table
+
+
+def groups_table(ordered_rows: Sequence[dict[str, Any]]) -> Table:
+    """The console table of means over seeds, one line per configuration."""
+    table = Table(title="by configuration: mean ± std over seeds")
+    for column in GROUP_COLUMNS:
+        table.add_column(column, justify="left" if column == "configuration" else "right")
+    for config, rows in _config_groups(ordered_rows).items():
+        table.add_row(config, *_group_cells(rows))
+    return table
+
+
+def _markdown_row(cells: Sequence[str]) -> str:
+    return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
+
+
+def results_markdown(
+    name: str, trials: Sequence[Trial], rows: dict[str, dict[str, Any]], failed: dict[str, str]
+) -> str:
+    """``results.md``: the trials table, the means by configuration, and what failed."""
+    keys = _swept_keys(trials)
+    header = ["trial", *keys, "seed", *METRIC_COLUMNS]
+    lines = [f"# Sweep {name}", "", f"{len(rows)} of {len(trials)} trials finished.", "",
+             _markdown_row(header), _markdown_row(["---"] * len(header))]  # fmt: skip
+    for trial in trials:
+        if trial.id not in rows:
+            continue
+        values = [show_value(trial.values[k]) if k in trial.values else "-" for k in keys]
+        lines.append(
+            _markdown_row([trial.id, *values, str(trial.seed), *metric_cells(rows[trial.id])])
+        )
+    ordered = [rows[t.id] for t in trials if t.id in rows]
+    if ordered:
+        rule = _markdown_row(["---"] * len(GROUP_COLUMNS))
+        lines += ["", "## By configuration (mean ± std over seeds)", "",
+                  _markdown_row(GROUP_COLUMNS), rule]  # fmt: skip
+        for config, group in _config_groups(ordered).items():
+            lines.append(_markdown_row([config, *_group_cells(group)]))
+    if failed:
+        lines += ["", "## Failed", ""]
+        lines += [f"- `{trial_id}`: {reason}" for trial_id, reason in failed.items()]
+    return "\n".join(lines) + "\n"
+
+
+def write_results(
+    out: Path,
+    name: str,
+    trials: Sequence[Trial],
+    rows: dict[str, dict[str, Any]],
+    failed: dict[str, str],
+) -> None:
+    """Rewrite ``results.jsonl`` and ``results.md`` from the rows so far."""
+    write_jsonl(out, [rows[t.id] for t in trials if t.id in rows])
+    write_text_atomic(out / RESULTS_MD, results_markdown(name, trials, rows, failed))

@@ -1,0 +1,438 @@
+"""The findings report: intervals, verdicts, markdown blocks, the shared page, the specs."""
+
+import dataclasses
+import re
+from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
+
+import pytest
+
+from configflags import CommandFailed, UserError
+from experiments.report import (
+    ReportConfig,
+    SpecResults,
+    build_report,
+    evaluate,
+    load_spec,
+    main,
+)
+from experiments.report_findings import FINDINGS, SOME, TRANSFER_TARGET, Claim, Finding, Group
+from experiments.report_markdown import finding_block, update_page
+from experiments.report_stats import Interval, combine, compare, t_interval, t_quantile
+from experiments.sweep import SweepConfig
+from experiments.sweep import main as sweep
+from experiments.sweep_cli import read_toml
+from experiments.sweep_spec import SweepSpec, Trial
+from experiments.sweep_trial import JobConfig
+from experiments.sweep_trial import main as run_job
+
+ROOT = Path(__file__).resolve().parents[2]
+SPECS = ROOT / "experiments" / "specs"
+FINDING_SPECS = sorted(p for p in SPECS.glob("*.toml") if p.stem != "example")
+
+
+# -- intervals and verdicts, against values from tables and by hand ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("df", "table"), [(1, 12.7062), (2, 4.3027), (4, 2.7764), (9, 2.2622), (30, 2.0423)]
+)
+def test_t_quantiles_match_the_printed_table(df, table):
+    assert t_quantile(0.975, df) == pytest.approx(table, abs=1e-4)
+
+
+def test_a_t_interval_over_three_seeds_is_mean_plus_minus_t_s_over_root_n():
+    # mean 0.6, s = 0.1, t(0.975, 2) = 4.302653: half-width 4.302653 * 0.1 / sqrt(3) = 0.248414
+    interval = t_interval([0.5, 0.6, 0.7])
+    assert interval.n == 3 and interval.mean == pytest.approx(0.6)
+    assert (interval.low, interval.high) == pytest.approx((0.351586, 0.848414), abs=1e-6)
+    assert t_interval([0.9, 1.0, 1.0]).high == 1.0, "rates are clipped to [0, 1]"
+    single = t_interval([0.4])
+    assert single.mean == 0.4 and not single.defined
+    assert t_interval([]) is None
+
+
+def _iv(low, high):
+    return Interval((low + high) / 2, low, high, 3)
+
+
+@pytest.mark.parametrize(
+    ("a", "relation", "b", "verdict"),
+    [
+        (_iv(0.6, 0.7), ">", _iv(0.4, 0.5), "agrees"),
+        (_iv(0.4, 0.5), ">", _iv(0.6, 0.7), "disagrees"),
+        (_iv(0.45, 0.65), ">", _iv(0.4, 0.5), "inconclusive"),
+        (_iv(0.50, 0.58), "~", _iv(0.52, 0.60), "agrees"),  # band 0.50..0.60: 10 points
+        (_iv(0.40, 0.58), "~", _iv(0.52, 0.60), "inconclusive"),  # band of 20 points
+        (_iv(0.40, 0.45), "~", _iv(0.52, 0.60), "disagrees"),
+        (Interval(0.9, None, None, 1), ">", _iv(0.1, 0.2), "inconclusive"),  # one seed
+        (None, ">", _iv(0.1, 0.2), "n/a"),
+    ],
+)
+def test_the_verdict_rule(a, relation, b, verdict):
+    assert compare(a, relation, b) == verdict
+
+
+@pytest.mark.parametrize(
+    ("verdicts", "combined"),
+    [
+        (["agrees", "inconclusive"], "agrees"),
+        (["disagrees", "n/a"], "disagrees"),
+        (["agrees", "disagrees"], "inconclusive"),
+        (["inconclusive", "inconclusive"], "inconclusive"),
+        (["agrees", "not run"], "agrees"),
+        (["not run", "not run"], "not run"),
+        (["n/a", "n/a"], "n/a"),
+    ],
+)
+def test_verdicts_combine(verdicts, combined):
+    assert combine(verdicts) == combined
+
+
+# -- a finding from hand-made rows -----------------------------------------------------------
+
+HAND = Finding(
+    name="hand",
+    title="Hand-made finding",
+    source="notes.txt, a section",
+    quote="B is better than A.",
+    specs=("fake",),
+    groups=(
+        Group("A", "fake", {"train.frames": 1}),
+        Group("B", "fake", {"train.frames": 3}),
+        Group("C", "fake", {"train.frames": 5}),
+    ),
+    claims=(
+        Claim("B beats A", "B", ">", "A"),
+        Claim("A equals B", "A", "~", "B"),
+        Claim("C beats A", "C", ">", "A"),
+    ),
+)
+
+
+def _row(frames, seed, val, test, successes, agreement=0.6, episodes=20):
+    return {"trial": f"f{frames}-s{seed}", "values": {"train.frames": frames}, "seed": seed,
+            "dataset": "d0", "val_accuracy": val, "test_accuracy": test,
+            "success_rate": successes / episodes, "episodes": episodes,
+            "collision_rate": 1 - successes / episodes, "agreement": agreement}  # fmt: skip
+
+
+HAND_ROWS = [
+    _row(1, 0, 0.92, 0.90, 4, 0.5), _row(1, 1, 0.93, 0.91, 6, 0.6), _row(1, 2, 0.94, 0.92, 5, 0.7),
+    _row(3, 0, 0.96, 0.95, 12), _row(3, 1, 0.97, 0.96, 14), _row(3, 2, 0.98, 0.97, 13),
+    _row(5, 0, 0.99, 0.99, 20),
+]  # fmt: skip
+
+
+def _results(rows, name="fake", total=None):
+    trials = [Trial(row["trial"], row["values"], row["seed"], {}, "d0") for row in rows]
+    trials += [Trial(f"missing-{i}", {}, 0, {}, "d0") for i in range((total or 0) - len(rows))]
+    return SpecResults(name, Path(f"{name}.toml"), Path("sweeps") / name, SweepSpec(name),
+                       trials, list(rows))  # fmt: skip
+
+
+def test_hand_made_rows_give_the_hand_computed_intervals_and_verdicts():
+    result = evaluate(HAND, {"fake": _results(HAND_ROWS)})
+    a, b = result.groups["A"], result.groups["B"]
+    # A: test 0.90, 0.91, 0.92 -> 0.91 +- 4.302653 * 0.01 / sqrt(3) = 0.91 +- 0.024841
+    assert (a.test.low, a.test.high) == pytest.approx((0.885159, 0.934841), abs=1e-6)
+    # B: test 0.95..0.97 -> [0.935159, 0.984841]: just above A's, so the claim holds offline
+    assert (b.test.low, b.test.high) == pytest.approx((0.935159, 0.984841), abs=1e-6)
+    # A: success 0.20, 0.30, 0.25 -> 0.25 +- 0.124207; B: 0.60, 0.70, 0.65
+    assert (a.success.low, a.success.high) == pytest.approx((0.125793, 0.374207), abs=1e-6)
+    assert (a.successes, a.episodes, b.successes, b.episodes) == (15, 60, 39, 60)
+    verdicts = [(c.offline, c.closed_loop, c.verdict) for c in result.claims]
+    assert verdicts == [
+        ("agrees", "agrees", "agrees"),
+        ("disagrees", "disagrees", "disagrees"),
+        ("inconclusive", "inconclusive", "inconclusive"),  # C has one seed: no interval
+    ]
+    assert result.verdict == "inconclusive"  # one claim agrees, one disagrees
+
+
+def test_the_block_shows_the_hand_computed_figures():
+    result = evaluate(HAND, {"fake": _results(HAND_ROWS)})
+    block = finding_block(result, "img/hand.png", Path("experiments/specs"))
+    lines = block.splitlines()
+    assert lines[0] == "<!-- finding:hand:start -->" and lines[-1] == "<!-- finding:hand:end -->"
+    assert "**Verdict: inconclusive** (1 agrees, 1 disagrees, 1 inconclusive)." in lines
+    assert 'The notes (notes.txt, a section): "B is better than A."' in lines
+    # Wilson 15/60: [0.157765, 0.372321]; 39/60: [0.523626, 0.758322] (by the formula)
+    assert ("| A | 3 | 93.0% [90.5, 95.5] | 91.0% [88.5, 93.5] | 25.0% [12.6, 37.4] |"
+            " 15/60: 25.0% [15.8, 37.2] | 75.0% | 60.0% |") in lines  # fmt: skip
+    assert ("| B | 3 | 97.0% [94.5, 99.5] | 96.0% [93.5, 98.5] | 65.0% [52.6, 77.4] |"
+            " 39/60: 65.0% [52.4, 75.8] | 35.0% | 60.0% |") in lines  # fmt: skip
+    assert (
+        "| B beats A: B > A | 96.0% [93.5, 98.5] vs 91.0% [88.5, 93.5]: **agrees** |"
+        " 65.0% [52.6, 77.4] vs 25.0% [12.6, 37.4]: **agrees** | **agrees** |"
+    ) in lines
+    assert "| C | 1 | 99.0% (1 seed) | 99.0% (1 seed) | 100.0% (1 seed) |" in block
+    assert "![hand: accuracy and success per configuration](img/hand.png)" in lines
+    assert "- `fake` (7 of 7 trials finished): `sweeps/fake/results.jsonl`" in lines
+    assert "python -m experiments.sweep" not in block, "nothing is missing"
+
+
+def test_a_finding_without_results_says_so_and_gives_the_commands():
+    result = evaluate(HAND, {"fake": _results([], total=7)})
+    block = finding_block(result, None, Path("experiments/specs"))
+    assert "**Not run yet.**" in block and "Verdict" not in block
+    assert "- B beats A: B > A" in block
+    assert "python -m experiments.sweep experiments/specs/fake.toml" in block
+    assert "%" not in block and "![" not in block, "no figures for a finding that did not run"
+
+
+def test_a_partly_run_finding_says_so_so_far():
+    result = evaluate(HAND, {"fake": _results(HAND_ROWS[:6], total=9)})
+    block = finding_block(result, None, Path("specs"))
+    assert "**Verdict so far: inconclusive**" in block and "1 not run" in block
+    assert "| C | 0 | not run |" in block
+    assert "- `fake` (6 of 9 trials finished)" in block
+    assert "python -m experiments.sweep specs/fake.toml" in block
+
+
+def test_groups_on_different_datasets_are_flagged():
+    rows = [dict(row, dataset="d1") if row["values"]["train.frames"] == 3 else row
+            for row in HAND_ROWS]  # fmt: skip
+    result = evaluate(HAND, {"fake": _results(rows)})
+    assert any("B and A were trained on different datasets" in w for w in result.warnings)
+
+
+def test_some_matches_any_non_empty_value():
+    group = Group("g", "s", {"train.init_from": SOME, "train.freeze": []})
+    assert group.matches({"train.init_from": ["a.pt:encoder"], "train.freeze": []})
+    assert not group.matches({"train.init_from": [], "train.freeze": []})
+    assert not group.matches({"train.init_from": ["a.pt"], "train.freeze": ["backbone"]})
+
+
+# -- the shared page --------------------------------------------------------------------------
+
+PAGE = """# Results
+
+Text of the lead.
+
+<!-- results:start -->
+| a | b |
+|---|---|
+| 1 | 2 |
+<!-- results:end -->
+
+More text.
+<!-- levers:start -->
+levers table
+<!-- levers:end -->
+tail without a newline"""
+
+
+def test_the_page_keeps_everything_outside_its_blocks():
+    first = update_page(
+        PAGE,
+        {
+            "summary": "<!-- finding:summary:start -->\ns1\n<!-- finding:summary:end -->",
+            "x": "<!-- finding:x:start -->\nx1\n<!-- finding:x:end -->",
+        },
+    )
+    assert first.startswith(PAGE + "\n"), "the page is kept byte for byte, blocks appended"
+    assert first.count("## Findings of the notes") == 1
+    assert first.index("finding:summary:start") < first.index("finding:x:start")
+    # replaced in place: everything else unchanged, even text the lead adds after the blocks
+    edited = first.replace("More text.", "More text, edited.") + "\nLead's later text.\n"
+    second = update_page(edited, {"x": "<!-- finding:x:start -->\nx2\n<!-- finding:x:end -->"})
+    assert second == edited.replace("\nx1\n", "\nx2\n")
+    # a new block is appended at the end, under the heading already there
+    third = update_page(second, {"y": "<!-- finding:y:start -->\ny\n<!-- finding:y:end -->"})
+    assert third.startswith(second) and third.count("## Findings of the notes") == 1
+    assert update_page(third, {}) == third
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        "<!-- finding:x:start -->\nno end",
+        "<!-- finding:x:end -->",
+        "<!-- finding:x:start -->\n<!-- finding:y:start -->\n<!-- finding:y:end -->",
+        "<!-- finding:x:start -->a<!-- finding:x:end -->\n<!-- finding:x:start -->b"
+        "<!-- finding:x:end -->",
+    ],
+)
+def test_broken_markers_are_refused_and_nothing_is_guessed(broken):
+    with pytest.raises(UserError, match="finding block"):
+        update_page(broken, {"x": "<!-- finding:x:start -->\n<!-- finding:x:end -->"})
+
+
+# -- the finding specs: they parse, expand and fit the findings -------------------------------
+
+
+@pytest.fixture(scope="module")
+def loaded(tmp_path_factory):
+    """Every finding spec, expanded (no sweep folder: no rows)."""
+    empty = tmp_path_factory.mktemp("sweeps")
+    return {path.stem: load_spec(path, empty) for path in FINDING_SPECS}
+
+
+def test_every_finding_spec_parses_expands_and_belongs_to_a_finding(loaded):
+    named = {name for finding in FINDINGS for name in finding.specs}
+    assert set(loaded) == named, "a spec without a finding, or a finding without its spec"
+    for name, results in loaded.items():
+        spec, raw = results.spec, read_toml(SPECS / f"{name}.toml")
+        assert spec.name == name, "a spec's name is its file's stem (its sweeps/NAME folder)"
+        assert len(spec.seeds) >= 3, name
+        assert spec.fixed.get("eval.episodes", 0) >= 50, name
+        # what this session's default changes must not move: runs, epochs, mirroring
+        for key in ("collect.runs", "train.epochs", "train.mirror"):
+            assert key in spec.fixed, f"{name} does not set {key}"
+        header = "".join(line for line in (SPECS / f"{name}.toml").read_text().splitlines(True)
+                         if line.startswith("#"))  # fmt: skip
+        finding = next(f for f in FINDINGS if name in f.specs)
+        assert "Claim (notes " in header and "Budget:" in header, name
+        notes = re.findall(r"\d{3}_[0-9a-f]{16}\.txt", finding.source)
+        assert any(note in header for note in notes), f"{name} does not cite {notes}"
+        assert ("GPU SPEC" in header) == (spec.gpus > 0), f"{name}: mark GPU specs at the top"
+        assert "resources" in raw, f"{name}: state the trial's resources"
+
+
+def test_every_group_and_claim_of_the_findings_fits_its_specs(loaded):
+    names = [finding.name for finding in FINDINGS]
+    assert len(set(names)) == len(names) and "summary" not in names, "block names are unique"
+    for finding in FINDINGS:
+        labels = [group.label for group in finding.groups]
+        assert len(set(labels)) == len(labels), finding.name
+        for claim in finding.claims:
+            assert {claim.a, claim.b} <= set(labels) and claim.relation in (">", "~")
+        for group in finding.groups:
+            points = loaded[group.spec].spec.points() or [{}]
+            assert any(group.matches(point) for point in points), (finding.name, group.label)
+        # the groups a finding compares come from one dataset, whichever spec they are in
+        if finding.name != "transfer":
+            datasets = {t.dataset for name in finding.specs for t in loaded[name].trials}
+            assert len(datasets) == 1, (finding.name, datasets)
+
+
+def test_the_transfer_target_starts_from_the_source_specs_seed_0_trial(loaded):
+    source = next(t for t in loaded["transfer_source"].trials if t.seed == 0)
+    checkpoint = f"sweeps/transfer_source/trials/{source.id}/run/checkpoints/best_val_loss.pt"
+    inits = loaded[TRANSFER_TARGET].spec.grid["train.init_from"]
+    assert inits == [[], [f"{checkpoint}:encoder"]]
+
+
+def test_the_report_of_unrun_sweeps_is_deterministic_and_checkable(tmp_path):
+    page = tmp_path / "results.md"
+    page.write_text(PAGE)
+    config = ReportConfig(specs=SPECS, sweeps_dir=tmp_path / "none", out=page,
+                          images=tmp_path / "img")  # fmt: skip
+    with redirect_stdout(None):
+        verdicts = main(config)
+    assert set(verdicts.values()) == {"not run"} and len(verdicts) == len(FINDINGS)
+    text = page.read_text()
+    assert text.startswith(PAGE + "\n") and not (tmp_path / "img").exists()
+    for finding in FINDINGS:
+        assert f"<!-- finding:{finding.name}:start -->" in text
+    check = dataclasses.replace(config, check=True, findings=["input_space_frames"])
+    with redirect_stdout(None):
+        main(check)  # unchanged: passes
+    page.write_text(text.replace("Not run yet", "Not run"))
+    with pytest.raises(CommandFailed, match="out of date"), redirect_stdout(None):
+        main(check)
+    assert page.read_text() == text.replace("Not run yet", "Not run"), "--check writes nothing"
+
+
+# -- end to end: a real (tiny) sweep, reported ------------------------------------------------
+
+TINY_SPEC = """
+name = "tiny"
+seeds = [0]
+[collect]
+runs = 3
+image_size = 32
+n_segments = 1
+segment_length = [4, 5]
+[train]
+epochs = 1
+batch_size = 4
+tensorboard = false
+[eval]
+episodes = 2
+[grid]
+train.frames = [1, 3]
+"""
+TINY = Finding(
+    name="tiny",
+    title="Tiny sweep",
+    source="none",
+    quote="3 frames beat 1.",
+    specs=("tiny",),
+    groups=(
+        Group("1 frame", "tiny", {"train.frames": 1}),
+        Group("3 frames", "tiny", {"train.frames": 3}),
+    ),
+    claims=(Claim("3 frames beat 1", "3 frames", ">", "1 frame"),),
+)
+
+
+class InlineBackend:
+    """Runs each job in this process when it is submitted (no interpreter start per job)."""
+
+    capacity = 1
+
+    def __init__(self) -> None:
+        self.ended: list = []
+
+    def describe(self) -> str:
+        return "inline"
+
+    def submit(self, job) -> None:
+        with open(job.log, "w") as log, redirect_stdout(log), redirect_stderr(log):
+            run_job(JobConfig(job.path))
+        self.ended.append((job, 0))
+
+    def wait(self, timeout: float) -> list:
+        ended, self.ended = self.ended, []
+        return ended
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_real_tiny_sweep_is_reported(tmp_path, monkeypatch):
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    (specs / "tiny.toml").write_text(TINY_SPEC)
+    monkeypatch.setattr("experiments.sweep.make_backend", lambda *args: InlineBackend())
+    swept = sweep(SweepConfig(spec=specs / "tiny.toml", out=tmp_path / "sweeps" / "tiny",
+                              quiet=True))  # fmt: skip
+    assert len(swept.rows) == 2
+    page = tmp_path / "docs" / "results.md"
+    config = ReportConfig(specs=specs, sweeps_dir=tmp_path / "sweeps", out=page,
+                          images=tmp_path / "docs" / "img")  # fmt: skip
+    page.parent.mkdir()
+    page.write_text("<!-- finding:tiny:start -->\nno end marker\n")
+    with pytest.raises(UserError, match="no end marker"):
+        main(config, [TINY])
+    assert not (tmp_path / "docs" / "img").exists(), "a broken page stops it before any write"
+    page.write_text(PAGE)
+    with redirect_stdout(None):
+        verdicts = main(config, [TINY])
+    assert verdicts == {"tiny": "inconclusive"}, "one seed per configuration: no interval"
+    text = page.read_text()
+    assert text.startswith(PAGE + "\n")
+    for row in swept.rows:
+        label = {1: "1 frame", 3: "3 frames"}[row["values"]["train.frames"]]
+        successes = round(row["success_rate"] * 2)
+        cells = (f"| {label} | 1 | {100 * row['val_accuracy']:.1f}%"
+                 f" (1 seed) | {100 * row['test_accuracy']:.1f}% (1 seed) |"
+                 f" {100 * row['success_rate']:.1f}% (1 seed) | {successes}/2: ")  # fmt: skip
+        assert cells in text
+    assert "- `tiny` (2 of 2 trials finished)" in text
+    image = tmp_path / "docs" / "img" / "tiny.png"
+    assert "](img/tiny.png)" in text and image.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    before = (text, image.read_bytes())
+    with redirect_stdout(None):
+        main(config, [TINY])
+        main(dataclasses.replace(config, check=True), [TINY])
+    assert (page.read_text(), image.read_bytes()) == before, "the same results, the same files"
+    _, blocks = build_report(config, [TINY])
+    assert set(blocks) == {"summary", "tiny"}
+
+
+def test_an_unknown_finding_is_a_one_line_error():
+    with pytest.raises(UserError, match="unknown finding 'nope'; choose from input_space_frames"):
+        ReportConfig(findings=["nope"])

@@ -1,0 +1,233 @@
+"""Sweeps end to end: trials, results rows, failures, resuming, kill -9 and the Ray backend."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
+
+import psutil
+import pytest
+
+from configflags import CommandFailed, UserError
+from experiments.sweep import SweepConfig, main
+from experiments.sweep_results import read_jsonl
+from experiments.sweep_trial import JobConfig
+from experiments.sweep_trial import main as run_job
+
+SPEC = """
+name = "tiny"
+seeds = [0, 1]
+[collect]
+runs = 3
+image_size = 32
+n_segments = 1
+segment_length = [4, 5]
+[train]
+epochs = 1
+batch_size = 4
+tensorboard = false
+[eval]
+episodes = 2
+[grid]
+"""
+RAY_REASON = "needs the 'ray' extra: pip install -e '.[ray]'"
+
+
+def _spec(tmp_path: Path, grid: str, seeds: str = "[0, 1]") -> Path:
+    path = tmp_path / "spec.toml"
+    path.write_text(SPEC.replace("seeds = [0, 1]", f"seeds = {seeds}") + grid + "\n")
+    return path
+
+
+def _metrics(rows):
+    """Rows without what may differ between two equal sweeps (wall time)."""
+    return [{k: v for k, v in row.items() if k != "wall_s"} for row in rows]
+
+
+class InlineBackend:
+    """Runs each job in this process when it is submitted: the scheduler without processes.
+
+    What a job's process would print goes to its log, and a UserError becomes exit code 2, as
+    ``configflags.run_main`` makes it; anything else propagates and fails the test.
+    """
+
+    capacity = 2
+
+    def __init__(self) -> None:
+        self.ended: list = []
+        self.jobs: list[str] = []
+
+    def describe(self) -> str:
+        return "inline"
+
+    def submit(self, job) -> None:
+        self.jobs.append(job.key)
+        with open(job.log, "w") as log, redirect_stdout(log), redirect_stderr(log):
+            try:
+                run_job(JobConfig(job.path))
+                code = 0
+            except UserError as error:
+                print(f"error: {error}")
+                code = 2
+        self.ended.append((job, code))
+
+    def wait(self, timeout: float) -> list:
+        ended, self.ended = self.ended, []
+        return ended
+
+    def close(self) -> None:
+        pass
+
+
+def test_the_scheduler_stages_the_dataset_goes_on_past_a_failure_and_retries_only_it(
+    tmp_path, monkeypatch, capsys
+):
+    backend = InlineBackend()
+    monkeypatch.setattr("experiments.sweep.make_backend", lambda *args: backend)
+    spec = _spec(tmp_path, 'train.pretrained = ["", "no/such/weights.pt"]', seeds="[0]")
+    out = tmp_path / "out"
+    with pytest.raises(CommandFailed, match="1 of 2 trials failed"):
+        main(SweepConfig(spec=spec, out=out, quiet=True))
+    (row,) = read_jsonl(out / "results.jsonl")
+    assert backend.jobs[:2] == [f"dataset:{row['dataset']}", f"trial:{row['trial']}"]
+    failed = backend.jobs[2].partition(":")[2]
+    assert len(backend.jobs) == 3 and failed.startswith("pretrained-no_such")
+    assert row["values"] == {"train.pretrained": ""}
+    assert "pretrained" in (out / "trials" / failed / "log.txt").read_text()
+    assert not (out / "trials" / failed / "result.json").exists()
+    printed = capsys.readouterr().err  # even --quiet prints a failure with its log's end
+    assert f"trial {failed}" in printed and "failed (exit 2)" in printed
+    assert "error: " in printed.split("failed (exit 2)", 1)[1]
+
+    backend.jobs.clear()
+    with pytest.raises(CommandFailed, match="1 of 2 trials failed"):
+        main(SweepConfig(spec=spec, out=out, quiet=True))
+    assert backend.jobs == [f"trial:{failed}"], "only the failed trial runs again"
+
+
+@pytest.mark.slow
+def test_a_failed_trial_is_reported_the_others_go_on_and_a_rerun_retries_only_it(tmp_path, capsys):
+    # the second value names weights that do not exist: that trial fails when training starts
+    spec = _spec(tmp_path, 'train.pretrained = ["", "no/such/weights.pt"]', seeds="[0]")
+    out = tmp_path / "out"
+    with pytest.raises(CommandFailed, match="1 of 2 trials failed"):
+        main(SweepConfig(spec=spec, out=out, workers=2, quiet=True))
+    printed = capsys.readouterr().err
+    assert "failed (exit 2)" in printed and "no/such/weights.pt" in printed, printed
+
+    (row,) = read_jsonl(out / "results.jsonl")
+    assert row["values"] == {"train.pretrained": ""} and row["seed"] == 0
+    summary = json.loads((out / row["run_dir"] / "summary.json").read_text())
+    evaluation = json.loads((out / row["eval_file"]).read_text())["summary"]
+    assert row["val_loss"] == summary["best_val_loss"]
+    assert row["test_accuracy"] == summary["test"]["accuracy"]
+    assert row["success_rate"] == evaluation["successes"] / 2
+    assert row["success_ci"] == [evaluation["success_ci_low"], evaluation["success_ci_high"]]
+    assert row["episodes"] == 2 and row["wall_s"] > 0
+    (failed,) = [p for p in (out / "trials").iterdir() if p.name != row["trial"]]
+    error_line = (failed / "log.txt").read_text().splitlines()[-1]
+    assert error_line.startswith("error: ") and "pretrained" in error_line
+    assert error_line in (out / "results.md").read_text()
+    assert not (failed / "result.json").exists()
+
+    done = out / "trials" / row["trial"] / "result.json"
+    dataset_log = next((out / "datasets").glob("*.log"))
+    before = (done.stat().st_mtime_ns, dataset_log.stat().st_mtime_ns)
+    with pytest.raises(CommandFailed, match="1 of 2 trials failed"):
+        main(SweepConfig(spec=spec, out=out, workers=2, quiet=True))
+    # the finished trial and the recorded dataset were not run again
+    assert (done.stat().st_mtime_ns, dataset_log.stat().st_mtime_ns) == before
+    assert len(read_jsonl(out / "results.jsonl")) == 1
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """An uninterrupted local sweep: 2 configurations x 2 seeds."""
+    root = tmp_path_factory.mktemp("sweep")
+    spec = _spec(root, "train.frames = [1, 3]")
+    result = main(SweepConfig(spec=spec, out=root / "local", workers=2, quiet=True))
+    return spec, result
+
+
+@pytest.mark.slow
+def test_a_sweep_runs_every_trial_and_rerunning_skips_them(reference):
+    spec, result = reference
+    assert len(result.rows) == 4 and sorted(result.ran) == sorted(t.id for t in result.trials)
+    assert [(r["values"]["train.frames"], r["seed"]) for r in result.rows] == [
+        (1, 0), (1, 1), (3, 0), (3, 1),
+    ]  # fmt: skip
+    # seeds change the weights: a sweep whose trials all came out equal would prove nothing
+    assert len({row["val_loss"] for row in result.rows}) == 4
+    again = main(SweepConfig(spec=spec, out=result.out, quiet=True))
+    assert again.ran == [] and _metrics(again.rows) == _metrics(result.rows)
+
+
+@pytest.mark.slow
+def test_kill_9_loses_only_the_trials_in_flight(reference, tmp_path):
+    spec, uninterrupted = reference
+    out = tmp_path / "out"
+    for dataset in (uninterrupted.out / "datasets").iterdir():  # recorded once, reused
+        if dataset.is_dir():
+            shutil.copytree(dataset, out / "datasets" / dataset.name)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "experiments.sweep", str(spec), "--out", str(out),
+         "--workers", "1", "--quiet"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 300
+    while not list(out.glob("trials/*/result.json")) and time.monotonic() < deadline:
+        assert child.poll() is None, "the sweep ended before the kill"
+        time.sleep(0.05)
+    in_flight = psutil.Process(child.pid).children(recursive=True)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    _, alive = psutil.wait_procs(in_flight, timeout=30)
+    assert not alive, f"trial processes outlived the sweep: {alive}"
+    finished = {path.parent.name for path in out.glob("trials/*/result.json")}
+    assert 1 <= len(finished) < 4
+    # the kill may come between a trial's result.json and the results.jsonl that lists it
+    if (out / "results.jsonl").exists():
+        assert {row["trial"] for row in read_jsonl(out / "results.jsonl")} <= finished
+
+    resumed = main(SweepConfig(spec=spec, out=out, workers=2, quiet=True))
+    assert sorted(resumed.ran) == sorted(t.id for t in resumed.trials if t.id not in finished)
+    assert _metrics(resumed.rows) == _metrics(uninterrupted.rows)
+    assert _metrics(read_jsonl(out / "results.jsonl")) == _metrics(uninterrupted.rows)
+    assert not list((out / "datasets").glob("*.log")), "the copied dataset was recorded again"
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    ray = pytest.importorskip("ray", reason=RAY_REASON)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.mark.slow
+def test_the_ray_backend_gives_the_local_rows(reference, ray_session, tmp_path):
+    spec, local = reference
+    remote = main(SweepConfig(spec=spec, out=tmp_path / "ray", backend="ray", quiet=True))
+    assert len(remote.rows) == 4
+    assert _metrics(remote.rows) == _metrics(local.rows)
+
+
+def test_trial_processes_die_with_a_killed_parent(tmp_path):
+    # what makes kill -9 safe: a job process asks Linux to kill it when its parent dies
+    parent = subprocess.Popen(
+        [sys.executable, "-c", "import subprocess, sys, time; subprocess.Popen([sys.executable,"
+         " '-c', 'import os, sys, time; from expert.workers import die_with_parent;"
+         " die_with_parent(os.getppid()); print(os.getpid(), flush=True); time.sleep(60)']);"
+         " time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(Path.cwd())},
+    )  # fmt: skip
+    grandchild = psutil.Process(int(parent.stdout.readline()))
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    grandchild.wait(timeout=10)
+    assert not grandchild.is_running()
