@@ -101,7 +101,15 @@ def flag_name(field_name: str) -> str:
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """An argparse parser whose errors are one ``error: ...`` line and exit code 2."""
+    """An argparse parser whose errors are one ``error: ...`` line and exit code 2.
+
+    Prefixes of long flags are not accepted (``allow_abbrev=False``): with them ``--run`` was
+    read as ``--runs-dir`` by a command without ``--run``, and the error named another flag.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         fail(f"{message} (see --help)")

@@ -60,6 +60,15 @@ def test_underscore_aliases_only_when_asked(capsys):
     assert err.startswith("error: unrecognized arguments: --max_steps") and err.count("\n") == 1
 
 
+def test_a_prefix_of_a_long_flag_is_not_that_flag(capsys):
+    assert parse_given(Outer, ["--max-steps", "4"], "prog") == {"max_steps": 4}
+    with pytest.raises(SystemExit) as exit_info:
+        parse_given(Outer, ["--max", "4"], "prog")  # argparse's default would take it
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: unrecognized arguments: --max") and err.count("\n") == 1
+
+
 def test_help_shows_sections_groups_and_defaults():
     text = build_parser(Outer, "prog", "what it does").format_help()
     assert "inner settings:" in text and "Settings of the inner part." in text
