@@ -48,6 +48,19 @@ FINAL_FIELDS = {
     "final_lateral_offset": "lateral_offset",
     "final_heading_error": "heading_error",
 }
+
+
+def final_state(observation: np.ndarray, pose: np.ndarray, info: dict) -> dict[str, object]:
+    """The ``FINAL_FIELDS`` of a run from the env's last ``step``: observation, pose and info."""
+    return {
+        "final_frame": observation,
+        "final_pose": pose,
+        "final_progress": info["progress_m"],
+        "final_lateral_offset": info["lateral_offset"],
+        "final_heading_error": info["heading_error"],
+    }
+
+
 LABEL_FIELDS = ("expert_action", "expert_continuous")
 REQUIRED_ATTRS = ("format_version", "seed", "run_index", "outcome", "n_steps", "n_bins")
 MANIFEST_KEYS = (

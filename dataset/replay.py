@@ -17,7 +17,7 @@ import gymnasium as gym
 import numpy as np
 
 import envs  # noqa: F401 - registers the env ids a manifest names
-from dataset.format import FINAL_FIELDS, DatasetError, file_label
+from dataset.format import FINAL_FIELDS, DatasetError, file_label, final_state
 from dataset.reader import check_run, load_run
 
 
@@ -62,13 +62,7 @@ def replay_ends(path: Path, run: dict[str, Any], env: gym.Env) -> dict[str, np.n
         action = actions[t] if continuous else int(actions[t])
         observation, _, terminated, truncated, info = env.step(action)
     ends = np.arange(n_steps) == n_steps - 1
-    final = {
-        "final_frame": observation,
-        "final_pose": unwrapped.pose,
-        "final_progress": info["progress_m"],
-        "final_lateral_offset": info["lateral_offset"],
-        "final_heading_error": info["heading_error"],
-    }
+    final = final_state(observation, unwrapped.pose, info)
     return {
         "terminated": ends & bool(terminated),
         # a run cut before its episode ended stops truncated too

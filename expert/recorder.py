@@ -11,6 +11,7 @@ import gymnasium as gym
 
 import envs
 from dataset import RunWriter, run_path
+from dataset.format import final_state
 from envs.seeds import collect_seed
 from expert.collect_config import CollectConfig
 from expert.experts import ExpertConfig, Policy, Takeover, expert_rng, make_expert
@@ -129,13 +130,7 @@ class RunRecorder:
             if reason:
                 return RunResult(run_index, seed, False, outcome, frames, reason,
                                  info["progress_frac"])  # fmt: skip
-            final = {
-                "final_frame": observation,
-                "final_pose": unwrapped.pose,
-                "final_progress": info["progress_m"],
-                "final_lateral_offset": info["lateral_offset"],
-                "final_heading_error": info["heading_error"],
-            }
+            final = final_state(observation, unwrapped.pose, info)
             writer.commit(
                 {
                     "seed": seed,
