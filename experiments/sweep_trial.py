@@ -78,23 +78,32 @@ def run_trial(job: dict[str, Any]) -> dict[str, Any]:
         "eval", eval_flags, run=directory / RUN_DIR, out=directory / EVAL_FILE, quiet=True
     )
     evaluation = rollout(rollout_config)
-    row = results_row(job["sweep"], trial, summary, evaluation.summary)
+    row = results_row(job["sweep"], trial, summary, evaluation.summary, rollout_config.which)
     row["wall_s"] = round(time.perf_counter() - started, 3)
     write_json_atomic(directory / RESULT_FILE, row)
     print(f"trial {trial.id}: success {row['success_rate']:.3f}", flush=True)
     return row
 
 
+# bc.train tests these checkpoints on the test split, under these keys of its summary
+TEST_SPLIT_OF_CHECKPOINT = {"last": "test_last", "best_val_loss": "test"}
+
+
 def results_row(
-    sweep: str, trial: Trial, summary: dict[str, Any], closed_loop: dict[str, Any]
+    sweep: str,
+    trial: Trial,
+    summary: dict[str, Any],
+    closed_loop: dict[str, Any],
+    checkpoint: str,
 ) -> dict[str, Any]:
     """One trial's results: what it swept, its seed, offline and closed-loop metrics.
 
     Flat keys a report can group by: ``values`` (the swept flags), ``config`` (the same as
-    one string: the seeds of a configuration share it) and ``seed``.
+    one string: the seeds of a configuration share it) and ``seed``. The test split's figures
+    are those of ``checkpoint``, the one flown in closed loop.
     """
     best_val = summary.get("best_val") or summary["val"]
-    test = summary.get("test") or {}
+    test = summary.get(TEST_SPLIT_OF_CHECKPOINT.get(checkpoint, ""), None) or {}
     return {
         "sweep": sweep,
         "trial": trial.id,
@@ -109,6 +118,7 @@ def results_row(
         "val_majority_rate": summary.get("val_majority_rate"),
         "best_epoch": summary["best_epoch"],
         "epochs": summary["epochs"],
+        "checkpoint": checkpoint,
         "episodes": closed_loop["episodes"],
         "success_rate": closed_loop["success_rate"],
         "success_ci": [closed_loop["success_ci_low"], closed_loop["success_ci_high"]],
