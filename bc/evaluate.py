@@ -1,4 +1,4 @@
-"""Offline metrics of any checkpoint on any split: ``python -m bc.evaluate RUN --which last``.
+"""Offline metrics of any checkpoint on any split: ``python -m bc.evaluate --run RUN --which last``.
 
 ``bc.train`` tests ``last.pt`` and ``best_val_loss.pt`` on the test split when it finishes;
 this command does the same for any checkpoint (an older run's, a DAgger iteration's, one

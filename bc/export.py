@@ -1,4 +1,4 @@
-"""``python -m bc.export RUN --format onnx|torchscript``: a trained policy as one model file.
+"""``python -m bc.export --run RUN --format onnx|torchscript``: a trained policy as one model file.
 
 Writes ``RUN/export/<which>.onnx`` (or ``.torchscript``) and, beside it, the same file name
 plus ``.json``: what a deploying program needs to feed the model and read its answer (input
@@ -72,9 +72,7 @@ VERIFY_TOLERANCE = 1e-4
 class ExportConfig:
     """Which checkpoint to export, to what, and where."""
 
-    run: Path | None = option(
-        None, "run directory (default: the newest run in --runs-dir)", positional=True
-    )
+    run: Path | None = option(None, "run directory (default: the newest run in --runs-dir)")
     format: str = option("onnx", "model file format", choices=tuple(FORMATS))
     which: str = option(
         DEFAULT_CHECKPOINT, "checkpoint of the run", choices=tuple(CHECKPOINT_FILES)

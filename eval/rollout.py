@@ -1,10 +1,11 @@
 """Closed-loop evaluation of a trained policy (or the expert) on held-out worlds.
 
-``python -m eval.rollout`` with no arguments flies the newest run's ``best_val_loss``
-checkpoint through 20 held-out corridors (``envs.seeds.eval_seed(0, i)``, disjoint from every
-recording seed by construction), prints a table of success (with a 95% Wilson interval),
-progress, collisions, episode length, online expert agreement and policy latency, and writes
-the same, with one record per episode, to ``<run>/eval/<checkpoint>_seed<S>_n<N>.json``.
+``python -m eval.rollout`` with no arguments flies the newest run's ``last`` checkpoint
+(``bc.checkpoint_names.DEFAULT_CHECKPOINT``) through 100 held-out corridors
+(``envs.seeds.eval_seed(0, i)``, disjoint from every recording seed by construction), prints
+a table of success (with a 95% Wilson interval), progress, collisions, episode length, online
+expert agreement and policy latency, and writes the same, with one record per episode, to
+``<run>/eval/<checkpoint>_seed<S>_n<N>.json``.
 
 The policy is rebuilt from its checkpoint alone (``bc.policy.load_policy``), or from a model
 file that ``python -m bc.export`` wrote (``--checkpoint X.onnx`` or ``X.torchscript``): it sees

@@ -267,7 +267,9 @@ def test_bad_input_is_a_one_line_error(checkpoints, tmp_path, monkeypatch, capsy
     with pytest.raises(ConfigError, match=r"'onnx' extra.*--format torchscript"):
         main(ExportConfig(checkpoint=checkpoint))
     with pytest.raises(SystemExit) as exit_info:
-        run_main(main, ExportConfig, "python -m bc.export", None, [str(tmp_path / "nowhere")])
+        run_main(
+            main, ExportConfig, "python -m bc.export", None, ["--run", str(tmp_path / "nowhere")]
+        )
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.strip().count("\n") == 0
 
