@@ -15,7 +15,7 @@ from pathlib import Path
 
 from eval.errors import EvalError
 from eval.run_groups import Group, RunData, checkpoint_row, eval_value, tag_key
-from eval.stats import mean_std
+from eval.stats import mean_std, t_interval
 
 DEFAULT_TABLE_NAME = "results"
 TABLE_START = "<!-- results:start -->"
@@ -53,7 +53,10 @@ def _success_cell(group: Group) -> str:
         s = with_results[0].results["summary"]
         return (f"{_fmt(s['success_rate'], True)} [{_fmt(s['success_ci_low'], True, 0)}, "
                 f"{_fmt(s['success_ci_high'], True, 0)}]")  # fmt: skip
-    return _cell([run.results["summary"]["success_rate"] for run in with_results], True)
+    rates = [run.results["summary"]["success_rate"] for run in with_results]
+    interval = t_interval(rates)
+    return (f"{_cell(rates, True)} [{_fmt(interval.low, True, 0)}, "
+            f"{_fmt(interval.high, True, 0)}]")  # fmt: skip
 
 
 def _progress_cell(group: Group) -> str:
@@ -116,7 +119,8 @@ def _notes(groups: Sequence[Group], which: str, eval_seed: int) -> str:
     note = (
         f"\nClosed loop: `{which}` checkpoints{expert}, held-out worlds of seed "
         f"{eval_seed}; single runs show a 95% Wilson interval, groups mean ± std over "
-        "runs. Training columns are at the evaluated checkpoint's epoch.\n"
+        "runs and a 95% Student-t interval of the mean. Training columns are at the evaluated"
+        " checkpoint's epoch.\n"
     )
     if len(distinct_envs) > 1:
         note += f"\n**Warning**: the rows were evaluated on different envs ({differing}).\n"

@@ -24,16 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from configflags import CommandFailed, UserError, option, run_main
+from eval.stats import Interval, t_interval
 from experiments.report_findings import FINDINGS, Claim, Finding, Group
 from experiments.report_markdown import find_blocks, finding_block, summary_block, update_page
-from experiments.report_stats import (
-    NOT_APPLICABLE,
-    NOT_RUN,
-    Interval,
-    combine,
-    compare,
-    t_interval,
-)
+from experiments.report_stats import NOT_APPLICABLE, NOT_RUN, combine, compare
 from experiments.sweep_cli import read_toml
 from experiments.sweep_results import RESULTS_JSONL, read_jsonl
 from experiments.sweep_spec import SweepSpec, Trial, spec_from_dict

@@ -15,14 +15,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from configflags import UserError
+from eval.stats import CONFIDENCE, Interval
 from experiments.report_stats import (
     AGREES,
-    CONFIDENCE,
     DISAGREES,
     EQUIVALENCE_MARGIN,
     INCONCLUSIVE,
     NOT_RUN,
-    Interval,
     pooled_wilson,
 )
 

@@ -18,7 +18,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from experiments.report_stats import Interval, pooled_wilson  # noqa: E402
+from eval.stats import Interval  # noqa: E402
+from experiments.report_stats import pooled_wilson  # noqa: E402
 
 if TYPE_CHECKING:
     from experiments.report import FindingResult, GroupStats

@@ -147,9 +147,10 @@ def test_group_by_aggregates_training_seeds_into_mean_and_std(runs_dir):
     _, f3, f1, expert = _rows(result.table)
     cells = f3.split(" | ")
     assert cells[0] == "| net=tiny_nfc frames=3" and cells[1] == "3"
-    # success 80, 60, 70%: mean 70, sample std 10
-    assert cells[5] == "70.0 ± 10.0%"
-    assert f1.split(" | ")[5] == "30.0 ± 14.1%"
+    # success 80, 60, 70%: mean 70, sample std 10; 95% t-interval 70 ± 4.3027 * 10 / sqrt(3)
+    assert cells[5] == "70.0 ± 10.0% [45%, 95%]"
+    # two runs: t(0.975, 1) = 12.71, so the interval is clipped to [0, 1]
+    assert f1.split(" | ")[5] == "30.0 ± 14.1% [0%, 100%]"
     assert expert.startswith("| expert | 1 |")
     same = main(_config(runs_dir, "--group-by", "net", "frames", "--no-plots"))
     assert _rows(same.table) == _rows(result.table)

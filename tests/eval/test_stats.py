@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from eval.stats import ema, mean_std, summarize, wilson_interval
+from eval.stats import ema, mean_std, summarize, t_interval, t_quantile, wilson_interval
 
 
 @pytest.mark.parametrize(
@@ -98,3 +98,21 @@ def test_summarize_rejects_empty_and_unknown_outcomes():
         summarize([])
     with pytest.raises(ValueError, match="unknown outcomes"):
         summarize([_record("running", 5)])
+
+
+@pytest.mark.parametrize(
+    ("df", "table"), [(1, 12.7062), (2, 4.3027), (4, 2.7764), (9, 2.2622), (30, 2.0423)]
+)
+def test_t_quantiles_match_the_printed_table(df, table):
+    assert t_quantile(0.975, df) == pytest.approx(table, abs=1e-4)
+
+
+def test_a_t_interval_over_three_seeds_is_mean_plus_minus_t_s_over_root_n():
+    # mean 0.6, s = 0.1, t(0.975, 2) = 4.302653: half-width 4.302653 * 0.1 / sqrt(3) = 0.248414
+    interval = t_interval([0.5, 0.6, 0.7])
+    assert interval.n == 3 and interval.mean == pytest.approx(0.6)
+    assert (interval.low, interval.high) == pytest.approx((0.351586, 0.848414), abs=1e-6)
+    assert t_interval([0.9, 1.0, 1.0]).high == 1.0, "rates are clipped to [0, 1]"
+    single = t_interval([0.4])
+    assert single.mean == 0.4 and not single.defined
+    assert t_interval([]) is None

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from configflags import CommandFailed, UserError
+from eval.stats import Interval
 from experiments.report import (
     ReportConfig,
     SpecResults,
@@ -18,7 +19,7 @@ from experiments.report import (
 )
 from experiments.report_findings import FINDINGS, SOME, TRANSFER_TARGET, Claim, Finding, Group
 from experiments.report_markdown import finding_block, update_page
-from experiments.report_stats import Interval, combine, compare, t_interval, t_quantile
+from experiments.report_stats import combine, compare
 from experiments.sweep import SweepConfig
 from experiments.sweep import main as sweep
 from experiments.sweep_cli import read_toml
@@ -32,24 +33,6 @@ FINDING_SPECS = sorted(p for p in SPECS.glob("*.toml") if p.stem != "example")
 
 
 # -- intervals and verdicts, against values from tables and by hand ---------------------------
-
-
-@pytest.mark.parametrize(
-    ("df", "table"), [(1, 12.7062), (2, 4.3027), (4, 2.7764), (9, 2.2622), (30, 2.0423)]
-)
-def test_t_quantiles_match_the_printed_table(df, table):
-    assert t_quantile(0.975, df) == pytest.approx(table, abs=1e-4)
-
-
-def test_a_t_interval_over_three_seeds_is_mean_plus_minus_t_s_over_root_n():
-    # mean 0.6, s = 0.1, t(0.975, 2) = 4.302653: half-width 4.302653 * 0.1 / sqrt(3) = 0.248414
-    interval = t_interval([0.5, 0.6, 0.7])
-    assert interval.n == 3 and interval.mean == pytest.approx(0.6)
-    assert (interval.low, interval.high) == pytest.approx((0.351586, 0.848414), abs=1e-6)
-    assert t_interval([0.9, 1.0, 1.0]).high == 1.0, "rates are clipped to [0, 1]"
-    single = t_interval([0.4])
-    assert single.mean == 0.4 and not single.defined
-    assert t_interval([]) is None
 
 
 def _iv(low, high):
