@@ -416,6 +416,7 @@ class TrainingRun:
             "test_last": test_last,
             "val_majority_rate": majority_rate("val"),
             "test_majority_rate": majority_rate("test") if "test" in self.dataset.splits else None,
+            "train_frames": self.train_split.n_frames,
             "train_time_s": self.train_time,
             "samples_per_s": self.train_samples / self.train_time if self.train_time else 0.0,
             "checkpoints": {

@@ -41,9 +41,16 @@ from rich.progress import (
 
 from configflags import CommandFailed, UserError, option, run_main
 from dataset import DatasetError, read_manifest, write_json_atomic
+from eval.markdown_table import check_table_into, write_table_into
 from experiments.sweep_backends import BACKENDS, Job, make_backend
 from experiments.sweep_cli import resolve_spec
-from experiments.sweep_results import groups_table, plan_table, rows_table, write_results
+from experiments.sweep_results import (
+    groups_table,
+    page_table,
+    plan_table,
+    rows_table,
+    write_results,
+)
 from experiments.sweep_spec import SweepSpec, Trial
 from experiments.sweep_trial import (
     JOB_FILE,
@@ -90,6 +97,14 @@ class SweepConfig:
     )
     dry_run: bool = option(False, "check the spec and list its trials; run nothing")
     quiet: bool = option(False, "no progress bar or tables; failures are still printed")
+    table_into: Path | None = option(
+        None, "markdown page that gets the means over seeds between the --table-name markers,"
+        " once every trial has finished",
+    )  # fmt: skip
+    table_name: str = option(
+        "", "which table of --table-into: <!-- NAME:start --> ... <!-- NAME:end -->"
+        " (default: the sweep's name)",
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -270,6 +285,24 @@ def _lock(out: Path) -> Any:
     return handle
 
 
+def sweep_command(config: SweepConfig, table_name: str) -> str:
+    """The command line that regenerates the page table, for the note under it."""
+    words = ["python -m experiments.sweep"]
+    if config.spec is not None:
+        words.append(str(config.spec))
+    words += [f"--grid {item}" for item in config.grid]
+    words += [f"--set {item}" for item in config.fixed]
+    words += [f"--random '{item}'" for item in config.random]
+    if config.seeds:
+        words.append(f"--seeds {config.seeds}")
+    if config.name:
+        words.append(f"--name {config.name}")
+    words.append(f"--table-into {config.table_into}")
+    if config.table_name:
+        words.append(f"--table-name {table_name}")
+    return " ".join(words)
+
+
 def main(config: SweepConfig) -> SweepResult:
     """Run (or resume) the sweep; write its results; return them.
 
@@ -281,6 +314,9 @@ def main(config: SweepConfig) -> SweepResult:
     out = Path(config.out or spec.out or Path("sweeps") / spec.name).resolve()
     console = Console(quiet=config.quiet)
     datasets = len({t.dataset for t in trials})
+    table_name = config.table_name or spec.name
+    if config.table_into is not None:
+        check_table_into(config.table_into, table_name)  # before any work, not after it
     if config.dry_run:
         console.print(plan_table(f"{spec.name}: {len(trials)} trials, {datasets} dataset(s)",
                                  trials))  # fmt: skip
@@ -313,6 +349,13 @@ def main(config: SweepConfig) -> SweepResult:
     if rows:
         console.print(groups_table(rows))
     console.print(f"results in {out} (results.jsonl, results.md, trials/)", highlight=False)
+    if config.table_into is not None and len(rows) == len(trials):
+        command = sweep_command(config, table_name)
+        write_table_into(config.table_into, page_table(trials, rows, command), table_name)
+        console.print(f"table {table_name} written into {config.table_into}", highlight=False)
+    elif config.table_into is not None:
+        console.print(f"{config.table_into} left as it was: {len(trials) - len(rows)} of"
+                      f" {len(trials)} trials have no result", highlight=False)  # fmt: skip
     if sweep.failed:
         raise CommandFailed(
             f"{len(sweep.failed)} of {len(trials)} trials failed ({', '.join(sweep.failed)});"

@@ -116,6 +116,7 @@ def results_row(
         "test_loss": test.get("loss"),
         "test_accuracy": test.get("accuracy"),
         "val_majority_rate": summary.get("val_majority_rate"),
+        "train_frames": summary.get("train_frames"),
         "best_epoch": summary["best_epoch"],
         "epochs": summary["epochs"],
         "checkpoint": checkpoint,

@@ -110,6 +110,39 @@ def test_the_scheduler_stages_the_dataset_goes_on_past_a_failure_and_retries_onl
     assert backend.jobs == [f"trial:{failed}"], "only the failed trial runs again"
 
 
+def test_the_page_table_is_the_mean_over_seeds_with_its_t_interval(tmp_path, monkeypatch):
+    backend = InlineBackend()
+    monkeypatch.setattr("experiments.sweep.make_backend", lambda *args: backend)
+    spec = _spec(tmp_path, "train.lr = [1e-3]")
+    page = tmp_path / "results.md"
+    page.write_text("# Results\n\nno markers yet\n")
+    with pytest.raises(UserError, match="<!-- lr:start -->"):
+        main(SweepConfig(spec=spec, out=tmp_path / "out", quiet=True, table_into=page,
+                         table_name="lr"))  # fmt: skip
+    assert backend.jobs == [], "a page without the markers is refused before any work"
+
+    page.write_text("# Results\n\n<!-- lr:start -->\nold\n<!-- lr:end -->\n\nafter\n")
+    result = main(SweepConfig(spec=spec, out=tmp_path / "out", quiet=True, table_into=page,
+                              table_name="lr"))  # fmt: skip
+    text = page.read_text()
+    assert "old" not in text and text.endswith("<!-- lr:end -->\n\nafter\n")
+    (row,) = [line for line in text.splitlines() if line.startswith("| 0.001 |")]
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    rates = [r["success_rate"] for r in result.rows]
+    mean = sum(rates) / 2
+    std = abs(rates[0] - rates[1]) / 2**0.5
+    half = 12.7062 * std / 2**0.5  # t(0.975, 1 degree of freedom) * s / sqrt(n)
+    low, high = max(0.0, mean - half), min(1.0, mean + half)
+    assert cells[:2] == ["0.001", "2"]
+    assert cells[2] == f"{100 * mean:.1f} ± {100 * std:.1f}% [{100 * low:.0f}%, {100 * high:.0f}%]"
+    summaries = [json.loads((result.out / r["run_dir"] / "summary.json").read_text())
+                 for r in result.rows]  # fmt: skip
+    frames = {s["train_frames"] for s in summaries}
+    assert frames == {r["train_frames"] for r in result.rows} and len(frames) == 1
+    assert cells[7] == f"{frames.pop():,}", "both seeds train on the same dataset"
+    assert "--table-into" in text and "--table-name lr" in text, "the note says how to rerun it"
+
+
 @pytest.mark.slow
 def test_a_failed_trial_is_reported_the_others_go_on_and_a_rerun_retries_only_it(tmp_path, capsys):
     # the second value names weights that do not exist: that trial fails when training starts

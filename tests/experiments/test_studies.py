@@ -1,0 +1,36 @@
+"""The studies behind docs/results.md's pipeline tables: they parse, expand and have a home."""
+
+from pathlib import Path
+
+import pytest
+
+from experiments.sweep_cli import read_toml
+from experiments.sweep_spec import spec_from_dict
+
+ROOT = Path(__file__).resolve().parents[2]
+STUDIES = sorted((ROOT / "experiments" / "studies").glob("*.toml"))
+RESULTS_PAGE = ROOT / "docs" / "results.md"
+# what each study must fix itself, so that a change of a default does not change its table
+EXPLICIT = ("collect.seed", "train.epochs", "eval.episodes", "eval.which")
+
+
+def test_there_are_studies():
+    assert {p.stem for p in STUDIES} >= {"levers", "runs_obstacles", "runs_textures"}
+
+
+@pytest.mark.parametrize("path", STUDIES, ids=lambda p: p.stem)
+def test_a_study_expands_into_three_seeds_of_100_episodes_and_names_its_table(path):
+    spec = spec_from_dict(read_toml(path), str(path), path.stem)
+    assert spec.name == path.stem, "a study's name is its file's stem (sweeps/NAME, its table)"
+    assert spec.seeds == (0, 1, 2)
+    for key in EXPLICIT:
+        assert key in spec.fixed, f"{path.stem}: set {key} explicitly"
+    assert spec.fixed["eval.episodes"] == 100
+    assert "train.mirror" in spec.fixed or "train.mirror" in spec.grid, path.stem
+    assert "collect.runs" in spec.fixed or "collect.runs" in spec.grid, path.stem
+    trials = spec.trials()
+    assert len(trials) == 3 * len(spec.points())
+    assert len({t.id for t in trials}) == len(trials)
+    text = RESULTS_PAGE.read_text()
+    assert f"<!-- {spec.name}:start -->" in text and f"<!-- {spec.name}:end -->" in text
+    assert f"experiments/studies/{path.name} --table-into docs/results.md" in text
