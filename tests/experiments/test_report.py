@@ -2,7 +2,7 @@
 
 import dataclasses
 import re
-from contextlib import redirect_stderr, redirect_stdout
+from contextlib import redirect_stdout
 from pathlib import Path
 
 import pytest
@@ -24,8 +24,7 @@ from experiments.sweep import SweepConfig
 from experiments.sweep import main as sweep
 from experiments.sweep_cli import read_toml
 from experiments.sweep_spec import SweepSpec, Trial
-from experiments.sweep_trial import JobConfig
-from experiments.sweep_trial import main as run_job
+from tests.experiments.helpers import InlineBackend, tiny_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 SPECS = ROOT / "experiments" / "specs"
@@ -320,23 +319,6 @@ def test_the_report_of_unrun_sweeps_is_deterministic_and_checkable(tmp_path):
 
 # -- end to end: a real (tiny) sweep, reported ------------------------------------------------
 
-TINY_SPEC = """
-name = "tiny"
-seeds = [0]
-[collect]
-runs = 3
-image_size = 32
-n_segments = 1
-segment_length = [4, 5]
-[train]
-epochs = 1
-batch_size = 4
-tensorboard = false
-[eval]
-episodes = 2
-[grid]
-train.frames = [1, 3]
-"""
 TINY = Finding(
     name="tiny",
     title="Tiny sweep",
@@ -351,34 +333,10 @@ TINY = Finding(
 )
 
 
-class InlineBackend:
-    """Runs each job in this process when it is submitted (no interpreter start per job)."""
-
-    capacity = 1
-
-    def __init__(self) -> None:
-        self.ended: list = []
-
-    def describe(self) -> str:
-        return "inline"
-
-    def submit(self, job) -> None:
-        with open(job.log, "w") as log, redirect_stdout(log), redirect_stderr(log):
-            run_job(JobConfig(job.path))
-        self.ended.append((job, 0))
-
-    def wait(self, timeout: float) -> list:
-        ended, self.ended = self.ended, []
-        return ended
-
-    def close(self) -> None:
-        pass
-
-
 def test_a_real_tiny_sweep_is_reported(tmp_path, monkeypatch):
     specs = tmp_path / "specs"
     specs.mkdir()
-    (specs / "tiny.toml").write_text(TINY_SPEC)
+    tiny_spec(specs, "train.frames = [1, 3]", seeds="[0]", name="tiny")
     monkeypatch.setattr("experiments.sweep.make_backend", lambda *args: InlineBackend())
     swept = sweep(SweepConfig(spec=specs / "tiny.toml", out=tmp_path / "sweeps" / "tiny",
                               quiet=True))  # fmt: skip

@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import psutil
@@ -16,32 +15,9 @@ import pytest
 from configflags import CommandFailed, UserError
 from experiments.sweep import SweepConfig, main
 from experiments.sweep_results import read_jsonl
-from experiments.sweep_trial import JobConfig
-from experiments.sweep_trial import main as run_job
+from tests.experiments.helpers import InlineBackend, tiny_spec
 
-SPEC = """
-name = "tiny"
-seeds = [0, 1]
-[collect]
-runs = 3
-image_size = 32
-n_segments = 1
-segment_length = [4, 5]
-[train]
-epochs = 1
-batch_size = 4
-tensorboard = false
-[eval]
-episodes = 2
-[grid]
-"""
 RAY_REASON = "needs the 'ray' extra: pip install -e '.[ray]'"
-
-
-def _spec(tmp_path: Path, grid: str, seeds: str = "[0, 1]") -> Path:
-    path = tmp_path / "spec.toml"
-    path.write_text(SPEC.replace("seeds = [0, 1]", f"seeds = {seeds}") + grid + "\n")
-    return path
 
 
 def _metrics(rows):
@@ -49,47 +25,12 @@ def _metrics(rows):
     return [{k: v for k, v in row.items() if k != "wall_s"} for row in rows]
 
 
-class InlineBackend:
-    """Runs each job in this process when it is submitted: the scheduler without processes.
-
-    What a job's process would print goes to its log, and a UserError becomes exit code 2, as
-    ``configflags.run_main`` makes it; anything else propagates and fails the test.
-    """
-
-    capacity = 2
-
-    def __init__(self) -> None:
-        self.ended: list = []
-        self.jobs: list[str] = []
-
-    def describe(self) -> str:
-        return "inline"
-
-    def submit(self, job) -> None:
-        self.jobs.append(job.key)
-        with open(job.log, "w") as log, redirect_stdout(log), redirect_stderr(log):
-            try:
-                run_job(JobConfig(job.path))
-                code = 0
-            except UserError as error:
-                print(f"error: {error}")
-                code = 2
-        self.ended.append((job, code))
-
-    def wait(self, timeout: float) -> list:
-        ended, self.ended = self.ended, []
-        return ended
-
-    def close(self) -> None:
-        pass
-
-
 def test_the_scheduler_stages_the_dataset_goes_on_past_a_failure_and_retries_only_it(
     tmp_path, monkeypatch, capsys
 ):
     backend = InlineBackend()
     monkeypatch.setattr("experiments.sweep.make_backend", lambda *args: backend)
-    spec = _spec(tmp_path, 'train.pretrained = ["", "no/such/weights.pt"]', seeds="[0]")
+    spec = tiny_spec(tmp_path, 'train.pretrained = ["", "no/such/weights.pt"]', seeds="[0]")
     out = tmp_path / "out"
     with pytest.raises(CommandFailed, match="1 of 2 trials failed"):
         main(SweepConfig(spec=spec, out=out, quiet=True))
@@ -113,7 +54,7 @@ def test_the_scheduler_stages_the_dataset_goes_on_past_a_failure_and_retries_onl
 def test_the_page_table_is_the_mean_over_seeds_with_its_t_interval(tmp_path, monkeypatch):
     backend = InlineBackend()
     monkeypatch.setattr("experiments.sweep.make_backend", lambda *args: backend)
-    spec = _spec(tmp_path, "train.lr = [1e-3]")
+    spec = tiny_spec(tmp_path, "train.lr = [1e-3]")
     page = tmp_path / "results.md"
     page.write_text("# Results\n\nno markers yet\n")
     with pytest.raises(UserError, match="<!-- lr:start -->"):
@@ -146,7 +87,7 @@ def test_the_page_table_is_the_mean_over_seeds_with_its_t_interval(tmp_path, mon
 @pytest.mark.slow
 def test_a_failed_trial_is_reported_the_others_go_on_and_a_rerun_retries_only_it(tmp_path, capsys):
     # the second value names weights that do not exist: that trial fails when training starts
-    spec = _spec(tmp_path, 'train.pretrained = ["", "no/such/weights.pt"]', seeds="[0]")
+    spec = tiny_spec(tmp_path, 'train.pretrained = ["", "no/such/weights.pt"]', seeds="[0]")
     out = tmp_path / "out"
     with pytest.raises(CommandFailed, match="1 of 2 trials failed"):
         main(SweepConfig(spec=spec, out=out, workers=2, quiet=True))
@@ -183,7 +124,7 @@ def test_a_failed_trial_is_reported_the_others_go_on_and_a_rerun_retries_only_it
 def reference(tmp_path_factory):
     """An uninterrupted local sweep: 2 configurations x 2 seeds."""
     root = tmp_path_factory.mktemp("sweep")
-    spec = _spec(root, "train.frames = [1, 3]")
+    spec = tiny_spec(root, "train.frames = [1, 3]")
     result = main(SweepConfig(spec=spec, out=root / "local", workers=2, quiet=True))
     return spec, result
 
