@@ -91,6 +91,7 @@ class GroupStats:
     collisions: float | None = None
     agreement: float | None = None
     datasets: tuple[str, ...] = ()
+    one_class: int = 0  # trials whose flown checkpoint gave one action on every test frame
 
     @property
     def seeds(self) -> int:
@@ -179,7 +180,19 @@ def group_stats(group: Group, rows: Sequence[dict[str, Any]]) -> GroupStats:
     stats.collisions = _mean(rows, "collision_rate")
     stats.agreement = _mean(rows, "agreement")
     stats.datasets = tuple(sorted({row["dataset"] for row in rows}))
+    stats.one_class = sum(one_class(row) for row in rows)
     return stats
+
+
+def one_class(row: dict[str, Any]) -> bool:
+    """Whether a trial's flown checkpoint answered one action on every test frame.
+
+    Its per-action test accuracy is above 0 for one action and 0 for every other action the
+    test run holds (an action it does not hold has no accuracy, ``None``): the net
+    learnt the prior (the most frequent action) and nothing more.
+    """
+    present = [a for a in row.get("test_per_class_accuracy") or () if a is not None]  # None: none
+    return len(present) > 1 and sum(accuracy > 0 for accuracy in present) == 1
 
 
 def judge(claim: Claim, a: GroupStats, b: GroupStats) -> ClaimResult:

@@ -113,6 +113,10 @@ def _status(result: FindingResult) -> list[str]:
     return lines
 
 
+# marks a configuration with trials whose policy gave one action on every test frame
+ONE_CLASS_MARK = "one class"
+
+
 def finding_block(result: FindingResult, image: str | None, specs_dir: Path) -> str:
     """The markdown block of one finding: claim, verdicts, configurations, plot, status."""
     finding = result.finding
@@ -149,10 +153,19 @@ def finding_block(result: FindingResult, image: str | None, specs_dir: Path) -> 
             if not stats.rows:
                 lines.append(_row([stats.group.label, "0", *(["not run"] + ["-"] * 5)]))
                 continue
-            lines.append(_row([stats.group.label, str(stats.seeds), interval_cell(stats.val),
+            label = stats.group.label + (f" ({ONE_CLASS_MARK})" if stats.one_class else "")
+            lines.append(_row([label, str(stats.seeds), interval_cell(stats.val),
                                interval_cell(stats.test), interval_cell(stats.success),
                                pooled_cell(stats), _pct(stats.collisions),
                                _pct(stats.agreement)]))  # fmt: skip
+        stuck = [s for s in result.groups.values() if s.one_class]
+        if stuck:
+            counts = "; ".join(f"{s.group.label}: {s.one_class} of {len(s.rows)}" for s in stuck)
+            lines += ["", f"({ONE_CLASS_MARK}): trials whose flown checkpoint put every test"
+                      f" frame in the same action bin ({counts}). A policy that gives one"
+                      " action whatever it sees has learnt nothing from the images: a"
+                      " comparison with it says more about the training budget than about the"
+                      " configuration."]  # fmt: skip
     if image is not None:
         lines += ["", f"![{finding.name}: accuracy and success per configuration]({image})"]
     if result.warnings:
@@ -175,8 +188,9 @@ def summary_block(results: Sequence[FindingResult]) -> str:
         " between `finding:` markers is regenerated, do not edit it by hand.",
         "",
         f"Each configuration: mean over its training seeds with a {confidence} Student-t"
-        " interval over the seed means (offline: accuracy on the validation and test runs at"
-        " the best-validation-loss checkpoint; closed loop: success on the held-out worlds),"
+        " interval over the seed means (offline: accuracy on the validation run at the best"
+        " validation epoch, and on the test run with the checkpoint flown in closed loop, the"
+        " last one unless a spec says otherwise; closed loop: success on the held-out worlds),"
         f" and its episodes pooled over seeds with a {confidence} Wilson interval. A claim"
         " \"A > B\" agrees when A's t-interval lies entirely above B's, disagrees when entirely"
         ' below, and is inconclusive when they overlap; "A ~ B" (no clear difference) agrees'

@@ -115,6 +115,7 @@ def results_row(
         "val_accuracy": best_val.get("accuracy"),
         "test_loss": test.get("loss"),
         "test_accuracy": test.get("accuracy"),
+        "test_per_class_accuracy": test.get("per_class_accuracy"),
         "val_majority_rate": summary.get("val_majority_rate"),
         "train_frames": summary.get("train_frames"),
         "best_epoch": summary["best_epoch"],

@@ -16,6 +16,7 @@ from experiments.report import (
     evaluate,
     load_spec,
     main,
+    one_class,
 )
 from experiments.report_findings import FINDINGS, SOME, TRANSFER_TARGET, Claim, Finding, Group
 from experiments.report_markdown import finding_block, update_page
@@ -357,6 +358,9 @@ def test_a_real_tiny_sweep_is_reported(tmp_path, monkeypatch):
     assert text.startswith(PAGE + "\n")
     for row in swept.rows:
         label = {1: "1 frame", 3: "3 frames"}[row["values"]["train.frames"]]
+        present = [a for a in row["test_per_class_accuracy"] if a is not None]
+        if len(present) > 1 and sum(a > 0 for a in present) == 1:
+            label += " (one class)"  # one action bin on every test frame
         successes = round(row["success_rate"] * 2)
         cells = (f"| {label} | 1 | {100 * row['val_accuracy']:.1f}%"
                  f" (1 seed) | {100 * row['test_accuracy']:.1f}% (1 seed) |"
@@ -372,6 +376,15 @@ def test_a_real_tiny_sweep_is_reported(tmp_path, monkeypatch):
     assert (page.read_text(), image.read_bytes()) == before, "the same results, the same files"
     _, blocks = build_report(config, [TINY])
     assert set(blocks) == {"summary", "tiny"}
+
+
+@pytest.mark.parametrize(
+    ("per_class", "flagged"),
+    [([0.0, 1.0, 0.0], True), ([1.0, 0.0, 0.0], True), ([0.5, 1.0, 0.0], False),
+     ([None, 1.0, 0.0], True), ([None, 1.0, None], False), (None, False)],
+)  # fmt: skip
+def test_a_trial_that_gives_one_action_on_every_test_frame_is_flagged(per_class, flagged):
+    assert one_class({"test_per_class_accuracy": per_class}) is flagged
 
 
 def test_an_unknown_finding_is_a_one_line_error():

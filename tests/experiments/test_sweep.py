@@ -101,6 +101,7 @@ def test_a_failed_trial_is_reported_the_others_go_on_and_a_rerun_retries_only_it
     assert row["val_loss"] == summary["best_val_loss"]
     assert row["checkpoint"] == "last", "eval.rollout's default checkpoint"
     assert row["test_accuracy"] == summary["test_last"]["accuracy"]
+    assert row["test_per_class_accuracy"] == summary["test_last"]["per_class_accuracy"]
     assert row["success_rate"] == evaluation["successes"] / 2
     assert row["success_ci"] == [evaluation["success_ci_low"], evaluation["success_ci_high"]]
     assert row["episodes"] == 2 and row["wall_s"] > 0
