@@ -84,7 +84,6 @@ def test_the_page_table_is_the_mean_over_seeds_with_its_t_interval(tmp_path, mon
     assert "--table-into" in text and "--table-name lr" in text, "the note says how to rerun it"
 
 
-@pytest.mark.slow
 def test_a_failed_trial_is_reported_the_others_go_on_and_a_rerun_retries_only_it(tmp_path, capsys):
     # the second value names weights that do not exist: that trial fails when training starts
     spec = tiny_spec(tmp_path, 'train.pretrained = ["", "no/such/weights.pt"]', seeds="[0]")
@@ -130,7 +129,6 @@ def reference(tmp_path_factory):
     return spec, result
 
 
-@pytest.mark.slow
 def test_a_sweep_runs_every_trial_and_rerunning_skips_them(reference):
     spec, result = reference
     assert len(result.rows) == 4 and sorted(result.ran) == sorted(t.id for t in result.trials)
@@ -143,7 +141,6 @@ def test_a_sweep_runs_every_trial_and_rerunning_skips_them(reference):
     assert again.ran == [] and _metrics(again.rows) == _metrics(result.rows)
 
 
-@pytest.mark.slow
 def test_kill_9_loses_only_the_trials_in_flight(reference, tmp_path):
     spec, uninterrupted = reference
     out = tmp_path / "out"
@@ -185,7 +182,6 @@ def ray_session():
     ray.shutdown()
 
 
-@pytest.mark.slow
 def test_the_ray_backend_gives_the_local_rows(reference, ray_session, tmp_path):
     spec, local = reference
     remote = main(SweepConfig(spec=spec, out=tmp_path / "ray", backend="ray", quiet=True))
