@@ -191,7 +191,7 @@ def one_class(row: dict[str, Any]) -> bool:
     test run holds (an action it does not hold has no accuracy, ``None``): the net
     learnt the prior (the most frequent action) and nothing more.
     """
-    present = [a for a in row.get("test_per_class_accuracy") or () if a is not None]  # None: none
+    present = [a for a in row.get("test_per_class_accuracy") or () if a is not None]
     return len(present) > 1 and sum(accuracy > 0 for accuracy in present) == 1
 
 

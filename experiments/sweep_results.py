@@ -35,14 +35,17 @@ def _number(value: float | None, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def _success_cell(rate: float | None, low: float | None, high: float | None) -> str:
+    return f"{_pct(rate)} [{_pct(low, 0)}, {_pct(high, 0)}]"
+
+
 def metric_cells(row: dict[str, Any]) -> list[str]:
     """The metric cells of one row, in METRIC_COLUMNS order."""
-    low, high = row["success_ci"]
     return [
         _pct(row["val_accuracy"]),
         _pct(row["test_accuracy"]),
         _number(row["val_loss"]),
-        f"{_pct(row['success_rate'])} [{_pct(low, 0)}, {_pct(high, 0)}]",
+        _success_cell(row["success_rate"], *row["success_ci"]),
         _pct(row["collision_rate"]),
         _pct(row["agreement"]),
         f"{row['wall_s']:.0f} s",
@@ -84,7 +87,7 @@ def _config_groups(rows: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, A
 
 
 def _mean_cell(rows: Sequence[dict[str, Any]], key: str) -> str:
-    values = [row[key] for row in rows if row[key] is not None]
+    values = [row[key] for row in rows if row.get(key) is not None]
     if not values:
         return "-"
     mean, std = mean_std(values)
@@ -204,23 +207,11 @@ PAGE_COLUMNS = ("success [95% CI]", "progress", "collisions", "expert agreement"
                 "test accuracy", "training frames", "wall / trial")  # fmt: skip
 
 
-def _page_mean(rows: Sequence[dict[str, Any]], key: str, percent: bool = True) -> str:
-    values = [row[key] for row in rows if row.get(key) is not None]
-    if not values:
-        return "-"
-    mean, std = mean_std(values)
-    scale, unit = (100.0, "%") if percent else (1.0, "")
-    if len(values) == 1:
-        return f"{scale * mean:.1f}{unit}"
-    return f"{scale * mean:.1f} ± {scale * std:.1f}{unit}"
-
-
 def _page_success(rows: Sequence[dict[str, Any]]) -> str:
     if len(rows) == 1:
-        low, high = rows[0]["success_ci"]
-        return f"{_pct(rows[0]['success_rate'])} [{_pct(low, 0)}, {_pct(high, 0)}]"
+        return _success_cell(rows[0]["success_rate"], *rows[0]["success_ci"])
     interval = t_interval(row["success_rate"] for row in rows)
-    return f"{_page_mean(rows, 'success_rate')} [{_pct(interval.low, 0)}, {_pct(interval.high, 0)}]"
+    return f"{_mean_cell(rows, 'success_rate')} [{_pct(interval.low, 0)}, {_pct(interval.high, 0)}]"
 
 
 def _page_frames(rows: Sequence[dict[str, Any]]) -> str:
@@ -245,10 +236,10 @@ def page_table(trials: Sequence[Trial], rows: Sequence[dict[str, Any]], command:
             *[show_value(values[k]) if k in values else "-" for k in keys],
             str(len(group)),
             _page_success(group),
-            _page_mean(group, "progress_frac"),
-            _page_mean(group, "collision_rate"),
-            _page_mean(group, "agreement"),
-            _page_mean(group, "test_accuracy"),
+            _mean_cell(group, "progress_frac"),
+            _mean_cell(group, "collision_rate"),
+            _mean_cell(group, "agreement"),
+            _mean_cell(group, "test_accuracy"),
             _page_frames(group),
             f"{mean_std([row['wall_s'] for row in group])[0]:.0f} s",
         ]))  # fmt: skip

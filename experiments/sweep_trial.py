@@ -103,7 +103,8 @@ def results_row(
     are those of ``checkpoint``, the one flown in closed loop.
     """
     best_val = summary.get("best_val") or summary["val"]
-    test = summary.get(TEST_SPLIT_OF_CHECKPOINT.get(checkpoint, ""), None) or {}
+    test_key = TEST_SPLIT_OF_CHECKPOINT.get(checkpoint)  # best_success is not tested
+    test = (summary.get(test_key) if test_key else None) or {}
     return {
         "sweep": sweep,
         "trial": trial.id,
