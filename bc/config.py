@@ -16,6 +16,7 @@ from typing import Any, ClassVar, TypeVar
 from bc.augment import AUGMENTS
 from bc.errors import ConfigError
 from bc.heads import HEADS
+from bc.lr_schedule import LR_SCHEDULES
 from bc.nets import NETS
 from configflags import flag_name, option
 
@@ -99,7 +100,11 @@ class TrainConfig:
     """Everything a behaviour-cloning run depends on; ``config.json`` of a run holds it."""
 
     # what a key missing from an older config.json stood for (the behaviour before it existed)
-    LEGACY_DEFAULTS: ClassVar[dict[str, Any]] = {"augment": "none", "mirror": False}
+    LEGACY_DEFAULTS: ClassVar[dict[str, Any]] = {
+        "augment": "none",
+        "mirror": False,
+        "lr_schedule": "constant",
+    }
     # keys of an older config.json and the fields they became
     LEGACY_KEYS: ClassVar[dict[str, str]] = {"out": "runs_dir"}
 
@@ -211,7 +216,16 @@ class TrainConfig:
         group="recurrent nets",
     )
     optimizer: str = option("adam", "optimiser", choices=OPTIMIZERS, group="optimisation")
-    lr: float = option(1e-3, "learning rate", group="optimisation")
+    lr: float = option(
+        1e-3, "learning rate (of the first step, with --lr-schedule cosine)", group="optimisation"
+    )
+    lr_schedule: str = option(
+        "constant",
+        "learning rate over training: constant, or cosine (from --lr down to 0 over --epochs,"
+        " or --steps; a resume with other --epochs follows the new length)",
+        choices=LR_SCHEDULES,
+        group="optimisation",
+    )
     momentum: float = option(
         0.9, "momentum of sgd (ignored by adam and adadelta)", group="optimisation"
     )

@@ -50,6 +50,7 @@ from bc.config import TrainConfig
 from bc.data import InputNorm, load_dataset
 from bc.errors import TrainError
 from bc.heads import METRIC_COLUMNS, make_head, metric_cells
+from bc.lr_schedule import scheduled_lr, training_progress
 from bc.run_dir import (
     MetricsLog,
     copy_atomic,
@@ -278,6 +279,10 @@ class TrainingRun:
         started, samples = time.perf_counter(), 0
         while self.unit < len(plan):
             trainer.set_position(self.epoch, self.unit)
+            progress_now = training_progress(
+                self.epoch, self.unit, len(plan), config.epochs, self.step, config.steps
+            )
+            trainer.set_lr(scheduled_lr(config.lr_schedule, config.lr, progress_now))
             samples += trainer.train_unit(self.train_split, plan[self.unit])
             self.unit += 1
             self.step += 1

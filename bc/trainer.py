@@ -118,6 +118,11 @@ class Trainer:
         self.augment = make_augment(config.augment)
         self._position = (0, 0)  # (epoch, unit) of the unit in training, keys the augmentation
 
+    def set_lr(self, lr: float) -> None:
+        """Set the learning rate of every parameter group (the schedule's rate of a step)."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
     def set_position(self, epoch: int, unit: int) -> None:
         """Say which unit of which epoch trains next (the augmentation draws depend on it)."""
         self._position = (int(epoch), int(unit))

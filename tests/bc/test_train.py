@@ -206,8 +206,12 @@ def _interrupt_at(epoch_to_stop: int):
 
 @pytest.mark.parametrize(
     "options",
-    [{}, {"net": "tiny_lstm", "frames": 1, "bptt": "sliding", "time_length": 6}],
-    ids=["tiny_nfc", "tiny_lstm-sliding"],
+    [
+        {},
+        {"lr_schedule": "cosine"},
+        {"net": "tiny_lstm", "frames": 1, "bptt": "sliding", "time_length": 6},
+    ],
+    ids=["tiny_nfc", "tiny_nfc-cosine", "tiny_lstm-sliding"],
 )
 def test_resume_after_an_interruption_is_exact(data, tmp_path, options) -> None:
     straight = main(tiny_config(data, tmp_path / "a", epochs=3, **options))
