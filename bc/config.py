@@ -220,7 +220,7 @@ class TrainConfig:
         1e-3, "learning rate (of the first step, with --lr-schedule cosine)", group="optimisation"
     )
     lr_schedule: str = option(
-        "constant",
+        "cosine",
         "learning rate over training: constant, or cosine (from --lr down to 0 over --epochs,"
         " or --steps; a resume with other --epochs follows the new length)",
         choices=LR_SCHEDULES,

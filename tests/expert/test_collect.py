@@ -439,7 +439,7 @@ def test_plan_depends_on_the_results_alone():
 
 def test_default_config_matches_the_trainer_defaults():
     config = CollectConfig()
-    assert config.out == Path("data/default") and config.target_runs == DEFAULT_RUNS == 40
+    assert config.out == Path("data/default") and config.target_runs == DEFAULT_RUNS == 80
     kwargs = config.env_kwargs()
     assert (kwargs["image_size"], kwargs["obs_mode"], kwargs["n_bins"]) == (64, "rgb", 3)
     assert config.env_id == envs.ENV_IDS["discrete"]
