@@ -11,7 +11,13 @@ ROOT = Path(__file__).resolve().parents[2]
 STUDIES = sorted((ROOT / "experiments" / "studies").glob("*.toml"))
 RESULTS_PAGE = ROOT / "docs" / "results.md"
 # what each study must fix itself, so that a change of a default does not change its table
-EXPLICIT = ("collect.seed", "train.epochs", "eval.episodes", "eval.which")
+EXPLICIT = (
+    "collect.seed",
+    "train.epochs",
+    "train.lr_schedule",
+    "eval.episodes",
+    "eval.which",
+)
 
 
 def test_there_are_studies():
