@@ -17,6 +17,7 @@ from bc.config import TrainConfig
 from bc.data import load_dataset
 from bc.errors import ConfigError, TrainError
 from bc.heads import HEADS
+from bc.lr_schedule import scheduled_lr
 from bc.nets import NETS
 from bc.policy import load_policy
 from bc.run_dir import new_run_dir
@@ -228,14 +229,36 @@ def test_resume_after_an_interruption_is_exact(data, tmp_path, options) -> None:
 
 
 def test_stop_by_steps_then_resume_mid_epoch(data, tmp_path) -> None:
-    straight = main(tiny_config(data, tmp_path / "a", epochs=2))
-    partial = main(tiny_config(data, tmp_path / "b", steps=7))
+    # A constant rate, so that the 7 steps of the --steps run take the same steps as the
+    # first 7 of the 2-epoch run: a schedule's length is the run's own --steps/--epochs.
+    constant = {"lr_schedule": "constant"}
+    straight = main(tiny_config(data, tmp_path / "a", epochs=2, **constant))
+    partial = main(tiny_config(data, tmp_path / "b", steps=7, **constant))
     record = read_metrics(partial["run_dir"])[-1]
     assert record["complete"] is False and record["step"] == 7
-    resumed = main(tiny_config(data, tmp_path / "b", epochs=2, resume=partial["run_dir"]))
+    resumed = main(
+        tiny_config(data, tmp_path / "b", epochs=2, resume=partial["run_dir"], **constant)
+    )
     full = read_metrics(straight["run_dir"])
     assert read_metrics(resumed["run_dir"])[1:] == full
     assert resumed["steps"] == full[-1]["step"]
+
+
+def test_a_cosine_run_resumed_with_more_epochs_follows_the_new_length(data, tmp_path) -> None:
+    short = main(tiny_config(data, tmp_path / "a", epochs=1, lr_schedule="cosine"))
+    resumed = main(
+        tiny_config(data, tmp_path / "a", epochs=3, lr_schedule="cosine", resume=short["run_dir"])
+    )
+    records = read_metrics(resumed["run_dir"])
+    assert [r["epoch"] for r in records] == [1, 2, 3]
+    steps_per_epoch = records[0]["step"]
+    # The rate logged with each epoch is the one its last step took: unit k of N trains at
+    # progress k/N of the run, so the last step of epoch e (1-based) of 3 is at (e*n-1)/(3n).
+    base = TrainConfig().lr
+    expected_last = scheduled_lr("cosine", base, (3 * steps_per_epoch - 1) / (3 * steps_per_epoch))
+    assert records[-1]["lr"] == pytest.approx(expected_last)
+    # Epoch 1 ran to the end of a 1-epoch cosine, so it ended near 0; epoch 2 went back up.
+    assert records[0]["lr"] < 0.1 * base < records[1]["lr"]
 
 
 def test_resume_refuses_changed_experiment_settings(data, tmp_path) -> None:
