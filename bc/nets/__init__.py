@@ -1,6 +1,7 @@
 """Policy nets: the registry and every registered family.
 
-Importing this package registers the tiny family (``bc.nets.tiny``) and, when it is
+Importing this package registers the tiny family (``bc.nets.tiny``), the Nature family
+(``bc.nets.nature``) and, when it is
 installed, the classic deep nets (``bc.nets.classic``), so ``NETS`` lists every net a
 ``--net`` flag or a checkpoint can name.
 """
@@ -8,6 +9,7 @@ installed, the classic deep nets (``bc.nets.classic``), so ``NETS`` lists every 
 import importlib
 import importlib.util
 
+from bc.nets import nature  # noqa: F401  (registers the Nature family)
 from bc.nets import tiny  # noqa: F401  (registers the tiny family)
 from bc.nets.registry import NETS, NetEntry, NetSpec, build_net, get_net_entry, register_net
 

@@ -165,3 +165,28 @@ def test_recurrent_nets_take_one_frame_and_lstm_is_two_layers_of_64() -> None:
 def test_unknown_net_lists_the_known_ones() -> None:
     with pytest.raises(ValueError, match="tiny_nfc"):
         get_net_entry("resnet9000")
+
+
+def test_nature_encoder_has_the_weights_of_sb3_nature_cnn() -> None:
+    torch_layers = pytest.importorskip(
+        "stable_baselines3.common.torch_layers",
+        reason="needs the 'sb3' extra: pip install -e '.[sb3]'",
+    )
+    gym = pytest.importorskip("gymnasium")
+    import numpy as np
+
+    space = gym.spaces.Box(0, 255, (3, 64, 64), np.uint8)
+    reference = torch_layers.NatureCNN(space).cnn
+    encoder = build_net("nature_nfc", NetSpec(frames=3)).encoder
+    shapes = [tuple(p.shape) for p in encoder.parameters()]
+    assert shapes == [tuple(p.shape) for p in reference.parameters()]
+    assert sum(p.numel() for p in encoder.parameters()) == 75_936
+
+
+def test_nature_nfc_parameters_by_hand() -> None:
+    # 64x64: conv k8 s4 -> 15, conv k4 s2 -> 6, conv k3 s1 pad 1 -> 6: 64 x 6 x 6 = 2,304
+    # features a frame; 3 frames -> FC 6,912 -> 512 -> 3.
+    model = build_net("nature_nfc", NetSpec(frames=3))
+    assert model.encoder.output_dim == 2_304
+    head = 6_912 * 512 + 512 + 512 * 3 + 3
+    assert sum(p.numel() for p in model.parameters()) == 75_936 + head == 3_616_931
