@@ -53,6 +53,12 @@ class ControllerConfig:
     gap_min_width: float = option(
         0.9, help="metres: a gap this wide may be taken when it is nearer than the wider one"
     )
+    gap_replan: bool = option(
+        True,
+        help="re-plan the gap path from the agent's own position every step (off: once per"
+        " episode), so that a state off the expert's path (a learner's, under DAgger) is"
+        " labelled to pass each obstacle on the side the agent is on",
+    )
 
     def __post_init__(self) -> None:
         rules = [  # (holds, field, what it must be)
@@ -103,6 +109,12 @@ class GapPath:
     nearer to where the agent comes from (the previous gap, or its start offset) is taken if it
     is at least ``min_gap`` wide, otherwise the wider one: crossing the corridor in front of an
     obstacle costs more room than the agent's 0.9 m turning radius leaves.
+
+    ``start`` is where the plan begins, (arc length, lateral offset): obstacles whose ramp back
+    to the centreline ends before it are behind the agent and left out, and the first one
+    still ahead takes the gap nearer to the start's offset. Planned from the agent's current
+    position every step, the path keeps an agent that went round the other side of an
+    obstacle on that side, instead of pulling it across the obstacle's face.
     """
 
     def __init__(
@@ -124,6 +136,8 @@ class GapPath:
         previous_segment = centreline.segment_at(start[0])
         entry = start[1]
         for obstacle in sorted(layout.obstacles, key=lambda o: o.s):
+            if obstacle.s + obstacle.size[0] + hold + ramp < start[0]:
+                continue  # passed, and the path is back on the centreline
             segment = centreline.segment_at(obstacle.s)
             if segment != previous_segment:
                 # the pursuit law leaves every bend close to the centreline
@@ -192,18 +206,19 @@ class CorridorController:
         """Plan the reference path for the env's current corridor."""
         env = env.unwrapped
         self._layout = env.layout
-        if self.config.gap_planning:
-            s, lateral, _ = env.layout.centreline.project(env.x, env.y)
-            self.path = GapPath(
-                env.layout,
-                env.agent_radius,
-                self.config.gap_hold,
-                self.config.gap_ramp,
-                self.config.gap_min_width,
-                start=(s, lateral),
-            )
-        else:
-            self.path = None
+        self.path = self._plan(env) if self.config.gap_planning else None
+
+    def _plan(self, env) -> GapPath:
+        """The gap path from the agent's current position on."""
+        s, lateral, _ = env.layout.centreline.project(env.x, env.y)
+        return GapPath(
+            env.layout,
+            env.agent_radius,
+            self.config.gap_hold,
+            self.config.gap_ramp,
+            self.config.gap_min_width,
+            start=(s, lateral),
+        )
 
     def steer(self, env) -> SteeringTerms:
         """The arbitrated yaw command in [-1, 1] for the env's current state."""
@@ -212,6 +227,8 @@ class CorridorController:
             # the env was reset without telling us: plan for the corridor it holds now
             self.reset(env)
         config = self.config
+        if config.gap_planning and config.gap_replan and env.layout.obstacles:
+            self.path = self._plan(env)
         centreline = env.layout.centreline
         s, _, _ = centreline.project(env.x, env.y)
         ahead = min(s + config.lookahead, centreline.length)

@@ -130,12 +130,16 @@ class ExpertConfig:
         """Inverse of ``to_dict``.
 
         A config recorded before ``release`` existed had no hysteresis: its release is its
-        deadband.
+        deadband. One recorded before ``gap_replan`` existed planned its gap path once per
+        episode.
         """
         values = dict(values)
         if "deadband" in values and "release" not in values:
             values["release"] = values["deadband"]
-        values["controller"] = ControllerConfig(**values.get("controller", {}))
+        controller = dict(values.get("controller", {}))
+        if controller and "gap_replan" not in controller:
+            controller["gap_replan"] = False
+        values["controller"] = ControllerConfig(**controller)
         return cls(**values)
 
 

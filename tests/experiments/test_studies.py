@@ -32,6 +32,9 @@ def test_a_study_expands_into_three_seeds_of_100_episodes_and_names_its_table(pa
     for key in EXPLICIT:
         assert key in spec.fixed, f"{path.stem}: set {key} explicitly"
     assert spec.fixed["eval.episodes"] == 100
+    if spec.fixed.get("collect.obstacle_density", 0) > 0:
+        # the expert's gap path changed from once per episode to every step: say which
+        assert "collect.gap_replan" in spec.fixed, f"{path.stem}: set collect.gap_replan"
     assert "train.mirror" in spec.fixed or "train.mirror" in spec.grid, path.stem
     assert "collect.runs" in spec.fixed or "collect.runs" in spec.grid, path.stem
     trials = spec.trials()

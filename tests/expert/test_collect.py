@@ -401,7 +401,7 @@ def test_every_flag_reaches_the_config():
         "--pursuit-gain", "1.2", "--waypoint-weight", "0.8", "--avoidance-weight", "0.2",
         "--avoidance-gain", "20", "--avoidance-decay", "0.3", "--avoidance-width", "25",
         "--n-rays", "11", "--ray-fov", "160", "--ray-range", "2.5", "--no-gap-planning",
-        "--gap-hold", "0.5", "--gap-ramp", "1.5", "--gap-min-width", "1.0",
+        "--gap-hold", "0.5", "--gap-ramp", "1.5", "--gap-min-width", "1.0", "--no-gap-replan",
     ]  # fmt: skip
     config = parse_config(CollectConfig, argv, "test", None)
     defaults = CollectConfig()

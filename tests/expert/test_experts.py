@@ -90,6 +90,66 @@ def test_gap_path_crosses_straight_between_close_obstacles():
     assert np.all(np.diff(between) > 0)
 
 
+def test_gap_path_planned_from_the_agent_takes_the_gap_on_its_side():
+    box = Obstacle("box", 8.0, 0.0, (0.3, 0.2))  # 1.2 m free on both sides
+    from_spawn = GapPath(_layout(box), 0.2, 0.6, 1.8, 0.9, start=(1.0, 0.3))
+    assert from_spawn.lateral(8.0) == pytest.approx(0.8)
+    # the agent went right of the box's centre line: replanned there, it keeps right
+    from_right = GapPath(_layout(box), 0.2, 0.6, 1.8, 0.9, start=(6.5, -0.1))
+    assert from_right.lateral(8.0) == pytest.approx(-0.8)
+
+
+def test_gap_path_leaves_out_obstacles_whose_ramp_back_is_behind_the_start():
+    first = Obstacle("pillar", 6.0, 0.9, (0.2, 0.2))  # only the right gap is wide enough
+    second = Obstacle("box", 14.0, 0.0, (0.3, 0.2))
+    path = GapPath(_layout(first, second), 0.2, 0.6, 1.8, 0.9)
+    assert path.lateral(6.0) < 0
+    # the first one's ramp back ends at 6.0 + 0.2 + 0.6 + 1.8 = 8.6 m
+    still_in_ramp = GapPath(_layout(first, second), 0.2, 0.6, 1.8, 0.9, start=(8.5, -0.2))
+    assert still_in_ramp.lateral(6.0) < 0
+    past = GapPath(_layout(first, second), 0.2, 0.6, 1.8, 0.9, start=(8.7, 0.2))
+    assert past.lateral(6.0) == 0.0
+    assert past.lateral(14.0) == pytest.approx(0.8)  # the gap on the agent's side (left)
+
+
+@pytest.mark.parametrize("replan", [True, False])
+def test_expert_labels_the_side_of_an_obstacle_the_agent_is_on_when_it_replans(replan):
+    env = gym.make("Corridor-v0", **{**DENSE, "n_segments": 1})
+
+    def roomy(obstacle, half_width):  # room for the agent on both sides
+        left = half_width - (obstacle.lateral + obstacle.half_width_across)
+        right = (obstacle.lateral - obstacle.half_width_across) + half_width
+        return min(left, right) > 1.0
+
+    for episode in range(50):
+        env.reset(seed=eval_seed(0, episode))
+        layout = env.unwrapped.layout
+        candidates = [o for o in layout.obstacles if roomy(o, layout.width / 2)]
+        if candidates:
+            obstacle = candidates[0]
+            break
+    config = ExpertConfig(controller=ControllerConfig(gap_replan=replan))
+    expert = make_expert(config, env)
+    expert.reset(env)
+    unwrapped = env.unwrapped
+    planned = expert.controller.path.lateral(obstacle.s)
+    # put the agent 1 m before it, across the obstacle's centre line from the planned gap,
+    # heading along the corridor
+    s = obstacle.s - obstacle.size[0] - 1.0
+    lateral = obstacle.lateral - math.copysign(0.35, planned - obstacle.lateral)
+    point, heading = layout.centreline.point_at(s), layout.centreline.heading_at(s)
+    unwrapped.x = float(point[0] - lateral * math.sin(heading))
+    unwrapped.y = float(point[1] + lateral * math.cos(heading))
+    unwrapped.yaw = float(heading)
+    terms = expert.steering(env)
+    if replan:
+        assert np.sign(terms.path_lateral - obstacle.lateral) == -np.sign(planned - obstacle.lateral)
+    else:
+        assert terms.path_lateral == pytest.approx(expert.controller.path.lateral(s + 1.2))
+        assert np.sign(terms.path_lateral - obstacle.lateral) == np.sign(planned - obstacle.lateral)
+    env.close()
+
+
 def test_label_has_no_side_effects_on_the_env():
     env, twin = _env(), _env()
     expert = make_expert(ExpertConfig(), env)
@@ -158,6 +218,13 @@ def test_configs_recorded_before_hysteresis_read_back_without_it():
     del old["release"]
     assert ExpertConfig.from_dict(old).release == 0.2
     assert ExpertConfig.from_dict(ExpertConfig().to_dict()) == ExpertConfig()
+
+
+def test_configs_recorded_before_replanning_plan_once_per_episode():
+    old = ExpertConfig().to_dict()
+    del old["controller"]["gap_replan"]
+    assert ExpertConfig.from_dict(old).controller.gap_replan is False
+    assert ExpertConfig().controller.gap_replan is True
 
 
 def _expected_bins(decisions, deadband, release):
