@@ -23,12 +23,9 @@ from torch import nn
 
 from bc.nets.registry import NetSpec, register_net
 from bc.nets.temporal import FrameStackPolicy
+from bc.nets.tiny import conv_output_size
 
 HIDDEN = 512
-
-
-def _conv_output_size(size: int, kernel: int, stride: int, padding: int = 0) -> int:
-    return (size + 2 * padding - kernel) // stride + 1
 
 
 class NatureEncoder(nn.Module):
@@ -41,9 +38,9 @@ class NatureEncoder(nn.Module):
         self.conv3 = nn.Conv2d(64, 64, kernel_size=3, stride=1, padding=1)
         sizes = []
         for size in (height, width):
-            size = _conv_output_size(size, 8, 4)
-            size = _conv_output_size(size, 4, 2)
-            sizes.append(_conv_output_size(size, 3, 1, padding=1))
+            size = conv_output_size(size, 8, 4)
+            size = conv_output_size(size, 4, 2)
+            sizes.append(conv_output_size(size, 3, 1, padding=1))
         self.output_shape = (64, sizes[0], sizes[1])
         self.output_dim = 64 * sizes[0] * sizes[1]
 
