@@ -250,6 +250,13 @@ class CorridorEnv(gym.Env):
             return float(self.yaw_commands[int(action)])
         return float(np.clip(np.asarray(action, dtype=np.float64).reshape(-1)[0], -1.0, 1.0))
 
+    @property
+    def last_yaw_command(self) -> float | None:
+        """The yaw command of the step executed last in this episode (None before the first)."""
+        if not self._episode_actions:
+            return None
+        return self.action_to_yaw_command(self._episode_actions[-1])
+
     def yaw_command_to_action(self, command: float) -> int | np.ndarray:
         """The env action for a yaw command in [-1, 1]: the nearest bin, or the value itself."""
         if self.action_type == "discrete":

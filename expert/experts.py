@@ -282,14 +282,17 @@ class Expert:
         self.policy = policy
         self._cache_key: tuple | None = None
         self._cache: tuple[ExpertLabel, SteeringTerms] | None = None
-        # the label of the previous state, for hysteresis
+        # the bin whose turn the hysteresis continues (see _hysteresis_reference)
         self._previous_label: int | None = None
+        # whether this expert's own decide() chose the action executed last
+        self._drove_last = False
 
     def reset(self, env) -> None:
         """Start a new episode in ``env`` (call after ``env.reset``)."""
         self.controller.reset(env)
         self._cache_key = None
         self._previous_label = None
+        self._drove_last = False
         if self.takeover is not None:
             self.takeover.engaged = False
         reset = getattr(self.policy, "reset", None)
@@ -303,19 +306,36 @@ class Expert:
     def label(self, env) -> ExpertLabel:
         """The clean expert label for the env's current state; no side effects on the env.
 
-        With hysteresis (``release < deadband``) the label also depends on the label of the
-        previous state, so call it once per step, in order, after ``reset``; calls in the same
-        state return the same label.
+        With hysteresis (``release < deadband``) the label also depends on the previous step
+        (``_hysteresis_reference``), so call it once per step, in order, after ``reset``;
+        calls in the same state return the same label.
         """
         return self._evaluate(env)[0]
+
+    def _hysteresis_reference(self, env) -> int | None:
+        """The bin of the previous step whose turn the hysteresis keeps going.
+
+        When this expert drove the previous step (``decide`` with the expert or its noise
+        acting), its own previous label, as recorded runs always had it. When someone else
+        did (a learner under DAgger, or any policy the expert only labels, as in evaluation),
+        the bin the executed command falls in: a turn the agent has begun is what the frames
+        show, while the expert's own unexecuted labels are hidden from a learner.
+        """
+        if self._cache is None or self._cache_key is None:
+            return None  # the first state of the episode
+        if self._drove_last:
+            return self._cache[0].action
+        command = env.last_yaw_command
+        if command is None:
+            return None
+        return command_to_bin(command, self.n_bins, self.config.deadband)
 
     def _evaluate(self, env) -> tuple[ExpertLabel, SteeringTerms]:
         env = env.unwrapped
         # label() and act() in the same state share one ray scan
         key = (id(env.layout), env.x, env.y, env.yaw)
         if key != self._cache_key:
-            if self._cache is not None and self._cache_key is not None:
-                self._previous_label = self._cache[0].action
+            self._previous_label = self._hysteresis_reference(env)
             terms = self.controller.steer(env)
             action = self._to_bin(terms.command)
             self._cache = (ExpertLabel(action, terms.command), terms)
@@ -361,6 +381,7 @@ class Expert:
             )
             if not straying:
                 command, source = policy_command, SOURCE_POLICY
+        self._drove_last = source != SOURCE_POLICY
         if self.discrete_env:
             index = yaw_command_to_bin(command, self.n_bins)
             return Decision(label, index, float(self.bin_commands[index]), source)

@@ -292,12 +292,67 @@ def test_stochastic_expert_perturbs_execution_but_records_the_clean_label():
     differences = []
     for _ in range(40):
         decision = expert.decide(env, rng, observation)
-        assert decision.label == clean.label(env)
+        # the command is the controller's alone; the bin's hysteresis is the driver's own
+        assert decision.label.command == clean.label(env).command
         differences.append(abs(decision.command - decision.label.command))
         observation, _, terminated, truncated, _ = env.step(decision.action)
         if terminated or truncated:
             break
     assert np.mean(differences) > 0.1
+    env.close()
+
+
+def test_hysteresis_follows_the_executed_turn_when_a_policy_drove():
+    # a policy turns left; in the next state the expert's command is mildly left (between
+    # release and deadband): the turn the agent began goes on in the label, although the
+    # expert's own label for the first state was straight
+    env = gym.make("Corridor-v0", **STRAIGHT)
+    driven = make_expert(ExpertConfig(alpha=0.0), env, policy=lambda observation, rng: 1.0)
+    observer = make_expert(ExpertConfig(), env)
+    observation, _ = env.reset(seed=3)
+    for expert in (driven, observer):
+        expert.reset(env)
+    rng = expert_rng(3)
+    first = driven.decide(env, rng, observation)
+    assert observer.label(env) == first.label
+    assert first.label.action == 1 and first.action == 0  # expert: straight; policy: left
+    observation, *_ = env.step(first.action)
+    # move the agent right of the centreline, heading along it, until pursuit asks for a
+    # mild left turn
+    unwrapped = env.unwrapped
+    probe = make_expert(ExpertConfig(), env).controller
+    probe.reset(env)
+    for y in np.linspace(-0.02, -0.6, 59):
+        unwrapped.y, unwrapped.yaw = float(y), 0.0
+        if 0.1 < probe.steer(env).command < 0.35:
+            break
+    else:
+        pytest.fail("no pose with a mild left command")
+    second = driven.decide(env, rng, observation)
+    assert second.label.action == 0  # left: the executed turn goes on
+    assert observer.label(env) == second.label
+    # had the expert itself driven straight, the same state would be labelled straight
+    assert command_to_bin(second.label.command, 3, 0.4, 0.05, previous=1) == 1
+    env.close()
+
+
+def test_an_expert_that_drove_keeps_its_own_previous_label():
+    # with noise the executed bin may differ from the label; the recorded labels go on
+    # following the expert's own previous label, as before the executed-turn rule
+    env = _env()
+    expert = make_expert(ExpertConfig(noise_sigma=0.6), env)
+    observation, _ = env.reset(seed=5)
+    expert.reset(env)
+    rng = expert_rng(5)
+    decisions = []
+    for _ in range(200):
+        decision = expert.decide(env, rng, observation)
+        decisions.append(decision)
+        observation, _, terminated, truncated, _ = env.step(decision.action)
+        if terminated or truncated:
+            break
+    assert any(d.label.action != d.action for d in decisions)  # the noise did act
+    assert [d.label.action for d in decisions] == _expected_bins(decisions, 0.4, 0.05)
     env.close()
 
 
