@@ -142,11 +142,12 @@ def test_expert_labels_the_side_of_an_obstacle_the_agent_is_on_when_it_replans(r
     unwrapped.y = float(point[1] + lateral * math.cos(heading))
     unwrapped.yaw = float(heading)
     terms = expert.steering(env)
+    planned_side = np.sign(planned - obstacle.lateral)
     if replan:
-        assert np.sign(terms.path_lateral - obstacle.lateral) == -np.sign(planned - obstacle.lateral)
+        assert np.sign(terms.path_lateral - obstacle.lateral) == -planned_side
     else:
         assert terms.path_lateral == pytest.approx(expert.controller.path.lateral(s + 1.2))
-        assert np.sign(terms.path_lateral - obstacle.lateral) == np.sign(planned - obstacle.lateral)
+        assert np.sign(terms.path_lateral - obstacle.lateral) == planned_side
     env.close()
 
 
