@@ -24,6 +24,7 @@ from envs.spaces import (
     bin_yaw_commands,
     image_shape,
     obs_channels,
+    one_command,
     yaw_command_to_bin,
 )
 
@@ -252,10 +253,9 @@ class CorridorEnv(gym.Env):
 
     @property
     def last_yaw_command(self) -> float | None:
-        """The yaw command of the step executed last in this episode (None before the first)."""
-        if not self._episode_actions:
-            return None
-        return self.action_to_yaw_command(self._episode_actions[-1])
+        """The yaw command executed last this episode (None before the first step)."""
+        actions = self._episode_actions
+        return self.action_to_yaw_command(actions[-1]) if actions else None
 
     def yaw_command_to_action(self, command: float) -> int | np.ndarray:
         """The env action for a yaw command in [-1, 1]: the nearest bin, or the value itself."""
@@ -344,7 +344,7 @@ class CorridorEnv(gym.Env):
         if self.outcome != "running":
             raise RuntimeError(f"episode is over (outcome {self.outcome}); call reset()")
         discrete = self.action_type == "discrete"
-        given, action = action, action if discrete else _one_command(action)
+        given, action = action, action if discrete else one_command(action)
         if not self.action_space.contains(action):
             hint = "" if discrete else " (one number in [-1, 1]; ClipAction clips)"
             raise ValueError(f"action {given!r} is outside the action space {self.action_space}"
@@ -491,15 +491,6 @@ class CorridorEnv(gym.Env):
             "reward_progress": float(progress_delta),
             "reward_collision": float(-self.collision_penalty if collision else 0.0),
         }
-
-
-def _one_command(action: Any) -> np.ndarray:
-    """A continuous action as the Box's (1,) float32 array; empty (outside it) if not a number."""
-    try:
-        values = np.asarray(action, dtype=np.float32)
-    except (TypeError, ValueError):
-        return np.empty(0, np.float32)
-    return values.reshape(1) if values.shape in ((), (1,)) else np.empty(0, np.float32)
 
 
 def _wrap_angle(angle: float) -> float:
