@@ -18,7 +18,9 @@ Each iteration ``i = 1..N``:
 (``iter_NN/``), the table ``results.md`` and ``success.png``: success against iteration and
 against expert-labelled frames. Interrupting it, even with kill -9, loses at most the unit in
 flight (one recorded run, one training epoch, one evaluation); rerunning the same command
-resumes. A different config into the same ``OUT`` is refused.
+resumes. A different config into the same ``OUT`` is refused, except a larger
+``--iterations`` under a constant or exponential schedule (whose betas do not depend on N): that
+rerun keeps the iterations done and adds the new ones.
 
 Beta schedules (``--beta`` = b): constant ``b``; linear ``b * (1 - (i - 1) / N)``;
 exponential ``b ** i``.
@@ -159,19 +161,28 @@ def _identity(config: DaggerConfig, run: Path) -> dict[str, Any]:
     return json.loads(json.dumps({**values, "run": str(run)}, default=str))
 
 
+def _extends(old: dict[str, Any], identity: dict[str, Any], key: str) -> bool:
+    """Whether ``identity`` only adds iterations to the run ``old`` describes."""
+    return (
+        key == "iterations"
+        and isinstance(old.get(key), int)
+        and identity[key] > old[key]
+        and identity.get("beta_schedule") != "linear"  # linear betas depend on N
+    )
+
+
 def _check_same_config(out: Path, identity: dict[str, Any]) -> None:
     path = out / "dagger.json"
     if path.is_file():
         old = json.loads(path.read_text())
         for key in sorted(set(old) | set(identity)):
-            if old.get(key) != identity.get(key):
+            if old.get(key) != identity.get(key) and not _extends(old, identity, key):
                 raise DaggerError(
                     f"{out} holds a DAgger run with {key}={old.get(key)!r}, not"
                     f" {identity.get(key)!r}: rerun with the same flags, or choose another --out"
                 )
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(identity, indent=2) + "\n")
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(identity, indent=2) + "\n")
 
 
 def _base_train_config(run: Path) -> TrainConfig:

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import math
 import os
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from configflags import UserError
-from experiments.dagger import DaggerConfig, DaggerError
+from experiments.dagger import DaggerConfig, DaggerError, _check_same_config, _identity
 from experiments.dagger import main as dagger
 from expert.experts import Takeover
 from expert.verify import check_dataset
@@ -99,6 +100,27 @@ def test_a_changed_config_in_the_same_out_is_refused(bc_run, tmp_path):
     (out / "dagger.json").write_text(json.dumps({"beta": 0.9}))
     with pytest.raises(DaggerError, match="beta"):
         dagger(_tiny(bc_run, out))
+
+
+@pytest.mark.parametrize("schedule, allowed", [("exponential", True), ("linear", False)])
+def test_more_iterations_extend_a_run_unless_beta_depends_on_them(
+    bc_run, tmp_path, schedule, allowed
+):
+    out = tmp_path / "out"
+    first = _tiny(bc_run, out)
+    first = dataclasses.replace(first, iterations=1, beta_schedule=schedule)
+    identity = _identity(first, bc_run)
+    out.mkdir()
+    (out / "dagger.json").write_text(json.dumps(identity))
+    more = dataclasses.replace(first, iterations=3)
+    if allowed:
+        _check_same_config(out, _identity(more, bc_run))
+        assert json.loads((out / "dagger.json").read_text())["iterations"] == 3
+        with pytest.raises(DaggerError, match="iterations"):  # fewer is not an extension
+            _check_same_config(out, _identity(first, bc_run))
+    else:
+        with pytest.raises(DaggerError, match="iterations=1"):
+            _check_same_config(out, _identity(more, bc_run))
 
 
 def test_kill_9_mid_iteration_resumes_and_the_dataset_verifies(bc_run, tmp_path):
