@@ -206,11 +206,14 @@ class CorridorController:
         """Plan the reference path for the env's current corridor."""
         env = env.unwrapped
         self._layout = env.layout
-        self.path = self._plan(env) if self.config.gap_planning else None
+        if self.config.gap_planning:
+            s, lateral, _ = env.layout.centreline.project(env.x, env.y)
+            self.path = self._plan(env, s, lateral)
+        else:
+            self.path = None
 
-    def _plan(self, env) -> GapPath:
-        """The gap path from the agent's current position on."""
-        s, lateral, _ = env.layout.centreline.project(env.x, env.y)
+    def _plan(self, env, s: float, lateral: float) -> GapPath:
+        """The gap path from the agent's position (arc length ``s``, ``lateral`` offset) on."""
         return GapPath(
             env.layout,
             env.agent_radius,
@@ -227,10 +230,10 @@ class CorridorController:
             # the env was reset without telling us: plan for the corridor it holds now
             self.reset(env)
         config = self.config
-        if config.gap_planning and config.gap_replan and env.layout.obstacles:
-            self.path = self._plan(env)
         centreline = env.layout.centreline
-        s, _, _ = centreline.project(env.x, env.y)
+        s, offset, _ = centreline.project(env.x, env.y)
+        if config.gap_planning and config.gap_replan and env.layout.obstacles:
+            self.path = self._plan(env, s, offset)
         ahead = min(s + config.lookahead, centreline.length)
         lateral = self.path.lateral(ahead) if self.path is not None else 0.0
         heading = centreline.heading_at(ahead)
