@@ -41,13 +41,14 @@ from rich.table import Table
 
 import configflags
 import envs
-from bc.checkpoint_names import DEFAULT_CHECKPOINT, LAST
+from bc.checkpoint_names import BEST_SUCCESS, CHECKPOINT_NAMES, DEFAULT_CHECKPOINT, LAST
 from bc.config import TrainConfig, config_from_dict, config_to_dict
 from bc.policy import load_policy
 from bc.run_dir import resume_config
 from bc.train import main as train
 from configflags import UserError, option
 from dataset import read_manifest, run_name
+from eval.during_training import closed_loop_callback
 from eval.markdown_table import check_table_into, write_table_into
 from eval.rollout import RolloutConfig
 from eval.rollout import main as rollout
@@ -86,8 +87,14 @@ class DaggerConfig:
     runs_dir: Path = option(Path("runs"), "where training runs live (for the default --run)")
     which: str = option(
         DEFAULT_CHECKPOINT,
-        "checkpoint of each run that flies and is evaluated",
-        choices=("best_val_loss", "last"),
+        "checkpoint of each run that flies and is evaluated (best_success: each retraining flies"
+        " --select-episodes selection worlds after every epoch and keeps the best epoch)",
+        choices=CHECKPOINT_NAMES,
+    )
+    select_episodes: int = option(
+        30,
+        "with --which best_success: closed-loop episodes after each retraining epoch, on"
+        " selection worlds apart from the held-out ones",
     )
     out: Path | None = option(None, "output folder (default: RUN/dagger)")
     iterations: int = option(5, "DAgger iterations after the BC run")
@@ -131,7 +138,8 @@ class DaggerConfig:
     def __post_init__(self) -> None:
         if not 0.0 <= self.beta <= 1.0:
             raise ValueError(f"--beta must be in [0, 1], got {self.beta:g}")
-        for name in ("iterations", "runs_per_iteration", "episodes", "finetune_epochs"):
+        for name in ("iterations", "runs_per_iteration", "episodes", "finetune_epochs",
+                     "select_episodes"):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ValueError(f"{configflags.flag_name(name)} must be >= 1")
         if self.takeover_offset <= 0 or not 0 < self.takeover_heading < 180:
@@ -153,10 +161,12 @@ class DaggerConfig:
 
 
 def _identity(config: DaggerConfig, run: Path) -> dict[str, Any]:
+    # select_episodes only matters for best_success (and runs from before it stay resumable)
+    unused = set() if config.which == "best_success" else {"select_episodes"}
     values = {
         f.name: getattr(config, f.name)
         for f in dataclasses.fields(config)
-        if f.name not in SESSION_FIELDS | {"run", "out", "runs_dir"}
+        if f.name not in SESSION_FIELDS | {"run", "out", "runs_dir"} | unused
     }
     return json.loads(json.dumps({**values, "run": str(run)}, default=str))
 
@@ -231,6 +241,14 @@ class Dagger:
         if not self.run.is_dir():
             raise DaggerError(f"run {self.run} does not exist: pass --run RUN_DIR")
         self.base = _base_train_config(self.run)
+        if (
+            config.which == "best_success"
+            and not (self.run / "checkpoints" / BEST_SUCCESS).is_file()
+        ):
+            raise DaggerError(
+                f"run {self.run} has no checkpoints/{BEST_SUCCESS}: train it with --eval-every 1,"
+                " or pass --which last"
+            )
         self.out = Path(config.out) if config.out is not None else self.run / "dagger"
         _check_same_config(self.out, _identity(config, self.run))
         _check_dataset_fits(self.base, self.run)
@@ -296,7 +314,8 @@ class Dagger:
         if (run_dir / "summary.json").is_file():
             return
         if (run_dir / "checkpoints" / f"{LAST}").is_file():
-            train(resume_config(run_dir, progress=not self.config.quiet))
+            resumed = resume_config(run_dir, progress=not self.config.quiet)
+            train(resumed, closed_loop_callback(resumed))
             return
         shutil.rmtree(run_dir, ignore_errors=True)
         values = config_to_dict(self.base)
@@ -307,6 +326,10 @@ class Dagger:
             eval_every=0,
             progress=not self.config.quiet,
         )
+        if self.config.which == "best_success":
+            values.update(
+                eval_every=1, eval_episodes=self.config.select_episodes, eval_workers=self.workers
+            )
         if self.config.retrain == "finetune":
             values.update(
                 init_from=[str(self.checkpoint(iteration - 1))],
@@ -314,7 +337,8 @@ class Dagger:
                 steps=0,
                 pretrained="",
             )
-        train(config_from_dict(TrainConfig, values))
+        config = config_from_dict(TrainConfig, values)
+        train(config, closed_loop_callback(config))
 
     def evaluate(self, iteration: int) -> dict[str, Any]:
         """The iteration's closed-loop results on the held-out worlds (cached in eval.json)."""

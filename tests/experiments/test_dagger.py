@@ -171,3 +171,24 @@ def test_a_table_file_without_markers_is_refused_before_any_work(bc_run, tmp_pat
     with pytest.raises(UserError, match="<!-- dagger:start -->"):
         dagger(_tiny(bc_run, tmp_path / "out", table_into=page))
     assert not (tmp_path / "out").exists()
+
+
+def test_best_success_retrains_with_closed_loop_selection(bc_run, tmp_path):
+    with pytest.raises(DaggerError, match="no checkpoints/best_success.pt: train it with"):
+        dagger(_tiny(bc_run, tmp_path / "refused", which="best_success"))
+    root = bc_run.parent.parent
+    _run("bc.train", "--data", str(root / "data"), "--epochs", "2", "--no-progress",
+         "--no-tensorboard", "--eval-every", "1", "--eval-episodes", "2",
+         "--run-dir", str(tmp_path / "bc_sel"), cwd=tmp_path)  # fmt: skip
+    out = tmp_path / "out"
+    rows = dagger(_tiny(tmp_path / "bc_sel", out, which="best_success", select_episodes=3))
+    assert [row["iteration"] for row in rows] == [0, 1]
+    run = out / "iter_01" / "run"
+    assert (run / "checkpoints" / "best_success.pt").is_file()
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    evaluated = [r for r in records if "eval" in r]
+    assert len(evaluated) == 2 and all(r["eval"]["episodes"] == 3 for r in evaluated)
+    assert json.loads((out / "iter_01" / "eval.json").read_text())["which"] == "best_success"
+    assert json.loads((out / "dagger.json").read_text())["select_episodes"] == 3
+    # select_episodes is part of a run's identity only under best_success
+    assert "select_episodes" not in _identity(_tiny(bc_run, out), bc_run)
