@@ -72,6 +72,7 @@ def test_takeover_engages_beyond_and_hands_back_under_half():
         (["--beta", "1.5"], "--beta must be in [0, 1]"),
         (["--run", "no/such/run"], "does not exist"),
         (["--beta-schedule", "cosine"], "invalid choice"),
+        (["--select-episodes", "0"], "--select-episodes must be >= 1"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, flags, message):
