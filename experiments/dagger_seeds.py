@@ -30,8 +30,13 @@ from rich.table import Table  # noqa: E402
 
 import configflags  # noqa: E402
 from configflags import UserError, option  # noqa: E402
-from eval.markdown_table import check_table_into, write_table_into  # noqa: E402
-from eval.stats import mean_std, t_interval  # noqa: E402
+from eval.markdown_table import (  # noqa: E402
+    check_table_into,
+    mean_std_cell,
+    seeds_success_cell,
+    write_table_into,
+)
+from eval.stats import t_interval  # noqa: E402
 
 # BC config keys that may differ between the seeds of one row
 SEED_KEYS = frozenset({"seed", "run_dir", "resume"})
@@ -203,20 +208,11 @@ def _pct(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{100 * value:.{digits}f}%"
 
 
-def _mean_std_pct(values: list[float]) -> str:
-    if len(values) == 1:
-        return _pct(values[0])
-    mean, std = mean_std(values)
-    return f"{100 * mean:.1f} ± {100 * std:.1f}%"
-
-
 def success_cell(values: list[float]) -> str:
     """``97.3 ± 1.5% [93%, 100%]``; a single seed has no interval."""
-    interval = t_interval(values)
-    assert interval is not None
-    if not interval.defined:
+    if len(values) == 1:
         return f"{_pct(values[0])} (1 seed)"
-    return f"{_mean_std_pct(values)} [{_pct(interval.low, 0)}, {_pct(interval.high, 0)}]"
+    return seeds_success_cell(values)
 
 
 def row_cells(row: IterationRow) -> list[str]:
@@ -228,9 +224,9 @@ def row_cells(row: IterationRow) -> list[str]:
         f"{round(sum(row.expert_frames) / len(row.expert_frames)):,}",
         success_cell(row.success),
         ", ".join(f"{round(100 * value)}" for value in row.success),
-        _mean_std_pct(row.progress),
-        _mean_std_pct(row.collisions),
-        _mean_std_pct(row.agreement),
+        mean_std_cell(row.progress, True),
+        mean_std_cell(row.collisions, True),
+        mean_std_cell(row.agreement, True),
         f"{sum(row.wall_s) / len(row.wall_s):.0f} s",
     ]
 

@@ -17,7 +17,8 @@ from typing import Any
 from rich.table import Table
 
 from dataset import commit_file, temp_path
-from eval.stats import mean_std, t_interval
+from eval.markdown_table import mean_std_cell, seeds_success_cell
+from eval.stats import mean_std
 from experiments.sweep_spec import Trial, show_value
 
 RESULTS_JSONL = "results.jsonl"
@@ -87,11 +88,7 @@ def _config_groups(rows: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, A
 
 
 def _mean_cell(rows: Sequence[dict[str, Any]], key: str) -> str:
-    values = [row[key] for row in rows if row.get(key) is not None]
-    if not values:
-        return "-"
-    mean, std = mean_std(values)
-    return f"{100 * mean:.1f} ± {100 * std:.1f}%" if len(values) > 1 else _pct(mean)
+    return mean_std_cell([row.get(key) for row in rows], True)
 
 
 def _group_cells(rows: Sequence[dict[str, Any]]) -> list[str]:
@@ -210,8 +207,7 @@ PAGE_COLUMNS = ("success [95% CI]", "progress", "collisions", "expert agreement"
 def _page_success(rows: Sequence[dict[str, Any]]) -> str:
     if len(rows) == 1:
         return _success_cell(rows[0]["success_rate"], *rows[0]["success_ci"])
-    interval = t_interval(row["success_rate"] for row in rows)
-    return f"{_mean_cell(rows, 'success_rate')} [{_pct(interval.low, 0)}, {_pct(interval.high, 0)}]"
+    return seeds_success_cell([row["success_rate"] for row in rows])
 
 
 def _page_frames(rows: Sequence[dict[str, Any]]) -> str:
