@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -218,16 +219,19 @@ class EpisodeWorker:
 
 def make_tasks(
     seed: int, episodes: int, video_dir: Path | None = None, video_episodes: int = 0,
-    video_format: str = "mp4", first_world: int = 0,
+    video_format: str = "mp4", first_world: int = 0, indices: Sequence[int] | None = None,
 ) -> list[EpisodeTask]:  # fmt: skip
     """Tasks of an evaluation: episode ``i`` flies ``eval_seed(seed, first_world + i)``.
 
-    The first ``video_episodes`` episodes get a video file in ``video_dir``.
+    ``indices`` replaces ``range(episodes)``: only those episodes are flown, each in the world
+    it has in the whole sequence (re-flying chosen episodes of an earlier evaluation). The
+    first ``video_episodes`` tasks get a video file in ``video_dir``.
     """
+    chosen = range(episodes) if indices is None else indices
     tasks = []
-    for index in range(episodes):
+    for position, index in enumerate(chosen):
         video = None
-        if video_dir is not None and index < video_episodes:
+        if video_dir is not None and position < video_episodes:
             video = str(Path(video_dir) / f"episode_{index:03d}.{video_format}")
         tasks.append(EpisodeTask(index, eval_seed(seed, first_world + index), video))
     return tasks

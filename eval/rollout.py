@@ -66,6 +66,8 @@ WORLD_OVERRIDES = ("obstacle_density", "clutter_density", "randomize", "randomiz
                    "n_segments", "segment_length")  # fmt: skip
 # env arguments that fix the net's input and output: a checkpoint only fits its own values
 STRUCTURAL_OVERRIDES = ("image_size", "obs_mode", "n_bins")
+# failed episodes the printed table lists by index (the results file has them all)
+FAILURES_SHOWN = 10
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,12 @@ class RolloutConfig:
         False, "evaluate the scripted expert instead of a policy (the reference row; no run needed)"
     )
     episodes: int = option(DEFAULT_EPISODES, "held-out episodes to fly")
+    only_episodes: tuple[int, ...] | None = option(
+        None,
+        "fly only these episode indices, each in the world it has in the whole evaluation (e.g."
+        " the failed episodes an earlier evaluation lists, with --video); replaces --episodes",
+        metavar="I",
+    )
     seed: int = option(
         DEFAULT_SEED, "base seed of the held-out worlds: episode i flies eval_seed(seed, i)"
     )
@@ -147,6 +155,12 @@ class RolloutConfig:
                 f"{', '.join(CHECKPOINTS)}")  # fmt: skip
         require(1 <= self.episodes <= MAX_EPISODES,
                 f"--episodes must be in [1, {MAX_EPISODES}], got {self.episodes}")  # fmt: skip
+        if self.only_episodes is not None:
+            require(all(0 <= i < MAX_EPISODES for i in self.only_episodes),
+                    f"--only-episodes indices must be in [0, {MAX_EPISODES}), "
+                    f"got {' '.join(map(str, self.only_episodes))}")  # fmt: skip
+            require(len(set(self.only_episodes)) == len(self.only_episodes),
+                    "--only-episodes lists an index twice")  # fmt: skip
         require(self.seed >= 0, f"--seed must be >= 0, got {self.seed}")
         require(
             self.workers >= 0, f"--workers must be >= 0 (0 = the usable cores), got {self.workers}"
@@ -184,11 +198,21 @@ class RolloutConfig:
         return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
 
     @property
+    def chosen_episodes(self) -> list[int] | None:
+        """The ``--only-episodes`` indices in ascending order (the order records come in)."""
+        return None if self.only_episodes is None else sorted(self.only_episodes)
+
+    @property
+    def episode_count(self) -> int:
+        """How many episodes are flown: ``--episodes``, or the ``--only-episodes`` listed."""
+        return self.episodes if self.only_episodes is None else len(self.only_episodes)
+
+    @property
     def videos(self) -> int:
         """How many episodes get a video."""
         if self.video_episodes is not None:
-            return min(self.video_episodes, self.episodes)
-        return self.episodes if self.video else 0
+            return min(self.video_episodes, self.episode_count)
+        return self.episode_count if self.video else 0
 
 
 @dataclass
@@ -335,7 +359,7 @@ def main(config: RolloutConfig) -> RolloutResult:
         check_compatible(base_kwargs, requested, checkpoint, policy)
     changed = _world_overrides(base_kwargs, overrides)
     which = "expert" if config.expert else checkpoint.stem
-    stem = results_stem(which, config.seed, config.episodes, changed)
+    stem = results_stem(which, config.seed, config.episodes, changed, config.chosen_episodes)
     out = config.out if config.out is not None else _default_out(run_dir, stem)
     if out.is_dir():  # a folder given as --out: the default file name inside it
         out = out / f"{stem}.json"
@@ -350,7 +374,7 @@ def main(config: RolloutConfig) -> RolloutResult:
         agent = PolicyAgentFactory(str(checkpoint), preloaded=policy)
     setup = WorkerSetup(env=env_spec, agent=agent, labeller=labeller)
     tasks = make_tasks(config.seed, config.episodes, video_dir, config.videos,
-                       config.video_format)  # fmt: skip
+                       config.video_format, indices=config.chosen_episodes)  # fmt: skip
 
     with Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -380,6 +404,8 @@ def main(config: RolloutConfig) -> RolloutResult:
         "labeller": labeller.config,
         "seed": config.seed,
         "seeds": [task.seed for task in tasks],
+        # a chosen subset of the episodes (--only-episodes), or None for episodes 0..N-1
+        "episode_indices": config.chosen_episodes,
         "workers": workers,
         "env_id": env_spec.env_id,
         "env_kwargs": full_env_kwargs(requested),
@@ -393,7 +419,10 @@ def main(config: RolloutConfig) -> RolloutResult:
     write_json(out, data)
     if not config.quiet:
         Console().print(summary_table(data))
-        # plain print: a path must not be wrapped or read as rich markup
+        # plain prints: paths and lists must not be wrapped or read as rich markup
+        failures = failure_line(data["records"])
+        if failures:
+            print(failures)
         print(f"results: {out}" + (f", videos: {video_dir}/" if video_dir else ""))
     return RolloutResult(summary, records, out, data)
 
@@ -412,7 +441,10 @@ def summary_table(data: dict[str, Any]) -> Table:
     else:
         meta = data.get("policy") or {}
         title = f"{data['run']} {data['which']} ({meta.get('net')}, {meta.get('frames')} frames)"
+    indices = data.get("episode_indices")
     caption = f"{n} held-out episodes, seed {data['seed']}"
+    if indices is not None:
+        caption = f"held-out episodes {', '.join(map(str, indices))} of seed {data['seed']}"
     if data["overrides"]:
         caption += ", env overrides " + ", ".join(f"{k}={v}" for k, v in data["overrides"].items())
     table = Table(title=f"Closed loop: {title}", caption=caption)
@@ -445,6 +477,25 @@ def summary_table(data: dict[str, Any]) -> Table:
     agent = "expert" if data["kind"] == "expert" else "policy"
     table.add_row(f"{agent} latency", f"{s['latency_ms']:.2f} ms/step")
     return table
+
+
+def failure_line(records: list[dict[str, Any]], shown: int = FAILURES_SHOWN) -> str:
+    """The episodes that did not reach the goal: index, outcome, metres flown, step.
+
+    ``failed episodes (2): 7 collision at 2.4 m (step 19), 66 collision at 22.8 m (step 273)``:
+    the first ``shown`` in index order, then how many more; an empty string when every episode
+    reached the goal. The indices are what ``--only-episodes`` takes to fly them again.
+    """
+    failed = sorted((r for r in records if r["outcome"] != "goal"), key=lambda r: r["index"])
+    if not failed:
+        return ""
+    parts = [
+        f"{r['index']} {r['outcome']} at {r['progress_m']:.1f} m (step {r['steps']})"
+        for r in failed[:shown]
+    ]
+    if len(failed) > shown:
+        parts.append(f"and {len(failed) - shown} more")
+    return f"failed episodes ({len(failed)}): " + ", ".join(parts)
 
 
 if __name__ == "__main__":

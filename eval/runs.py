@@ -7,9 +7,10 @@ written to its ``eval/`` folder as ``<checkpoint>_seed<seed>_n<episodes>[__overr
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,8 @@ DEFAULT_RUNS_DIR = Path("runs")
 CHECKPOINTS = CHECKPOINT_NAMES
 EXPERT_DIR_NAME = "expert"
 RESULTS_FORMAT_VERSION = 1
+# up to this many --only-episodes indices name the results file one by one
+NAMED_INDICES = 10
 
 
 def is_run_dir(path: Path) -> bool:
@@ -133,9 +136,26 @@ def write_json(path: Path, data: Any) -> None:
     partial.replace(path)
 
 
-def results_stem(which: str, seed: int, episodes: int, overrides: Mapping[str, Any]) -> str:
-    """File stem of an evaluation: ``best_val_loss_seed0_n20__obstacle_density-0.5``."""
-    stem = f"{which}_seed{seed}_n{episodes}"
+def results_stem(
+    which: str,
+    seed: int,
+    episodes: int,
+    overrides: Mapping[str, Any],
+    indices: Sequence[int] | None = None,
+) -> str:
+    """File stem of an evaluation: ``best_val_loss_seed0_n20__obstacle_density-0.5``.
+
+    A chosen subset of episodes (``indices``) is named by them instead of the count
+    (``last_seed0_only7-22-72``), or by their count and a digest when there are more than
+    ``NAMED_INDICES``, so it never takes the place of a whole evaluation's file.
+    """
+    if indices is None:
+        stem = f"{which}_seed{seed}_n{episodes}"
+    elif len(indices) <= NAMED_INDICES:
+        stem = f"{which}_seed{seed}_only{'-'.join(map(str, indices))}"
+    else:
+        digest = hashlib.sha1(",".join(map(str, indices)).encode()).hexdigest()[:8]
+        stem = f"{which}_seed{seed}_only{len(indices)}x{digest}"
     for key in sorted(overrides):
         value = overrides[key]
         if isinstance(value, (list, tuple)):
@@ -180,6 +200,8 @@ def pick_results(
             continue
         if bool(data.get("overrides")) != overrides:
             continue
+        if data.get("episode_indices") is not None:
+            continue  # chosen episodes flown again (--only-episodes): not the run's figure
         candidates.append((data["summary"]["episodes"], path.stat().st_mtime, data))
     if not candidates:
         return None

@@ -11,7 +11,8 @@ from configflags import parse_config, run_main
 from envs.seeds import eval_seed, is_eval_seed
 from eval.episodes import TIMING_FIELDS
 from eval.errors import EvalError
-from eval.rollout import RolloutConfig, main
+from eval.rollout import RolloutConfig, failure_line, main, summary_table
+from eval.runs import pick_results, results_stem
 from tests.eval.helpers import fake_run, shared_tiny_run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -207,6 +208,61 @@ def test_videos_of_the_first_episodes(runs):
     assert all_videos.path == runs / "v.json"
 
 
+def test_only_episodes_fly_the_same_worlds_as_the_whole_evaluation(runs):
+    [run] = list(runs.iterdir())
+    whole = main(_config(runs, "--episodes", "3"))
+    chosen = main(
+        _config(runs, "--only-episodes", "2", "1", "--video-episodes", "1",
+                "--video-size", "96", "--video-format", "gif")
+    )  # fmt: skip
+    assert chosen.path == run / "eval" / "last_seed0_only1-2.json"  # in ascending order
+    data = chosen.data
+    assert data["episode_indices"] == [1, 2] and whole.data["episode_indices"] is None
+    assert data["seeds"] == [eval_seed(0, 1), eval_seed(0, 2)]
+    by_index = {r["index"]: r for r in _strip(whole.data["records"])}
+    expected = [{**by_index[1], "video": None}, {**by_index[2], "video": None}]
+    assert [{**r, "video": None} for r in _strip(data["records"])] == expected
+    video_dir = chosen.path.with_suffix("")
+    assert [p.name for p in video_dir.iterdir()] == ["episode_001.gif"]  # named by index
+    assert data["summary"]["episodes"] == 2
+    # a chosen subset is never reported as the run's figure, even when it is the newest file
+    assert pick_results(run, "last", 0)["summary"]["episodes"] == 3
+    whole.path.unlink()
+    assert pick_results(run, "last", 0) is None
+
+
+def test_failed_episodes_are_listed_by_index():
+    def record(index, outcome, progress_m, steps):
+        return {"index": index, "outcome": outcome, "progress_m": progress_m, "steps": steps}
+
+    records = [record(3, "timeout", 12.34, 600), record(0, "goal", 30.0, 300),
+               record(1, "collision", 2.44, 19)]  # fmt: skip
+    assert failure_line(records) == (
+        "failed episodes (2): 1 collision at 2.4 m (step 19), 3 timeout at 12.3 m (step 600)"
+    )
+    assert failure_line(records, shown=1) == (
+        "failed episodes (2): 1 collision at 2.4 m (step 19), and 1 more"
+    )
+    assert failure_line([record(0, "goal", 30.0, 300)]) == ""
+
+
+def test_the_printed_results_name_the_chosen_and_the_failed_episodes(runs, capsys):
+    result = main(_parse(["--runs-dir", str(runs), "--only-episodes", "4", "1"]))
+    out = capsys.readouterr().out
+    assert "held-out episodes 1, 4 of seed 0" in out
+    failures = [r["index"] for r in result.data["records"] if r["outcome"] != "goal"]
+    assert ("failed episodes (" in out) == bool(failures)
+    assert summary_table(result.data).caption == "held-out episodes 1, 4 of seed 0"
+
+
+def test_many_chosen_episodes_name_the_file_by_count_and_digest():
+    indices = list(range(12))
+    stem = results_stem("last", 0, 100, {}, indices)
+    assert stem.startswith("last_seed0_only12x") and len(stem) == len("last_seed0_only12x") + 8
+    assert stem != results_stem("last", 0, 100, {}, list(range(1, 13)))
+    assert results_stem("last", 0, 100, {}, [5]) == "last_seed0_only5"
+
+
 def test_an_existing_folder_as_out_gets_the_default_file_name(runs, tmp_path):
     result = main(_config(runs, "--episodes", "1", "--out", str(tmp_path)))
     assert result.path == tmp_path / "last_seed0_n1.json"
@@ -243,6 +299,8 @@ def test_table_goes_to_stdout_unless_quiet(runs, capsys):
         (["--obstacle-density", "2"], "--obstacle-density must be in [0, 1]"),
         (["--video-size", "50"], "--video-size must be >= 96"),
         (["--segment-length", "5", "4"], "--segment-length needs 0 < MIN <= MAX"),
+        (["--only-episodes", "3", "3"], "--only-episodes lists an index twice"),
+        (["--only-episodes", "-1"], "--only-episodes indices must be in [0, 1000000), got -1"),
     ],
 )
 def test_bad_input_is_one_error_line_and_exit_2(tmp_path, argv, message, capsys):
@@ -278,6 +336,7 @@ def test_config_is_validated_when_built_in_code():
     assert RolloutConfig(video_episodes=3, episodes=2).videos == 2
     assert RolloutConfig(video=True, episodes=4).videos == 4
     assert RolloutConfig().videos == 0
+    assert RolloutConfig(video=True, only_episodes=(7, 2)).videos == 2
 
 
 @pytest.mark.slow
