@@ -11,7 +11,8 @@ from configflags import parse_config, run_main
 from envs.seeds import eval_seed, is_eval_seed
 from eval.episodes import TIMING_FIELDS
 from eval.errors import EvalError
-from eval.rollout import RolloutConfig, failure_line, main, summary_table
+from eval.rollout import RolloutConfig, main
+from eval.rollout_summary import failure_line, summary_table
 from eval.runs import pick_results, results_stem
 from tests.eval.helpers import fake_run, shared_tiny_run
 
