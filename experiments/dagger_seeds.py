@@ -10,7 +10,9 @@ frames and the mean wall time per seed. The table goes to the console and, with
 
 Each argument is a DAgger output folder (``OUT`` of ``experiments.dagger``) or a BC run whose
 ``RUN/dagger`` holds one. Runs whose DAgger flags or BC configs differ in anything but the
-seed are refused, as are two runs of the same seed.
+seed are refused, as are two runs of the same seed; BC settings that change how a run ran or
+was watched, not what it learnt (threads, device, progress, logging, closed-loop checks between
+epochs unless ``--which best_success`` flies their choice), may differ.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 import configflags  # noqa: E402
+from bc.config import SESSION_FIELDS  # noqa: E402
 from configflags import UserError, option  # noqa: E402
 from eval.markdown_table import (  # noqa: E402
     check_table_into,
@@ -40,6 +43,13 @@ from eval.stats import t_interval  # noqa: E402
 
 # BC config keys that may differ between the seeds of one row
 SEED_KEYS = frozenset({"seed", "run_dir", "resume"})
+# bc.train's session fields other than the data and the training length: they change how a
+# BC run ran or was watched (threads, progress, closed-loop checks between epochs), not what
+# it learnt, so they may differ too
+HOW_IT_RAN_KEYS = SESSION_FIELDS - {"data", "epochs", "steps"}
+# ...except that the closed-loop checks choose the BC run's best_success.pt, which flies as
+# iteration 0 under --which best_success
+SELECTION_KEYS = frozenset({"eval_every", "eval_episodes"})
 
 
 class DaggerSeedsError(UserError):
@@ -132,7 +142,10 @@ def check_comparable(runs: list[SeedRun]) -> None:
                 f"{first.out} and {other.out} were run with different DAgger flags"
                 f" ({', '.join(flags)}): report them separately"
             )
-        config = _differences(first.bc_config, other.bc_config, SEED_KEYS)
+        ignore = SEED_KEYS | HOW_IT_RAN_KEYS
+        if first.flags.get("which") == "best_success":
+            ignore -= SELECTION_KEYS
+        config = _differences(first.bc_config, other.bc_config, ignore)
         if config:
             raise DaggerSeedsError(
                 f"the BC runs of {first.out} and {other.out} differ in {', '.join(config)},"

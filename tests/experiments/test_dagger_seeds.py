@@ -104,13 +104,33 @@ def test_runs_that_reached_different_iterations_share_the_common_ones(tmp_path):
         (dict(seed=1, flags={"beta": 0.3}), "different DAgger flags \\(beta\\)"),
         (dict(seed=1, bc={"epochs": 3}), "differ in epochs, not only in the seed"),
         (dict(seed=1, finished=False), "has not finished"),
+        (dict(seed=1, bc={"data": "data/d05"}), "differ in data, not only in the seed"),
+        (dict(seed=1, bc={"steps": 500}), "differ in steps, not only in the seed"),
+        # under best_success the BC run's closed-loop checks chose the checkpoint of iteration 0
+        (
+            dict(
+                seed=1, flags={"which": "best_success"}, bc={"eval_every": 1, "eval_episodes": 30}
+            ),
+            "differ in eval_episodes, eval_every, not only in the seed",
+        ),
     ],
 )
 def test_runs_that_cannot_be_reported_together_are_refused(tmp_path, second, message):
-    first = _make_run(tmp_path / "a", 0)
+    which = {key: value for key, value in second.get("flags", {}).items() if key == "which"}
+    first = _make_run(tmp_path / "a", 0, flags=which)
     other = _make_run(tmp_path / "b", **second)
     with pytest.raises(UserError, match=message):
         dagger_seeds(DaggerSeedsConfig(runs=(first, other)))
+
+
+def test_how_a_bc_run_ran_or_was_watched_may_differ(tmp_path):
+    # seed 2's BC run was trained with closed-loop checks after every epoch, on 2 threads,
+    # with a progress bar: the same recipe, so under --which last it shares a row
+    watched = {"eval_every": 1, "eval_episodes": 30, "eval_workers": 2, "progress": True,
+               "threads": 2, "device": "cpu", "tensorboard": False, "log_every": 50}  # fmt: skip
+    runs = (_make_run(tmp_path, 0), _make_run(tmp_path, 1), _make_run(tmp_path, 2, bc=watched))
+    rows = dagger_seeds(DaggerSeedsConfig(runs=runs))
+    assert [row["seeds"] for row in rows] == [[0, 1, 2]] * 3
 
 
 def test_bad_input_is_one_line_and_exit_2(tmp_path):
