@@ -135,6 +135,9 @@ def _differences(a: dict[str, Any], b: dict[str, Any], ignore: frozenset[str]) -
 def check_comparable(runs: list[SeedRun]) -> None:
     """Refuse runs that differ in more than the BC run's seed, or that share a seed."""
     first = runs[0]
+    ignore = SEED_KEYS | HOW_IT_RAN_KEYS
+    if first.flags.get("which") == "best_success":
+        ignore -= SELECTION_KEYS
     for other in runs[1:]:
         flags = _differences(first.flags, other.flags, frozenset({"run", "iterations"}))
         if flags:
@@ -142,9 +145,6 @@ def check_comparable(runs: list[SeedRun]) -> None:
                 f"{first.out} and {other.out} were run with different DAgger flags"
                 f" ({', '.join(flags)}): report them separately"
             )
-        ignore = SEED_KEYS | HOW_IT_RAN_KEYS
-        if first.flags.get("which") == "best_success":
-            ignore -= SELECTION_KEYS
         config = _differences(first.bc_config, other.bc_config, ignore)
         if config:
             raise DaggerSeedsError(
