@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 import pickle
 import signal
 import threading
@@ -46,6 +45,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from artifacts.atomic import atomic_path
+from artifacts.formats import check_format
 from bc.checkpoint_names import (  # noqa: F401  (re-exported: the file names' old home)
     BEST_SUCCESS,
     BEST_VAL_LOSS,
@@ -120,16 +121,8 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     check_plain(payload)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with signals_deferred():
-        try:
-            with open(temporary, "wb") as file:
-                torch.save(payload, file)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temporary, path)
-        finally:
-            temporary.unlink(missing_ok=True)
+    with signals_deferred(), atomic_path(path) as temporary, open(temporary, "wb") as file:
+        torch.save(payload, file)
 
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -148,13 +141,8 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(
             f"{path} is not a readable corridor-bc checkpoint ({reason[:200]})"
         ) from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a corridor-bc checkpoint")
-    if payload.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(
-            f"{path} has checkpoint format {payload.get('format_version')!r};"
-            f" this corridor-bc reads version {FORMAT_VERSION}"
-        )
+    check_format(str(path), payload, (FORMAT_VERSION,), CheckpointError, name=FORMAT,
+                 kind="checkpoint")  # fmt: skip
     missing = [key for key in REQUIRED_KEYS if key not in payload]
     if missing:
         raise CheckpointError(f"{path} lacks {', '.join(missing)}")

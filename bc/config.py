@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from bc.augment import AUGMENTS
@@ -77,6 +78,8 @@ BPTT_MODES = ("full", "window", "sliding")
 
 # Fields that may differ when a run is resumed: they change how long or where it runs, not
 # what it computes. Everything else must match the checkpoint for the resume to be exact.
+# ``run_dir`` among them: a run resumes from wherever its folder is now (moved, renamed, or
+# named by another relative path), which its saved ``run_dir`` need not name.
 SESSION_FIELDS = frozenset(
     {
         "data",
@@ -91,8 +94,14 @@ SESSION_FIELDS = frozenset(
         "eval_episodes",
         "eval_workers",
         "resume",
+        "run_dir",
     }
 )
+
+
+def _same_folder(first: str | Path, second: str | Path) -> bool:
+    """Whether two paths name one folder (relative to the working directory, links followed)."""
+    return Path(first).resolve() == Path(second).resolve()
 
 
 @dataclass
@@ -350,8 +359,12 @@ class TrainConfig:
             raise ConfigError("--freeze takes non-empty parameter-name prefixes")
         if any(not spec.strip() for spec in self.init_from):
             raise ConfigError("--init-from takes CKPT or CKPT:PART, got an empty value")
-        if self.resume and self.run_dir:
-            raise ConfigError("--resume RUN_DIR already names the run; drop --run-dir")
+        # resume_config sets run_dir to the folder resumed; only another folder is a conflict
+        if self.resume and self.run_dir and not _same_folder(self.resume, self.run_dir):
+            raise ConfigError(
+                f"--resume {self.resume} already names the run; drop --run-dir {self.run_dir},"
+                " which names another folder"
+            )
         if not self.data:
             raise ConfigError("--data must name a dataset directory")
 

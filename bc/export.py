@@ -18,7 +18,6 @@ compared with the PyTorch policy (``--no-verify`` skips that).
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from artifacts.atomic import write_json_atomic
 from bc.checkpoint import (
     BEST_SUCCESS,
     BEST_VAL_LOSS,
@@ -322,9 +322,7 @@ def main(config: ExportConfig) -> ExportResult:
             path.unlink(missing_ok=True)
             raise CommandFailed(f"{failure}; removed it (--no-verify keeps such a file)") from None
     metadata_file = path.with_name(path.name + ".json")
-    partial = metadata_file.with_name(f".{metadata_file.name}.partial")
-    partial.write_text(json.dumps(metadata, indent=2) + "\n")
-    os.replace(partial, metadata_file)
+    write_json_atomic(metadata_file, metadata, indent=2)
     if not config.quiet:
         size = path.stat().st_size / 1e6
         check = "" if error is None else f", max deviation from PyTorch {error:.2g}"

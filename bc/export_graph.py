@@ -22,7 +22,6 @@ The batch size is free; everything else is fixed by the checkpoint.
 from __future__ import annotations
 
 import contextlib
-import os
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from artifacts.atomic import atomic_path
 from bc.heads import bin_to_yaw
 
 if TYPE_CHECKING:
@@ -147,11 +147,6 @@ def quiet_torch_jit() -> Iterator[None]:
         yield
 
 
-def _temporary_beside(path: Path) -> Path:
-    """Where ``path`` is written in full before it is renamed over ``path``."""
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
-
-
 def write_onnx(policy: Policy, path: Path, opset: int, metadata: dict[str, str]) -> None:
     """Export ``policy``'s graph to ONNX at ``path``, with ``metadata`` as metadata_props.
 
@@ -169,8 +164,7 @@ def write_onnx(policy: Policy, path: Path, opset: int, metadata: dict[str, str])
         batch_axes[name] = {1 if name in STATE_OUTPUTS else 0: "batch"}
     for name in STATE_INPUTS if policy.recurrent else ():
         batch_axes[name] = {1: "batch"}
-    temporary = _temporary_beside(path)
-    try:
+    with atomic_path(path) as temporary:
         with quiet_torch_jit(), torch.no_grad():
             torch.onnx.export(
                 module,
@@ -190,19 +184,11 @@ def write_onnx(policy: Policy, path: Path, opset: int, metadata: dict[str, str])
         model.producer_name = "corridor-bc"
         onnx.checker.check_model(model)
         onnx.save(model, str(temporary))
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def write_torchscript(policy: Policy, path: Path, extra_files: dict[str, str]) -> None:
     """Trace ``policy``'s graph and save it as TorchScript at ``path`` with ``extra_files``."""
     module = export_module(policy)
-    temporary = _temporary_beside(path)
-    try:
-        with quiet_torch_jit(), torch.no_grad():
-            traced = torch.jit.trace(module, example_inputs(policy), check_trace=False)
-            torch.jit.save(traced, str(temporary), _extra_files=extra_files)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    with atomic_path(path) as temporary, quiet_torch_jit(), torch.no_grad():
+        traced = torch.jit.trace(module, example_inputs(policy), check_trace=False)
+        torch.jit.save(traced, str(temporary), _extra_files=extra_files)

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from artifacts.formats import check_format
 from bc.errors import CheckpointError
 from bc.export_graph import (
     FRAMES,
@@ -113,13 +114,8 @@ def _parse_metadata(path: Path, text: str | None) -> dict[str, Any]:
         metadata = json.loads(text)
     except ValueError:
         raise CheckpointError(f"{path} has unreadable corridor-bc metadata") from None
-    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a corridor-bc exported policy")
-    if metadata.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(
-            f"{path} has export format {metadata.get('format_version')!r}; this corridor-bc"
-            f" reads version {FORMAT_VERSION}"
-        )
+    check_format(str(path), metadata, (FORMAT_VERSION,), CheckpointError, name=FORMAT,
+                 kind="exported policy")  # fmt: skip
     return metadata
 
 

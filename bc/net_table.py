@@ -38,14 +38,15 @@ from torch.multiprocessing.reductions import StorageWeakRef
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
+from artifacts.markdown_block import block_markers, write_block
 from bc.config import check_declared_choices, check_range
 from bc.errors import ConfigError
 from bc.nets import NETS, NetSpec, build_net
 from configflags import option, run_main
 
 DOCS_PATH = Path(__file__).resolve().parents[1] / "docs" / "classic_nets.md"
-START_MARKER = "<!-- specs:start -->"
-END_MARKER = "<!-- specs:end -->"
+DOCS_BLOCK = "specs"
+START_MARKER, END_MARKER = block_markers(DOCS_BLOCK)
 MIB = 2**20
 
 
@@ -300,17 +301,7 @@ def net_table_markdown(rows: Sequence[NetMeasurement], caption: str) -> str:
 
 def write_docs_section(path: str | Path, markdown: str) -> None:
     """Replace what lies between the marker comments of ``path`` with ``markdown``."""
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"--docs {path}: no such file")
-    text = path.read_text()
-    start, end = text.find(START_MARKER), text.find(END_MARKER)
-    if start < 0 or end < start:
-        raise ConfigError(
-            f"--docs {path} needs a line {START_MARKER} followed later by a line {END_MARKER}"
-        )
-    before = text[: start + len(START_MARKER)]
-    path.write_text(f"{before}\n{markdown}\n{text[end:]}")
+    write_block(Path(path), DOCS_BLOCK, markdown, "--docs", ConfigError)
 
 
 def main(config: NetTableConfig) -> list[NetMeasurement]:

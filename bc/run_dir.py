@@ -20,12 +20,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any
 
+from artifacts.atomic import copy_file_atomic, write_json_atomic
 from bc.checkpoint import LAST, checkpoint_dir, read_checkpoint
 from bc.config import SESSION_FIELDS, TrainConfig, config_from_dict, config_to_dict
 from bc.errors import ConfigError, TrainError
@@ -58,10 +57,14 @@ def new_run_dir(config: TrainConfig) -> Path:
     raise TrainError(f"cannot create a run directory under {root}")
 
 
-def resume_config(run_dir: str | Path, **session: Any) -> TrainConfig:
+def resume_config(run_dir: str | Path, /, **session: Any) -> TrainConfig:
     """The config of the run in ``run_dir`` with some session fields replaced.
 
-    Only session fields (``epochs``, ``steps``, ``device``, ...) may change on resume.
+    Only session fields (``epochs``, ``steps``, ``device``, ...) may change on resume. The
+    run lives in ``run_dir`` from now on: a saved ``run_dir`` (``--run-dir`` of a new run)
+    becomes that folder, whether it was moved since or named by another relative path. A
+    ``run_dir`` in ``session`` (``--run-dir`` given with ``--resume``; hence the positional-only
+    parameter) must name the same folder, which ``TrainConfig`` checks.
     """
     run_dir = Path(run_dir)
     path = run_dir / "config.json"
@@ -78,6 +81,8 @@ def resume_config(run_dir: str | Path, **session: Any) -> TrainConfig:
             f"{flags} cannot change when resuming; start a new run with"
             f" --init-from {checkpoint_dir(run_dir) / LAST} instead"
         )
+    if values.get("run_dir"):
+        values["run_dir"] = str(run_dir)
     values.update(session, resume=str(run_dir))
     return config_from_dict(TrainConfig, values)
 
@@ -86,7 +91,8 @@ def read_resume_checkpoint(config: TrainConfig) -> dict[str, Any]:
     """The last.pt that ``config.resume`` continues, refused if it cannot be resumed exactly.
 
     Every field but the session fields must equal the saved run's, and there must be
-    something left to train.
+    something left to do: epochs or steps to train, or else the results of the last one
+    (a kill while the test split was evaluated leaves last.pt at the end, summary.json not).
     """
     payload = read_checkpoint(checkpoint_dir(config.resume) / LAST)
     saved = config_from_dict(TrainConfig, payload["config"])
@@ -99,13 +105,22 @@ def read_resume_checkpoint(config: TrainConfig) -> dict[str, Any]:
     if changed:
         flags = ", ".join(flag_name(name) for name in changed)
         raise ConfigError(f"--resume {config.resume}: {flags} differ from the saved run")
-    if payload["step"] >= config.steps if config.steps else payload["epoch"] >= config.epochs:
+    trained = payload["step"] >= config.steps if config.steps else payload["epoch"] >= config.epochs
+    if trained and _summary_step(Path(config.resume)) == payload["step"]:
         raise TrainError(
             f"--resume {config.resume}: nothing to train, the run is at epoch"
             f" {payload['epoch']} (step {payload['step']}) already; raise --epochs or"
             " --steps"
         )
     return payload
+
+
+def _summary_step(run_dir: Path) -> int | None:
+    """The step that the run's summary.json reports the results of, if it has one."""
+    try:
+        return json.loads((run_dir / "summary.json").read_text())["steps"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def write_config(run_dir: Path, config: TrainConfig) -> None:
@@ -118,16 +133,12 @@ def write_config(run_dir: Path, config: TrainConfig) -> None:
 
 def write_json(path: Path, values: Any) -> None:
     """Write ``values`` as JSON atomically: a kill leaves the old file or the new one."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(values, indent=2, sort_keys=True) + "\n")
-    os.replace(temporary, path)
+    write_json_atomic(path, values, indent=2, sort_keys=True)
 
 
 def copy_atomic(source: Path, target: Path) -> None:
     """Copy ``source`` to ``target`` atomically (``best_success.pt`` from ``last.pt``)."""
-    temporary = target.with_name(f".{target.name}.tmp")
-    shutil.copyfile(source, temporary)
-    os.replace(temporary, target)
+    copy_file_atomic(source, target)
 
 
 class MetricsLog:

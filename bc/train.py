@@ -16,6 +16,7 @@ which this module's ``__main__`` block, the command line's composition root, bui
 from __future__ import annotations
 
 import math
+import shlex
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -360,11 +361,13 @@ class TrainingRun:
         except KeyboardInterrupt:
             raise TrainingInterrupted(
                 f"interrupted in epoch {self.epoch + 1} (step {self.step}); resume with"
-                f" python -m bc.train --resume {self.run_dir}"
+                f" python -m bc.train --resume {shlex.quote(str(self.run_dir))}"
             ) from None
         finally:
             self.metrics_log.close()
-        assert record is not None  # a resume with nothing to do was refused in __init__
+        # a resume with nothing to train has its checkpoint's record; one with nothing to do
+        # at all was refused in __init__
+        assert record is not None
         results = self._results(record)
         write_json(self.run_dir / "summary.json", results)
         _print_summary(self.console, results)

@@ -9,7 +9,9 @@ which flags were given (``bc.train --resume`` accepts only some).
 
 Field types: ``bool`` (``--x/--no-x``), ``int``, ``float``, ``str``, ``Path``, fixed-length
 ``tuple[T, T]``, ``tuple[T, ...]`` (one or more values), ``list[str]`` (one or more, repeatable),
-each optionally ``| None`` (None is only ever a default).
+each optionally ``| None`` (None is only ever a default). :func:`config_fields` and
+:func:`coerce_value` (``configflags.schema``) give the same flags as data, to set them from a
+file (a sweep spec) with the same types.
 
 Every command runs through :func:`run_main`, so every command ends the same way:
 
@@ -31,11 +33,20 @@ import argparse
 import dataclasses
 import signal
 import sys
-import types
 import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
+
+from configflags.schema import (  # noqa: F401  (the schema is part of the package's interface)
+    ConfigField,
+    coerce_value,
+    config_fields,
+    config_value,
+    flag_name,
+    init_fields,
+    unwrap_optional,
+)
 
 Config = TypeVar("Config")
 
@@ -95,11 +106,6 @@ class CommandFailed(Exception):
         self.details = details
 
 
-def flag_name(field_name: str) -> str:
-    """The command-line flag of a config field: ``noise_sigma`` -> ``--noise-sigma``."""
-    return "--" + field_name.replace("_", "-")
-
-
 class OneLineParser(argparse.ArgumentParser):
     """An argparse parser whose errors are one ``error: ...`` line and exit code 2.
 
@@ -119,19 +125,6 @@ def fail(message: str, code: int = USAGE_ERROR) -> NoReturn:
     """Print ``error: message`` on one line to stderr and exit."""
     print(f"error: {' '.join(str(message).split())}", file=sys.stderr)
     sys.exit(code)
-
-
-def _unwrap_optional(annotation: Any) -> Any:
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        rest = [a for a in typing.get_args(annotation) if a is not type(None)]
-        if len(rest) == 1:
-            return rest[0]
-    return annotation
-
-
-def _fields(cls: type) -> list[tuple[dataclasses.Field, Any]]:
-    hints = typing.get_type_hints(cls)
-    return [(f, hints[f.name]) for f in dataclasses.fields(cls) if f.init]
 
 
 def _default_of(field: dataclasses.Field) -> Any:
@@ -170,7 +163,7 @@ def _argument_for(
     help_text = meta.get("help")
     if not help_text:
         raise TypeError(f"field {field.name} has no help line: declare it with option(help=...)")
-    base = _unwrap_optional(annotation)
+    base = unwrap_optional(annotation)
     kwargs: dict[str, Any] = {
         "help": help_text + _show_default(_default_of(field), help_text),
         "default": argparse.SUPPRESS,
@@ -200,7 +193,7 @@ def _argument_for(
     if positional:
         return [field.name], kwargs
     kwargs["dest"] = field.name
-    flag = meta.get("flag") or "--" + field.name.replace("_", "-")
+    flag = meta.get("flag") or flag_name(field.name)
     names = [flag]
     if aliases and not meta.get("flag") and "_" in field.name:
         names.append("--" + field.name)
@@ -221,7 +214,7 @@ def add_config_arguments(
     """
     seen = set() if _seen is None else _seen
     groups: dict[str, Any] = {}
-    for field, annotation in _fields(cls):
+    for field, annotation in init_fields(cls):
         if dataclasses.is_dataclass(annotation):
             # argparse groups do not nest: every section hangs off the parser itself
             section = parser.add_argument_group(
@@ -267,16 +260,17 @@ def parse_given(
 
 
 def build_config(cls: type[Config], values: dict[str, Any]) -> Config:
-    """Build ``cls`` from parsed flag values; fields not given keep the dataclass default."""
+    """Build ``cls`` from flag values; fields not given keep the dataclass default.
+
+    The values are parsed flags or JSON-ready ones (:func:`coerce_value`'s): a list for a
+    tuple field becomes a tuple, a string for a path field a ``Path``.
+    """
     kwargs: dict[str, Any] = {}
-    for field, annotation in _fields(cls):
+    for field, annotation in init_fields(cls):
         if dataclasses.is_dataclass(annotation):
             kwargs[field.name] = build_config(annotation, values)
         elif field.name in values:
-            value = values[field.name]
-            if isinstance(value, list) and typing.get_origin(_unwrap_optional(annotation)) is tuple:
-                value = tuple(value)
-            kwargs[field.name] = value
+            kwargs[field.name] = config_value(annotation, values[field.name])
     return cls(**kwargs)
 
 

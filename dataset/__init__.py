@@ -10,7 +10,7 @@ format-1 run, recovered by replaying it) and ``dataset.minari_io`` (Minari expor
 with the ``minari`` extra).
 """
 
-from dataset.atomic import commit_file, temp_files, temp_path, write_json_atomic
+from dataset.atomic import temp_files
 from dataset.format import (
     COMPRESSIONS,
     FINAL_FIELDS,
@@ -81,7 +81,6 @@ __all__ = [
     "check_steps",
     "check_values",
     "check_version",
-    "commit_file",
     "cut_run",
     "error_text",
     "file_label",
@@ -96,6 +95,4 @@ __all__ = [
     "step_datasets",
     "step_fields",
     "temp_files",
-    "temp_path",
-    "write_json_atomic",
 ]

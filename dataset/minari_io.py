@@ -37,7 +37,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from dataset.atomic import write_json_atomic
+from artifacts.atomic import write_json_atomic
 from dataset.format import (
     FINAL_FIELDS,
     FORMAT_VERSION,

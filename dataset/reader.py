@@ -17,6 +17,8 @@ from typing import Any
 import h5py
 import numpy as np
 
+from artifacts.formats import check_format
+from artifacts.formats import check_version as check_format_version
 from dataset.format import (
     FINAL_FIELDS,
     MANIFEST,
@@ -104,13 +106,8 @@ def load_run(path: Path, frames: bool = True) -> dict[str, Any]:
 
 def check_version(path: Path, version: Any) -> int:
     """``version`` if this corridor-bc reads it, else ``DatasetError``."""
-    if version not in READABLE_VERSIONS:
-        readable = " or ".join(str(v) for v in READABLE_VERSIONS)
-        raise DatasetError(
-            f"{file_label(path)}: format_version {version!r} is not one this corridor-bc reads"
-            f" ({readable}); a newer corridor-bc may read it"
-        )
-    return int(version)
+    return check_format_version(file_label(path), version, READABLE_VERSIONS, DatasetError,
+                                "; a newer corridor-bc may read it")  # fmt: skip
 
 
 def check_run(path: Path, data: dict[str, np.ndarray], attrs: dict[str, Any]) -> None:
@@ -232,12 +229,7 @@ def read_manifest(
         raise DatasetError(f"{path}: not valid JSON ({error.msg} at line {error.lineno})") from None
     if not isinstance(manifest, dict):
         raise DatasetError(f"{path}: not a JSON object")
-    if manifest.get("format_version") not in READABLE_VERSIONS:
-        readable = " or ".join(str(v) for v in READABLE_VERSIONS)
-        raise DatasetError(
-            f"{path}: format_version {manifest.get('format_version')!r} is not one this"
-            f" corridor-bc reads ({readable})"
-        )
+    check_format(str(path), manifest, READABLE_VERSIONS, DatasetError)
     missing = [key for key in keys if key not in manifest]
     if missing:
         raise DatasetError(f"{path}: keys missing: {', '.join(missing)}")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dataset.atomic import write_json_atomic
+from artifacts.atomic import write_json_atomic
 from dataset.format import FORMAT_VERSION, MANIFEST, RUNS_DIR, SPLITS, run_name, run_path
 from dataset.writer import RunWriter
 from envs.spaces import bin_yaw_commands, image_shape, obs_channels, yaw_command_to_bin

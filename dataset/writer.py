@@ -9,7 +9,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from dataset.atomic import commit_file, temp_path
+from artifacts.atomic import commit_file, temp_path
 from dataset.format import COMPRESSIONS, FINAL_FIELDS, FORMAT_VERSION, STEP_FIELDS
 from dataset.reader import load_run
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
 import tempfile
 from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
+
+from artifacts.atomic import atomic_path
 
 TEXTURE_SIZE = 64
 
@@ -98,7 +99,6 @@ def texture_files() -> list[Path]:
         grey = np.clip(pattern(rng, TEXTURE_SIZE), 0, 255).astype(np.uint8)
         if path.exists():
             continue
-        partial = path.with_name(f".{path.stem}.{os.getpid()}.png")
-        iio.imwrite(partial, np.repeat(grey[:, :, None], 3, axis=2))
-        os.replace(partial, path)
+        with atomic_path(path) as temporary:
+            iio.imwrite(temporary, np.repeat(grey[:, :, None], 3, axis=2))
     return paths

@@ -6,7 +6,9 @@
 * ``python -m eval.bench``: episodes per minute with 1 and 2 workers;
 * ``eval.during_training.evaluate_checkpoint``: the trainer's ``--eval-every`` hook.
 
-Under them: ``eval.episodes`` flies one episode (``eval.agents``: the expert and the agent
+Under them: ``eval.fly`` flies a policy or the expert for each of them (loading, the
+check that the checkpoint fits the env, the labeller, the workers' setup);
+``eval.episodes`` flies one episode (``eval.agents``: the expert and the agent
 protocols, ``eval.policy_agent``: a trained policy) and ``eval.worker_pool`` many, in this
 process or in worker processes; ``eval.runs`` finds runs and their result files;
 ``eval.run_groups``, ``eval.compare_plots`` and ``eval.markdown_table`` are the comparison's

@@ -16,7 +16,6 @@ reports as latency); ``python -m bc.bench --runtimes`` gives the net's own time 
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,19 +27,10 @@ from rich.table import Table
 from bc.checkpoint_names import DEFAULT_CHECKPOINT
 from configflags import CommandFailed, option, run_main
 from envs.spaces import MIN_IMAGE_SIZE
-from eval.agents import ExpertAgentFactory, ExpertLabellerFactory
-from eval.episodes import (
-    TIMING_FIELDS,
-    EpisodeRecord,
-    WorkerSetup,
-    env_spec_from_kwargs,
-    make_tasks,
-)
+from eval.episodes import TIMING_FIELDS, EpisodeRecord
 from eval.errors import EvalError
-from eval.policy_agent import PolicyAgentFactory
-from eval.rollout import labeller_config, load_policy_on_cpu
+from eval.fly import HeldOutWorlds, fly, load_pilot
 from eval.runs import CHECKPOINTS, DEFAULT_RUNS_DIR, resolve_checkpoint
-from eval.worker_pool import run_episodes
 
 
 @dataclass(frozen=True)
@@ -105,29 +95,21 @@ def main(config: BenchConfig) -> list[BenchRow]:
         for k, v in (("n_segments", config.n_segments), ("image_size", config.image_size))
         if v is not None
     }
+    checkpoint = None
     if config.uses_policy:
         checkpoint, _ = resolve_checkpoint(
             config.run, config.checkpoint, config.which, config.runs_dir
         )
-        policy = load_policy_on_cpu(checkpoint)
-        kwargs = {**dict(policy.env_kwargs), **overrides}
-        agent: Any = PolicyAgentFactory(str(checkpoint), preloaded=policy)
-        labeller = ExpertLabellerFactory(labeller_config(policy))
-        what = f"policy {checkpoint}"
-    else:
-        kwargs = overrides
-        agent = ExpertAgentFactory(None)
-        labeller = ExpertLabellerFactory(None)
-        what = "expert"
-    setup = WorkerSetup(env_spec_from_kwargs(kwargs), agent, labeller)
-    tasks = make_tasks(config.seed, config.episodes)
+    # a policy that does not fit the env is refused here, as eval.rollout refuses it
+    pilot = load_pilot(checkpoint, expert=not config.uses_policy, env_overrides=overrides)
+    what = f"policy {checkpoint}" if config.uses_policy else "expert"
+    worlds = HeldOutWorlds(config.seed, config.episodes)
 
     rows = []
     reference = None
     for workers in config.workers:
-        started = time.perf_counter()
-        records = run_episodes(setup, tasks, workers)
-        seconds = time.perf_counter() - started
+        flight = fly(pilot, worlds, workers=workers)
+        records, seconds = flight.records, flight.seconds
         if reference is None:
             reference = _without_timing(records)
         elif _without_timing(records) != reference:

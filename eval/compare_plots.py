@@ -14,15 +14,14 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from artifacts.plots import save_figure
 from eval.run_groups import EVAL_METRICS, RATES, Group, group_stat, metric_series, tag_key
 from eval.stats import ema
 
 
 def _save(figure: Figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(figure)
-    figure.savefig(path, dpi=120)
-    return path
+    return save_figure(figure, path, dpi=120)
 
 
 def _file_tag(tag: str) -> str:

@@ -22,13 +22,8 @@ from typing import Any
 from bc.config import TrainConfig
 from bc.errors import TrainError
 from bc.train import EpochCallback
-from eval.agents import ExpertLabellerFactory
-from eval.episodes import WorkerSetup, env_spec_from_kwargs, make_tasks
 from eval.errors import EvalError
-from eval.policy_agent import PolicyAgentFactory
-from eval.rollout import MAX_EPISODES, check_compatible, labeller_config, load_policy_on_cpu
-from eval.stats import summarize
-from eval.worker_pool import run_episodes
+from eval.fly import MAX_EPISODES, HeldOutWorlds, fly, load_pilot
 
 TRAINING_WORLDS_START = MAX_EPISODES
 # what the trainer logs: keys of the returned dict
@@ -101,18 +96,9 @@ def evaluate_checkpoint(
 def _evaluate(
     checkpoint: Path, episodes: int, seed: int, workers: int, env_overrides: dict[str, Any]
 ) -> dict[str, float]:
-    policy = load_policy_on_cpu(checkpoint)
-    trained = dict(policy.env_kwargs)
-    kwargs = {**trained, **env_overrides}
-    check_compatible(trained, kwargs, checkpoint, policy)
-    setup = WorkerSetup(
-        env=env_spec_from_kwargs(kwargs),
-        agent=PolicyAgentFactory(str(checkpoint), preloaded=policy),
-        labeller=ExpertLabellerFactory(labeller_config(policy)),
-    )
-    tasks = make_tasks(seed, episodes, first_world=TRAINING_WORLDS_START)
-    records = run_episodes(setup, tasks, workers)
-    summary = summarize([record.to_dict() for record in records])
+    pilot = load_pilot(checkpoint, env_overrides=env_overrides)
+    worlds = HeldOutWorlds(seed, episodes, first_world=TRAINING_WORLDS_START)
+    summary = fly(pilot, worlds, workers=workers).summary
     metrics = {key: float(summary[key]) for key in LOGGED_KEYS if summary[key] is not None}
     metrics["episodes"] = float(episodes)
     return metrics

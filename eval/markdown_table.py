@@ -13,24 +13,26 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+from artifacts.cells import interval_cell, pct
+from artifacts.markdown_block import block_markers, check_page, write_block
+from artifacts.markdown_table import markdown_row, markdown_rule
 from eval.errors import EvalError
 from eval.run_groups import Group, RunData, checkpoint_row, eval_value, tag_key
 from eval.stats import mean_std, t_interval
 
 DEFAULT_TABLE_NAME = "results"
-TABLE_START = "<!-- results:start -->"
-TABLE_END = "<!-- results:end -->"
+TABLE_START, TABLE_END = block_markers(DEFAULT_TABLE_NAME)
 
 
 def table_markers(name: str = DEFAULT_TABLE_NAME) -> tuple[str, str]:
     """The start and end marker comments of the table called ``name``."""
-    return f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    return block_markers(name)
 
 
 def _fmt(value: float, percent: bool, digits: int = 1) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
-    return f"{100 * value:.{digits}f}%" if percent else f"{value:.{digits}f}"
+    return pct(value, digits) if percent else f"{value:.{digits}f}"
 
 
 def mean_std_cell(values: Sequence[float], percent: bool = False, digits: int = 1) -> str:
@@ -52,8 +54,7 @@ def _success_cell(group: Group) -> str:
         return "-"
     if len(with_results) == 1:
         s = with_results[0].results["summary"]
-        return (f"{_fmt(s['success_rate'], True)} [{_fmt(s['success_ci_low'], True, 0)}, "
-                f"{_fmt(s['success_ci_high'], True, 0)}]")  # fmt: skip
+        return interval_cell(s["success_rate"], s["success_ci_low"], s["success_ci_high"])
     return seeds_success_cell([run.results["summary"]["success_rate"] for run in with_results])
 
 
@@ -65,8 +66,7 @@ def seeds_success_cell(rates: Sequence[float]) -> str:
     """
     interval = t_interval(rates)
     assert interval is not None, "no success rates"
-    return (f"{mean_std_cell(rates, True)} [{_fmt(interval.low, True, 0)}, "
-            f"{_fmt(interval.high, True, 0)}]")  # fmt: skip
+    return f"{mean_std_cell(rates, True)} [{pct(interval.low, 0)}, {pct(interval.high, 0)}]"
 
 
 def _progress_cell(group: Group) -> str:
@@ -98,7 +98,7 @@ def results_table(
     header = ["group" if grouped else "run", "runs", "epoch"]
     header += [f"{tag}" for tag in table_tags]
     header += ["success [95% CI]", "progress", "collisions", "expert agreement", "episodes"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines = [markdown_row(header), markdown_rule(len(header), compact=True)]
     for group, label in zip(groups, labels, strict=True):
         rows = [checkpoint_row(run.metrics, which) for run in group.runs if run.metrics]
         rows = [row for row in rows if row is not None]
@@ -117,7 +117,7 @@ def results_table(
             mean_std_cell([eval_value(run, "agreement") for run in evaluated], True),
             ",".join(sorted({str(run.results["summary"]["episodes"]) for run in evaluated})) or "-",
         ]
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append(markdown_row(cells))
     return "\n".join(lines) + "\n" + _notes(groups, which, eval_seed)
 
 
@@ -146,31 +146,15 @@ def _differing_env_keys(runs: Sequence[RunData]) -> str:
     return ", ".join(differing)
 
 
-def check_table_into(path: Path, name: str = DEFAULT_TABLE_NAME) -> tuple[int, int, str]:
-    """Refuse a table file without the markers of table ``name``; ``(start, end, text)``.
+def check_table_into(path: Path, name: str = DEFAULT_TABLE_NAME) -> str:
+    """Refuse a table file without the markers of table ``name``; returns the page's text.
 
     Commands that write a table at the end of long work call it first, so that a missing
     marker is found before the work, not after.
     """
-    start_marker, end_marker = table_markers(name)
-    if not path.is_file():
-        raise EvalError(f"--table-into {path} does not exist; create it with the markers "
-                        f"{start_marker} and {end_marker} where the table goes")  # fmt: skip
-    text = path.read_text()
-    start, end = text.find(start_marker), text.find(end_marker)
-    if start < 0 or end < 0 or end < start:
-        raise EvalError(
-            f"--table-into {path} needs the markers {start_marker} and then {end_marker} on their "
-            "own lines, where the table goes"
-        )
-    if text.count(start_marker) > 1 or text.count(end_marker) > 1:
-        raise EvalError(f"--table-into {path} has more than one {start_marker} or {end_marker}")
-    return start + len(start_marker), end, text
+    return check_page(path, name, "--table-into", EvalError)
 
 
 def write_table_into(path: Path, table: str, name: str = DEFAULT_TABLE_NAME) -> None:
     """Replace what lies between the two marker comments of table ``name`` in ``path``."""
-    start, end, text = check_table_into(path, name)
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(f"{text[:start]}\n{table.strip()}\n{text[end:]}")
-    partial.replace(path)
+    write_block(path, name, table, "--table-into", EvalError)

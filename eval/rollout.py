@@ -36,11 +36,18 @@ import envs
 from bc.checkpoint_names import DEFAULT_CHECKPOINT
 from configflags import flag_name, option, run_main
 from envs.options import full_env_kwargs
-from envs.spaces import MIN_IMAGE_SIZE, image_shape, obs_channels
-from eval.agents import ExpertAgentFactory, ExpertLabellerFactory, expert_config_dict
-from eval.episodes import EpisodeRecord, WorkerSetup, env_spec_from_kwargs, make_tasks
+from envs.spaces import MIN_IMAGE_SIZE
+from eval.episodes import EpisodeRecord
 from eval.errors import EvalError
-from eval.policy_agent import PolicyAgentFactory, load_any_policy
+from eval.fly import (
+    MAX_EPISODES,
+    STRUCTURAL_OVERRIDES,
+    WORLD_OVERRIDES,
+    HeldOutWorlds,
+    Videos,
+    fly,
+    load_pilot,
+)
 from eval.rollout_summary import failure_line, summary_table
 from eval.runs import (
     CHECKPOINTS,
@@ -51,21 +58,11 @@ from eval.runs import (
     results_stem,
     write_json,
 )
-from eval.stats import summarize
 from eval.video import MIN_RENDER_SIZE, VIDEO_FORMATS
-from eval.worker_pool import run_episodes, usable_cores
-from expert.experts import EXPERT_KINDS
 
 # 100 episodes tell 90% from 98% apart (95% Wilson intervals [82.6, 94.5] and [93.0, 99.4])
 DEFAULT_EPISODES = 100
 DEFAULT_SEED = 0
-# world indices from here on are kept for model selection during training
-MAX_EPISODES = 1_000_000
-# env arguments an evaluation may change freely: the world, not what the net sees or outputs
-WORLD_OVERRIDES = ("obstacle_density", "clutter_density", "randomize", "randomize_textures",
-                   "n_segments", "segment_length")  # fmt: skip
-# env arguments that fix the net's input and output: a checkpoint only fits its own values
-STRUCTURAL_OVERRIDES = ("image_size", "obs_mode", "n_bins")
 
 
 @dataclass(frozen=True)
@@ -223,105 +220,6 @@ class RolloutResult:
     data: dict[str, Any] = field(repr=False)
 
 
-def _normalised(name: str, value: Any) -> Any:
-    if name == "image_size":
-        return image_shape(value)
-    if name == "segment_length":
-        return tuple(float(v) for v in value)
-    return value
-
-
-def _show(name: str, value: Any) -> str:
-    if name == "image_size" and value[0] == value[1]:
-        return str(value[0])
-    if isinstance(value, tuple):
-        return "x".join(str(v) for v in value)
-    return str(value)
-
-
-def check_compatible(
-    trained_kwargs: dict[str, Any],
-    requested_kwargs: dict[str, Any],
-    checkpoint: Path,
-    policy: Any = None,
-) -> None:
-    """Refuse an env the checkpoint was not made for, saying what differs (one line).
-
-    Compares what fixes the net's input and output: image size, observation mode and action
-    bins of the env the checkpoint was trained on against the requested env, and, where the
-    policy exposes them, the net's own input shape (``spec``) and bin count (``n_bins``).
-    """
-    trained = full_env_kwargs(trained_kwargs)
-    requested = full_env_kwargs(requested_kwargs)
-    differences = []
-    for name in STRUCTURAL_OVERRIDES:
-        was, now = _normalised(name, trained[name]), _normalised(name, requested[name])
-        if was != now:
-            differences.append(f"{name} {_show(name, was)} (checkpoint) != {_show(name, now)}")
-    spec = getattr(policy, "spec", None)
-    if spec is not None and not differences:
-        height, width = image_shape(requested["image_size"])
-        channels = obs_channels(requested["obs_mode"])
-        net_input = (int(spec.height), int(spec.width), int(spec.channels))
-        if net_input != (height, width, channels):
-            differences.append(
-                f"the net takes {'x'.join(map(str, net_input))} (H x W x C) observations but "
-                f"the env gives {height}x{width}x{channels}"
-            )
-    n_bins = getattr(policy, "n_bins", None)
-    if n_bins is not None and not differences and int(n_bins) != int(requested["n_bins"]):
-        differences.append(
-            f"the net predicts {n_bins} action bins but the env has n_bins {requested['n_bins']}"
-        )
-    if differences:
-        raise EvalError(
-            f"checkpoint {checkpoint} does not fit the requested env: {'; '.join(differences)}; "
-            "drop the override or evaluate a checkpoint trained for that env"
-        )
-
-
-def _world_overrides(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """Overrides that actually change the base env (these name the results file)."""
-    defaults = full_env_kwargs(base)
-    return {
-        name: value
-        for name, value in overrides.items()
-        if _normalised(name, value) != _normalised(name, defaults[name])
-    }
-
-
-def load_policy_on_cpu(checkpoint: Path) -> Any:
-    """The policy of a ``.pt`` checkpoint or exported file on CPU: one observation at a time."""
-    return load_any_policy(str(checkpoint), device="cpu")
-
-
-def policy_metadata(policy: Any) -> dict[str, Any]:
-    """What the results file says about the policy (net, frames, head, training seed)."""
-    config = dict(getattr(policy, "config", {}) or {})
-    return {
-        "net": config.get("net"),
-        "frames": config.get("frames"),
-        "head": getattr(policy, "head", config.get("head")),
-        "n_bins": getattr(policy, "n_bins", None),
-        "train_seed": config.get("seed"),
-        "config": config,
-    }
-
-
-def labeller_config(policy: Any | None) -> Any:
-    """The expert whose labels agreement is measured against.
-
-    The dataset's expert when the checkpoint records it (``Policy.expert_config``), so that
-    agreement is measured against the labels the policy was trained on; else the default
-    expert, whose labels are those of every expert kind with the default steering law. Data
-    that no scripted expert recorded (``dataset.synthetic``'s) also falls back to the default.
-    """
-    config = getattr(policy, "expert_config", None) if policy is not None else None
-    if isinstance(config, dict) and config.get("kind") in EXPERT_KINDS:
-        return config
-    return None
-
-
 def _default_out(run_dir: Path, stem: str) -> Path:
     return run_dir / "eval" / f"{stem}.json"
 
@@ -339,47 +237,32 @@ def main(config: RolloutConfig) -> RolloutResult:
     """Fly the episodes, write the results JSON, print the table; returns the results."""
     started = time.perf_counter()
     console = Console(stderr=True, quiet=config.quiet)
-    overrides = config.overrides
-    policy = None
     checkpoint: Path | None = None
     if config.expert and config.run is None and config.checkpoint is None:
         run_dir = config.runs_dir / EXPERT_DIR_NAME
-        base_kwargs: dict[str, Any] = {}
     else:
         checkpoint, run_dir = resolve_checkpoint(
             config.run, config.checkpoint, config.which, config.runs_dir
         )
-        policy = load_policy_on_cpu(checkpoint)
-        base_kwargs = dict(policy.env_kwargs)
-
-    requested = {**base_kwargs, **overrides}
-    if policy is not None and not config.expert:
-        check_compatible(base_kwargs, requested, checkpoint, policy)
-    changed = _world_overrides(base_kwargs, overrides)
-    which = "expert" if config.expert else checkpoint.stem
-    stem = results_stem(which, config.seed, config.episodes, changed, config.chosen_episodes)
+    pilot = load_pilot(checkpoint, expert=config.expert, env_overrides=config.overrides)
+    changed = pilot.changed_overrides
+    stem = results_stem(pilot.name, config.seed, config.episodes, changed, config.chosen_episodes)
     out = config.out if config.out is not None else _default_out(run_dir, stem)
     if out.is_dir():  # a folder given as --out: the default file name inside it
         out = out / f"{stem}.json"
     video_dir = out.with_suffix("") if config.videos else None
-
-    env_spec = env_spec_from_kwargs(requested, config.video_size if config.videos else None)
-    action_type = requested.get("action_type", "discrete")
-    labeller = ExpertLabellerFactory(expert_config_dict(labeller_config(policy), action_type))
-    if config.expert:
-        agent: Any = ExpertAgentFactory(expert_config_dict(None, action_type))
-    else:
-        agent = PolicyAgentFactory(str(checkpoint), preloaded=policy)
-    setup = WorkerSetup(env=env_spec, agent=agent, labeller=labeller)
-    tasks = make_tasks(config.seed, config.episodes, video_dir, config.videos,
-                       config.video_format, indices=config.chosen_episodes)  # fmt: skip
+    videos = None
+    if video_dir is not None:
+        videos = Videos(video_dir, config.videos, config.video_format, config.video_size)
+    chosen = config.chosen_episodes
+    worlds = HeldOutWorlds(config.seed, config.episodes, None if chosen is None else tuple(chosen))
 
     with Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("{task.fields[goals]} goals"), TimeElapsedColumn(),
         console=console, transient=True, disable=config.quiet,
     ) as progress:  # fmt: skip
-        bar = progress.add_task(f"{which} episodes", total=len(tasks), goals=0)
+        bar = progress.add_task(f"{pilot.name} episodes", total=config.episode_count, goals=0)
         goals = 0
 
         def advance(record: EpisodeRecord) -> None:
@@ -387,28 +270,27 @@ def main(config: RolloutConfig) -> RolloutResult:
             goals += record.outcome == "goal"
             progress.update(bar, advance=1, goals=goals)
 
-        workers = config.workers or usable_cores()
-        records = run_episodes(setup, tasks, workers, on_result=advance)
+        flight = fly(pilot, worlds, workers=config.workers, videos=videos, on_result=advance)
 
-    summary = summarize([r.to_dict() for r in records])
+    records = flight.records
     data = {
         "format_version": RESULTS_FORMAT_VERSION,
         "kind": "expert" if config.expert else "policy",
-        "which": which,
+        "which": pilot.name,
         "run": str(run_dir),
         "checkpoint": None if checkpoint is None else str(checkpoint),
-        "policy": None if policy is None or config.expert else policy_metadata(policy),
-        "expert": agent.config if config.expert else None,
-        "labeller": labeller.config,
+        "policy": pilot.metadata,
+        "expert": flight.agent.config if config.expert else None,
+        "labeller": flight.labeller.config,
         "seed": config.seed,
-        "seeds": [task.seed for task in tasks],
+        "seeds": flight.seeds,
         # a chosen subset of the episodes (--only-episodes), or None for episodes 0..N-1
-        "episode_indices": config.chosen_episodes,
-        "workers": workers,
-        "env_id": env_spec.env_id,
-        "env_kwargs": full_env_kwargs(requested),
+        "episode_indices": chosen,
+        "workers": flight.workers,
+        "env_id": flight.env_spec.env_id,
+        "env_kwargs": full_env_kwargs(pilot.env_kwargs),
         "overrides": changed,
-        "summary": summary,
+        "summary": flight.summary,
         "records": [r.to_dict() for r in records],
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "wall_s": time.perf_counter() - started,
@@ -422,7 +304,7 @@ def main(config: RolloutConfig) -> RolloutResult:
         if failures:
             print(failures)
         print(f"results: {out}" + (f", videos: {video_dir}/" if video_dir else ""))
-    return RolloutResult(summary, records, out, data)
+    return RolloutResult(flight.summary, records, out, data)
 
 
 if __name__ == "__main__":

@@ -10,12 +10,10 @@ from typing import Any
 
 from rich.table import Table
 
+from artifacts.cells import interval_cell, pct
+
 # failed episodes the line lists by index (the results file has them all)
 FAILURES_SHOWN = 10
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.1f}%"
 
 
 def summary_table(data: dict[str, Any]) -> Table:
@@ -40,23 +38,25 @@ def summary_table(data: dict[str, Any]) -> Table:
     confidence = round(100 * s["confidence"])
     table.add_row(
         "success",
-        f"{_pct(s['success_rate'])}  [{_pct(s['success_ci_low'])}, {_pct(s['success_ci_high'])}]"
-        f" {confidence}% CI  ({s['successes']}/{n})",
+        interval_cell(
+            s["success_rate"], s["success_ci_low"], s["success_ci_high"], bound_digits=1, gap="  "
+        )
+        + f" {confidence}% CI  ({s['successes']}/{n})",
     )
     table.add_row(
         "progress",
         f"{s['progress_m']:.1f} ± {s['progress_m_std']:.1f} m  "
-        f"({_pct(s['progress_frac'])} of {s['corridor_length_m']:.1f} m)",
+        f"({pct(s['progress_frac'])} of {s['corridor_length_m']:.1f} m)",
     )
     collisions = round(s["collision_rate"] * n)
     timeouts = round(s["timeout_rate"] * n)
-    table.add_row("collisions", f"{collisions}/{n} ({_pct(s['collision_rate'])})")
-    table.add_row("timeouts", f"{timeouts}/{n} ({_pct(s['timeout_rate'])})")
+    table.add_row("collisions", f"{collisions}/{n} ({pct(s['collision_rate'])})")
+    table.add_row("timeouts", f"{timeouts}/{n} ({pct(s['timeout_rate'])})")
     table.add_row(
         "episode length",
         f"{s['mean_steps']:.1f} steps ({s['mean_steps'] / control_hz:.1f} s)",
     )
-    table.add_row("expert agreement", f"{_pct(s['agreement'])} of {s['total_steps']} steps")
+    table.add_row("expert agreement", f"{pct(s['agreement'])} of {s['total_steps']} steps")
     if s.get("expert_nll") is not None:
         table.add_row("expert label NLL", f"{s['expert_nll']:.3f}")
     if s.get("yaw_mse") is not None:

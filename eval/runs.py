@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from artifacts.atomic import write_json_atomic
+from artifacts.formats import check_version
 from bc.checkpoint_names import CHECKPOINT_NAMES
 from eval.errors import EvalError
 
@@ -131,9 +133,7 @@ def _json_safe(value: Any) -> Any:
 def write_json(path: Path, data: Any) -> None:
     """Write strict JSON atomically (a reader never sees half a file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(json.dumps(_json_safe(data), indent=2, allow_nan=False) + "\n")
-    partial.replace(path)
+    write_json_atomic(path, _json_safe(data), indent=2, allow_nan=False)
 
 
 def results_stem(
@@ -175,11 +175,8 @@ def load_results(path: Path) -> dict[str, Any]:
     data = read_json(path)
     if not isinstance(data, dict) or "summary" not in data or "records" not in data:
         raise EvalError(f"{path} is not an evaluation file (no summary/records)")
-    if data.get("format_version") != RESULTS_FORMAT_VERSION:
-        raise EvalError(
-            f"{path} has format_version {data.get('format_version')!r}, "
-            f"expected {RESULTS_FORMAT_VERSION}; re-run python -m eval.rollout"
-        )
+    check_version(str(path), data.get("format_version"), (RESULTS_FORMAT_VERSION,), EvalError,
+                  "; re-run python -m eval.rollout")  # fmt: skip
     return data
 
 

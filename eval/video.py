@@ -30,6 +30,7 @@ import numpy as np
 from matplotlib import font_manager
 from matplotlib.ft2font import FT2Font, LoadFlags
 
+from artifacts.atomic import commit_file, temp_path
 from envs.spaces import bin_yaw_commands
 
 VIDEO_FORMATS = ("mp4", "gif")
@@ -250,7 +251,7 @@ class EpisodeVideo:
         if video_format not in VIDEO_FORMATS:
             raise ValueError(f"video file must end in .mp4 or .gif, got {self.path}")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._partial = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")
+        self._partial = temp_path(self.path)
         if video_format == "gif":
             # Pillow's GIF writer takes the frame duration in milliseconds
             self._writer = imageio.get_writer(self._partial, duration=1000.0 / fps, loop=0)
@@ -271,7 +272,7 @@ class EpisodeVideo:
         """Finish the file; ``keep=False`` deletes it instead (the episode failed)."""
         self._writer.close()
         if keep and self.frames > 0:
-            self._partial.replace(self.path)
+            commit_file(self._partial, self.path)
         else:
             self._partial.unlink(missing_ok=True)
 

@@ -41,6 +41,8 @@ from rich.table import Table
 
 import configflags
 import envs
+from artifacts.atomic import write_json_atomic, write_text_atomic
+from artifacts.cells import pct
 from bc.checkpoint_names import BEST_SUCCESS, CHECKPOINT_NAMES, DEFAULT_CHECKPOINT, LAST
 from bc.config import TrainConfig, config_from_dict, config_to_dict
 from bc.policy import load_policy
@@ -63,7 +65,7 @@ from experiments.dagger_dataset import (
     recorded_names,
     remove_temp_files,
 )
-from experiments.dagger_plot import plot_success, results_markdown
+from experiments.dagger_plot import plot_success, results_markdown, success_cell
 from expert.experts import Takeover
 from expert.recorder import RecordingJob, RunRecorder
 
@@ -314,7 +316,8 @@ class Dagger:
         if (run_dir / "summary.json").is_file():
             return
         if (run_dir / "checkpoints" / f"{LAST}").is_file():
-            resumed = resume_config(run_dir, progress=not self.config.quiet)
+            # the dataset where it is now: OUT may have moved, or been named from another folder
+            resumed = resume_config(run_dir, data=str(self.data), progress=not self.config.quiet)
             train(resumed, closed_loop_callback(resumed))
             return
         shutil.rmtree(run_dir, ignore_errors=True)
@@ -398,10 +401,6 @@ class Dagger:
         return rows
 
 
-def _pct(value: float) -> str:
-    return f"{100 * value:.1f}%"
-
-
 def rows_table(rows: list[dict[str, Any]]) -> Table:
     """The console table of a DAgger run's iterations."""
     table = Table(title="DAgger: closed-loop success per iteration")
@@ -409,15 +408,14 @@ def rows_table(rows: list[dict[str, Any]]) -> Table:
                  "progress", "collisions", "expert agreement", "wall time"):  # fmt: skip
         table.add_column(name, justify="right")
     for row in rows:
-        low, high = row["success_ci"]
         table.add_row(
             str(row["iteration"]),
             "BC" if row["beta"] is None else f"{row['beta']:.3g}",
             f"{row['expert_frames']:,}",
-            f"{_pct(row['success_rate'])} [{_pct(low)}, {_pct(high)}]",
-            _pct(row["progress_frac"]),
-            _pct(row["collision_rate"]),
-            _pct(row["agreement"]),
+            success_cell(row),
+            pct(row["progress_frac"]),
+            pct(row["collision_rate"]),
+            pct(row["agreement"]),
             f"{row['wall_s']:.0f} s",
         )
     return table
@@ -429,8 +427,8 @@ def main(config: DaggerConfig) -> list[dict[str, Any]]:
         check_table_into(config.table_into, config.table_name)
     dagger = Dagger(config)
     rows = dagger.run_all()
-    (dagger.out / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
-    (dagger.out / "results.md").write_text(results_markdown(rows))
+    write_json_atomic(dagger.out / "results.json", rows, indent=2)
+    write_text_atomic(dagger.out / "results.md", results_markdown(rows))
     plot_success(rows, dagger.out / "success.png")
     if config.table_into is not None:
         write_table_into(config.table_into, results_markdown(rows), config.table_name)

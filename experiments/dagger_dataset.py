@@ -17,13 +17,13 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from artifacts.atomic import commit_directory, write_json_atomic
 from dataset import (
     MANIFEST,
     RUNS_DIR,
     DatasetError,
     read_manifest,
     temp_files,
-    write_json_atomic,
 )
 
 RUN_INDEX_STRIDE = 1_000_000
@@ -57,7 +57,7 @@ def copy_dataset(source: Path, target: Path) -> dict[str, Any]:
     manifest = copy.deepcopy(manifest)
     manifest["dagger"] = {"source": str(source), "iterations": {}}
     write_json_atomic(staging / MANIFEST, manifest)
-    staging.rename(target)
+    commit_directory(staging, target)
     return manifest
 
 

@@ -22,24 +22,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+from rich.console import Console
+from rich.table import Table
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
-
-import configflags  # noqa: E402
-from bc.config import SESSION_FIELDS  # noqa: E402
-from configflags import UserError, option  # noqa: E402
-from eval.markdown_table import (  # noqa: E402
+import configflags
+from artifacts import plots
+from artifacts.cells import pct
+from artifacts.markdown_table import markdown_table
+from bc.config import SESSION_FIELDS
+from configflags import UserError, option
+from eval.markdown_table import (
     check_table_into,
     mean_std_cell,
     seeds_success_cell,
     write_table_into,
 )
-from eval.stats import t_interval  # noqa: E402
+from eval.stats import t_interval
 
 # BC config keys that may differ between the seeds of one row
 SEED_KEYS = frozenset({"seed", "run_dir", "resume"})
@@ -217,14 +215,10 @@ def iteration_rows(runs: list[SeedRun]) -> list[IterationRow]:
     return rows
 
 
-def _pct(value: float | None, digits: int = 1) -> str:
-    return "-" if value is None else f"{100 * value:.{digits}f}%"
-
-
 def success_cell(values: list[float]) -> str:
     """``97.3 ± 1.5% [93%, 100%]``; a single seed has no interval."""
     if len(values) == 1:
-        return f"{_pct(values[0])} (1 seed)"
+        return f"{pct(values[0])} (1 seed)"
     return seeds_success_cell(values)
 
 
@@ -252,8 +246,7 @@ COLUMNS = (
 
 def results_markdown(rows: list[IterationRow], command: str) -> str:
     """The markdown table and its footnote (what the figures are, and the command)."""
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(row_cells(row)) + " |" for row in rows]
+    lines = markdown_table(COLUMNS, [row_cells(row) for row in rows], compact_rule=True)
     episodes = sorted({n for row in rows for n in row.episodes})
     seeds = ", ".join(str(seed) for seed in rows[0].seeds)
     lines += [
@@ -278,27 +271,18 @@ def plot_success(rows: list[IterationRow], path: Path) -> None:
             [m - low for m, low in zip(mean, lows, strict=True)],
             [high - m for m, high in zip(mean, highs, strict=True)],
         ]
-    frames = [sum(row.expert_frames) / len(row.expert_frames) for row in rows]
-    figure, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
-    for axis, xs, label in (
-        (axes[0], [row.iteration for row in rows], "DAgger iteration (0 = BC)"),
-        (axes[1], frames, "expert-labelled training frames (mean over seeds)"),
-    ):
-        for index in range(len(rows[0].seeds)):
-            axis.plot(
-                xs, [100 * row.success[index] for row in rows], color="0.6", linewidth=0.8,
-                marker=".", label="each seed" if index == 0 else None,
-            )  # fmt: skip
-        axis.errorbar(xs, mean, yerr=errors, marker="o", capsize=3, label="mean, 95% t-interval")
-        axis.set_xlabel(label)
-        axis.grid(alpha=0.3)
-    axes[0].set_ylabel("closed-loop success (%)")
-    axes[0].set_ylim(0, 105)
-    axes[0].xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes[0].legend(loc="lower right")
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    plots.plot_success(
+        path,
+        [row.iteration for row in rows],
+        [sum(row.expert_frames) / len(row.expert_frames) for row in rows],
+        mean,
+        errors,
+        frames_label="expert-labelled training frames (mean over seeds)",
+        success_label="closed-loop success (%)",
+        seeds=[[100 * row.success[index] for row in rows] for index in range(len(rows[0].seeds))],
+        mean_label="mean, 95% t-interval",
+        whole_iterations=True,
+    )
 
 
 def console_table(rows: list[IterationRow]) -> Table:

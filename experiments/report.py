@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from artifacts.atomic import write_text_atomic
 from configflags import CommandFailed, UserError, option, run_main
 from eval.stats import Interval, t_interval
 from experiments.report_findings import FINDINGS, Claim, Finding, Group
@@ -267,7 +268,7 @@ def _unclaimed_specs(folder: Path, findings: Sequence[Finding]) -> list[str]:
 
 def main(config: ReportConfig, findings: Sequence[Finding] = FINDINGS) -> dict[str, str]:
     """Write (or, with ``--check``, verify) the findings' blocks; return each verdict."""
-    old = config.out.read_text() if config.out.is_file() else ""
+    old = config.out.read_text(encoding="utf-8") if config.out.is_file() else ""
     find_blocks(old)  # broken markers stop the report before it writes anything
     results, blocks = build_report(config, findings)
     for name in _unclaimed_specs(config.specs, findings):
@@ -282,7 +283,7 @@ def main(config: ReportConfig, findings: Sequence[Finding] = FINDINGS) -> dict[s
         print(f"{config.out} is up to date ({len(results)} findings)")
     elif new != old:
         config.out.parent.mkdir(parents=True, exist_ok=True)
-        config.out.write_text(new)
+        write_text_atomic(config.out, new)
     for result in results:
         done = f"{result.rows} of {result.trials} trials"
         print(f"{result.finding.name}: {result.verdict} ({done})")

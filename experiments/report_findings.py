@@ -88,18 +88,27 @@ class Finding:
         raise KeyError(f"finding {self.name} has no group {label!r}")
 
 
-def _frames(spec: str, frames: int, label: str) -> Group:
-    return Group(label, spec, {"train.frames": frames})
+def _frames_label(frames: int) -> str:
+    return f"{frames} frame{'s' * (frames > 1)}"
+
+
+def _frames(spec: str, frames: int, label: str = "") -> Group:
+    return Group(label or _frames_label(frames), spec, {"train.frames": frames})
+
+
+def _each(spec: str, key: str, *values: str, suffix: str = "") -> tuple[Group, ...]:
+    """One group per value of ``key`` swept in ``spec``, labelled with the value and ``suffix``."""
+    return tuple(Group(f"{value}{suffix}", spec, {key: value}) for value in values)
 
 
 LR_GROUPS = tuple(
     Group(
-        f"{frames} frame{'s' * (frames > 1)}, lr {lr:g}",
+        f"{_frames_label(frames)}, lr {lr:g}",
         "lr_frames",
         {"train.frames": frames, "train.lr": lr},
-        series=f"{frames} frame{'s' * (frames > 1)}",
+        series=_frames_label(frames),
         x=lr,
-    )  # fmt: skip
+    )
     for frames in (1, 3)
     for lr in (0.1, 0.01, 0.001)
 )
@@ -109,6 +118,8 @@ DATA_GROUPS = tuple(
     for size in (500, 1000, 2000, 4000)
 )
 TRANSFER_TARGET = "transfer_target"
+# the notes' claim for discrete and stochastic data alike
+CLASSIFIER_BEATS_REGRESSOR = Claim("classifier beats regressor", "classifier", ">", "regressor")
 
 FINDINGS: tuple[Finding, ...] = (
     Finding(
@@ -119,16 +130,12 @@ FINDINGS: tuple[Finding, ...] = (
         " shared feature extraction part. The improvement from three to five is not so clear.",
         measured="tiny_nfc (siamese: one encoder shared by the frames) with 1, 3 and 5 frames.",
         specs=("input_space_frames",),
-        groups=(
-            _frames("input_space_frames", 1, "1 frame"),
-            _frames("input_space_frames", 3, "3 frames"),
-            _frames("input_space_frames", 5, "5 frames"),
-        ),  # fmt: skip
+        groups=tuple(_frames("input_space_frames", frames) for frames in (1, 3, 5)),
         claims=(
             Claim("3 frames beat 1", "3 frames", ">", "1 frame"),
             Claim(
                 "5 frames about the same as 3 (no clear improvement)", "5 frames", "~", "3 frames"
-            ),  # fmt: skip
+            ),
         ),
     ),
     Finding(
@@ -155,7 +162,7 @@ FINDINGS: tuple[Finding, ...] = (
                 ">",
                 "early fusion (tiny_early)",
             ),
-        ),  # fmt: skip
+        ),
     ),
     Finding(
         name="head_discrete",
@@ -167,11 +174,8 @@ FINDINGS: tuple[Finding, ...] = (
         measured="tiny_nfc, 3 frames, on the discrete expert's data; accuracy is \"predicted"
         ' bin == label bin" for both heads.',
         specs=("head_discrete",),
-        groups=(
-            Group("classifier", "head_discrete", {"train.head": "classifier"}),
-            Group("regressor", "head_discrete", {"train.head": "regressor"}),
-        ),  # fmt: skip
-        claims=(Claim("classifier beats regressor", "classifier", ">", "regressor"),),
+        groups=_each("head_discrete", "train.head", "classifier", "regressor"),
+        claims=(CLASSIFIER_BEATS_REGRESSOR,),
     ),
     Finding(
         name="head_stochastic",
@@ -184,12 +188,8 @@ FINDINGS: tuple[Finding, ...] = (
         measured="tiny_nfc, 3 frames, on the stochastic expert's data (continuous yaw plus"
         " noise); the Gaussian head is not in the notes: measured, no claim.",
         specs=("head_stochastic",),
-        groups=(
-            Group("classifier", "head_stochastic", {"train.head": "classifier"}),
-            Group("regressor", "head_stochastic", {"train.head": "regressor"}),
-            Group("gaussian", "head_stochastic", {"train.head": "gaussian"}),
-        ),  # fmt: skip
-        claims=(Claim("classifier beats regressor", "classifier", ">", "regressor"),),
+        groups=_each("head_stochastic", "train.head", "classifier", "regressor", "gaussian"),
+        claims=(CLASSIFIER_BEATS_REGRESSOR,),
     ),
     Finding(
         name="lstm_training",
@@ -205,11 +205,9 @@ FINDINGS: tuple[Finding, ...] = (
         " over the data for every mode.",
         specs=("lstm_training", "lstm_accumulate"),
         groups=(
-            Group("full", "lstm_training", {"train.bptt": "full"}),
-            Group("window", "lstm_training", {"train.bptt": "window"}),
-            Group("sliding", "lstm_training", {"train.bptt": "sliding"}),
+            *_each("lstm_training", "train.bptt", "full", "window", "sliding"),
             Group("sliding + accumulate", "lstm_accumulate"),
-        ),  # fmt: skip
+        ),
         claims=(
             Claim("shuffled windows beat sliding windows", "window", ">", "sliding"),
             Claim(
@@ -217,7 +215,7 @@ FINDINGS: tuple[Finding, ...] = (
                 "sliding + accumulate",
                 ">",
                 "sliding",
-            ),  # fmt: skip
+            ),
         ),
     ),
     Finding(
@@ -231,11 +229,8 @@ FINDINGS: tuple[Finding, ...] = (
         " --balance (class-balanced batches) with raw and with shifted input.",
         specs=("input_norm", "input_norm_balance"),
         groups=(
-            Group("none", "input_norm", {"train.input_norm": "none"}),
-            Group("shift", "input_norm", {"train.input_norm": "shift"}),
-            Group("scale", "input_norm", {"train.input_norm": "scale"}),
-            Group("none + balance", "input_norm_balance", {"train.input_norm": "none"}),
-            Group("shift + balance", "input_norm_balance", {"train.input_norm": "shift"}),
+            *_each("input_norm", "train.input_norm", "none", "shift", "scale"),
+            *_each("input_norm_balance", "train.input_norm", "none", "shift", suffix=" + balance"),
         ),
         claims=(
             Claim("shifted about the same as scaled input", "shift", "~", "scale"),
@@ -250,7 +245,7 @@ FINDINGS: tuple[Finding, ...] = (
             Claim(
                 "balanced batches slightly worse (shifted input)", "shift", ">", "shift + balance"
             ),
-        ),  # fmt: skip
+        ),
     ),
     Finding(
         name="data_dependency",
@@ -270,7 +265,7 @@ FINDINGS: tuple[Finding, ...] = (
                 "tiny 500 frames",
                 ">",
                 "alex 500 frames",
-            ),  # fmt: skip
+            ),
         ),
         x_label="training frames (--max-frames)",
         x_log=True,
@@ -303,7 +298,7 @@ FINDINGS: tuple[Finding, ...] = (
                 TRANSFER_TARGET,
                 {"train.init_from": [], "train.freeze": ["backbone"]},
             ),
-        ),  # fmt: skip
+        ),
         claims=(
             Claim("fine-tuning beats frozen features", "fine-tune", ">", "frozen features"),
             Claim(
@@ -315,7 +310,7 @@ FINDINGS: tuple[Finding, ...] = (
             Claim(
                 "the source model as is fails on the target task", "structure only", ">", "as is"
             ),
-        ),  # fmt: skip
+        ),
     ),
     Finding(
         name="lr_frames",
@@ -336,19 +331,16 @@ FINDINGS: tuple[Finding, ...] = (
                 )
                 for lr in (0.1, 0.01, 0.001)
             ),
-            Claim(
-                "0.01 is the best rate (3 frames): beats 0.1",
-                "3 frames, lr 0.01",
-                ">",
-                "3 frames, lr 0.1",
+            *(
+                Claim(
+                    f"0.01 is the best rate (3 frames): beats {lr:g}",
+                    "3 frames, lr 0.01",
+                    ">",
+                    f"3 frames, lr {lr:g}",
+                )
+                for lr in (0.1, 0.001)
             ),
-            Claim(
-                "0.01 is the best rate (3 frames): beats 0.001",
-                "3 frames, lr 0.01",
-                ">",
-                "3 frames, lr 0.001",
-            ),
-        ),  # fmt: skip
+        ),
         x_label="learning rate (SGD)",
         x_log=True,
     ),

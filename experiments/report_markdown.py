@@ -14,6 +14,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from artifacts.cells import interval_cell as percent_interval
+from artifacts.cells import pct
+from artifacts.markdown_block import block_markers
+from artifacts.markdown_table import markdown_row as _row
 from configflags import UserError
 from eval.stats import CONFIDENCE, Interval
 from experiments.report_stats import (
@@ -34,16 +38,16 @@ MARKER = re.compile(r"<!-- finding:([A-Za-z0-9_.-]+):(start|end) -->")
 
 def start_marker(name: str) -> str:
     """The line that opens block ``name``."""
-    return f"<!-- finding:{name}:start -->"
+    return block_markers(f"finding:{name}")[0]
 
 
 def end_marker(name: str) -> str:
     """The line that closes block ``name``."""
-    return f"<!-- finding:{name}:end -->"
+    return block_markers(f"finding:{name}")[1]
 
 
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.1f}%"
+def _percent_interval(value: float, low: float, high: float) -> str:
+    return percent_interval(value, low, high, bound_digits=1, bound_sign=False)
 
 
 def interval_cell(interval: Interval | None) -> str:
@@ -51,9 +55,9 @@ def interval_cell(interval: Interval | None) -> str:
     if interval is None:
         return "-"
     if not interval.defined:
-        return f"{_pct(interval.mean)} (1 seed)"
+        return f"{pct(interval.mean)} (1 seed)"
     assert interval.low is not None and interval.high is not None
-    return f"{_pct(interval.mean)} [{100 * interval.low:.1f}, {100 * interval.high:.1f}]"
+    return _percent_interval(interval.mean, interval.low, interval.high)
 
 
 def pooled_cell(stats: GroupStats) -> str:
@@ -61,15 +65,11 @@ def pooled_cell(stats: GroupStats) -> str:
     if not stats.episodes:
         return "-"
     rate, low, high = pooled_wilson(stats.successes, stats.episodes)
-    return f"{stats.successes}/{stats.episodes}: {_pct(rate)} [{100 * low:.1f}, {100 * high:.1f}]"
+    return f"{stats.successes}/{stats.episodes}: {_percent_interval(rate, low, high)}"
 
 
 def _verdict(verdict: str) -> str:
     return f"**{verdict}**" if verdict in (AGREES, DISAGREES) else verdict
-
-
-def _row(cells: Sequence[str]) -> str:
-    return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
 
 
 def _comparison(a: Interval | None, b: Interval | None, verdict: str) -> str:
@@ -156,8 +156,8 @@ def finding_block(result: FindingResult, image: str | None, specs_dir: Path) -> 
             label = stats.group.label + (f" ({ONE_CLASS_MARK})" if stats.one_class else "")
             lines.append(_row([label, str(stats.seeds), interval_cell(stats.val),
                                interval_cell(stats.test), interval_cell(stats.success),
-                               pooled_cell(stats), _pct(stats.collisions),
-                               _pct(stats.agreement)]))  # fmt: skip
+                               pooled_cell(stats), pct(stats.collisions),
+                               pct(stats.agreement)]))  # fmt: skip
         stuck = [s for s in result.groups.values() if s.one_class]
         if stuck:
             counts = "; ".join(f"{s.group.label}: {s.one_class} of {len(s.rows)}" for s in stuck)

@@ -18,6 +18,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from artifacts.plots import save_figure  # noqa: E402
 from eval.stats import Interval  # noqa: E402
 from experiments.report_stats import pooled_wilson  # noqa: E402
 
@@ -97,6 +98,5 @@ def plot_finding(result: FindingResult, path: Path) -> None:
                     + ("" if finding.x_label else "; grey: seeds; orange: pooled episodes"),
                     fontsize=9)  # fmt: skip
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=90, metadata={"Software": None})
+    save_figure(figure, path, dpi=90, metadata={"Software": None})
     plt.close(figure)

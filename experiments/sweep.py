@@ -39,8 +39,9 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from artifacts.atomic import write_json_atomic
 from configflags import CommandFailed, UserError, option, run_main
-from dataset import DatasetError, read_manifest, write_json_atomic
+from dataset import DatasetError, read_manifest
 from eval.markdown_table import check_table_into, write_table_into
 from experiments.sweep_backends import BACKENDS, Job, make_backend
 from experiments.sweep_cli import resolve_spec

@@ -16,7 +16,9 @@ from typing import Any
 
 from rich.table import Table
 
-from dataset import commit_file, temp_path
+from artifacts.atomic import write_text_atomic
+from artifacts.cells import interval_cell, pct
+from artifacts.markdown_table import markdown_row, markdown_rule, markdown_table
 from eval.markdown_table import mean_std_cell, seeds_success_cell
 from eval.stats import mean_std
 from experiments.sweep_spec import Trial, show_value
@@ -28,39 +30,21 @@ METRIC_COLUMNS = ("val acc", "test acc", "val loss", "success [95% CI]", "collis
                   "agreement", "wall")  # fmt: skip
 
 
-def _pct(value: float | None, digits: int = 1) -> str:
-    return "-" if value is None else f"{100 * value:.{digits}f}%"
-
-
 def _number(value: float | None, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
-
-
-def _success_cell(rate: float | None, low: float | None, high: float | None) -> str:
-    return f"{_pct(rate)} [{_pct(low, 0)}, {_pct(high, 0)}]"
 
 
 def metric_cells(row: dict[str, Any]) -> list[str]:
     """The metric cells of one row, in METRIC_COLUMNS order."""
     return [
-        _pct(row["val_accuracy"]),
-        _pct(row["test_accuracy"]),
+        pct(row["val_accuracy"]),
+        pct(row["test_accuracy"]),
         _number(row["val_loss"]),
-        _success_cell(row["success_rate"], *row["success_ci"]),
-        _pct(row["collision_rate"]),
-        _pct(row["agreement"]),
+        interval_cell(row["success_rate"], *row["success_ci"]),
+        pct(row["collision_rate"]),
+        pct(row["agreement"]),
         f"{row['wall_s']:.0f} s",
     ]
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers never see half a file."""
-    temporary = temp_path(path)
-    try:
-        temporary.write_text(text)
-        commit_file(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def write_jsonl(out: Path, rows: Sequence[dict[str, Any]]) -> None:
@@ -155,32 +139,24 @@ def groups_table(ordered_rows: Sequence[dict[str, Any]]) -> Table:
     return table
 
 
-def _markdown_row(cells: Sequence[str]) -> str:
-    return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
-
-
 def results_markdown(
     name: str, trials: Sequence[Trial], rows: dict[str, dict[str, Any]], failed: dict[str, str]
 ) -> str:
     """``results.md``: the trials table, the means by configuration, and what failed."""
     keys = _swept_keys(trials)
     header = ["trial", *keys, "seed", *METRIC_COLUMNS]
-    lines = [f"# Sweep {name}", "", f"{len(rows)} of {len(trials)} trials finished.", "",
-             _markdown_row(header), _markdown_row(["---"] * len(header))]  # fmt: skip
-    for trial in trials:
-        if trial.id not in rows:
-            continue
-        values = [show_value(trial.values[k]) if k in trial.values else "-" for k in keys]
-        lines.append(
-            _markdown_row([trial.id, *values, str(trial.seed), *metric_cells(rows[trial.id])])
-        )
+    lines = [f"# Sweep {name}", "", f"{len(rows)} of {len(trials)} trials finished.", ""]
+    lines += markdown_table(header, [
+        [trial.id, *[show_value(trial.values[k]) if k in trial.values else "-" for k in keys],
+         str(trial.seed), *metric_cells(rows[trial.id])]
+        for trial in trials if trial.id in rows
+    ])  # fmt: skip
     ordered = [rows[t.id] for t in trials if t.id in rows]
     if ordered:
-        rule = _markdown_row(["---"] * len(GROUP_COLUMNS))
-        lines += ["", "## By configuration (mean ± std over seeds)", "",
-                  _markdown_row(GROUP_COLUMNS), rule]  # fmt: skip
-        for config, group in _config_groups(ordered).items():
-            lines.append(_markdown_row([config, *_group_cells(group)]))
+        lines += ["", "## By configuration (mean ± std over seeds)", ""]
+        lines += markdown_table(GROUP_COLUMNS, [
+            [config, *_group_cells(group)] for config, group in _config_groups(ordered).items()
+        ])  # fmt: skip
     if failed:
         lines += ["", "## Failed", ""]
         lines += [f"- `{trial_id}`: {reason}" for trial_id, reason in failed.items()]
@@ -206,7 +182,7 @@ PAGE_COLUMNS = ("success [95% CI]", "progress", "collisions", "expert agreement"
 
 def _page_success(rows: Sequence[dict[str, Any]]) -> str:
     if len(rows) == 1:
-        return _success_cell(rows[0]["success_rate"], *rows[0]["success_ci"])
+        return interval_cell(rows[0]["success_rate"], *rows[0]["success_ci"])
     return seeds_success_cell([row["success_rate"] for row in rows])
 
 
@@ -225,10 +201,10 @@ def page_table(trials: Sequence[Trial], rows: Sequence[dict[str, Any]], command:
     """
     keys = _swept_keys(trials)
     header = [*_short(keys), "seeds", *PAGE_COLUMNS]
-    lines = [_markdown_row(header), _markdown_row(["---"] * len(header))]
+    lines = [markdown_row(header), markdown_rule(len(header))]
     for group in _config_groups(rows).values():
         values = group[0]["values"]
-        lines.append(_markdown_row([
+        lines.append(markdown_row([
             *[show_value(values[k]) if k in values else "-" for k in keys],
             str(len(group)),
             _page_success(group),

@@ -22,13 +22,11 @@ import json
 import math
 import random
 import re
-import types
-import typing
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from configflags import UserError
+import configflags
+from configflags import ConfigField, UserError, coerce_value, config_fields
 from expert.collect_config import config_hash
 
 # section of a flag -> the command it configures
@@ -60,29 +58,6 @@ class SpecError(UserError):
     """A sweep spec that cannot run: bad TOML, an unknown flag, an empty grid, a bad value."""
 
 
-def _unwrap_optional(annotation: Any) -> Any:
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        rest = [a for a in typing.get_args(annotation) if a is not type(None)]
-        if len(rest) == 1:
-            return rest[0]
-    return annotation
-
-
-def flat_fields(cls: type) -> dict[str, tuple[dataclasses.Field, Any]]:
-    """A config's fields by flag name, nested dataclasses flattened (as their flags are)."""
-    hints = typing.get_type_hints(cls)
-    found: dict[str, tuple[dataclasses.Field, Any]] = {}
-    for field in dataclasses.fields(cls):
-        if not field.init:
-            continue
-        annotation = hints[field.name]
-        if dataclasses.is_dataclass(annotation):
-            found.update(flat_fields(annotation))
-        else:
-            found[field.name] = (field, annotation)
-    return found
-
-
 def config_class(section: str) -> type:
     """The config dataclass of a section's command.
 
@@ -103,8 +78,8 @@ def config_class(section: str) -> type:
 
 
 @functools.cache
-def _fields(section: str) -> dict[str, tuple[dataclasses.Field, Any]]:
-    return flat_fields(config_class(section))
+def _fields(section: str) -> dict[str, ConfigField]:
+    return config_fields(config_class(section))
 
 
 def split_key(key: str, where: str) -> tuple[str, str]:
@@ -136,52 +111,7 @@ def coerce(key: str, value: Any) -> Any:
     and paths as strings (what a trial's JSON holds).
     """
     section, name = split_key(key, "flag")
-    field, annotation = _fields(section)[name]
-    result = _coerce(key, _unwrap_optional(annotation), value)
-    choices = field.metadata.get("choices")
-    if choices is not None and result not in choices:
-        raise SpecError(f"{key} must be one of {', '.join(map(str, choices))}; got {value!r}")
-    return result
-
-
-def _coerce(key: str, base: Any, value: Any) -> Any:
-    origin, items = typing.get_origin(base), typing.get_args(base)
-
-    def bad(kind: str) -> SpecError:
-        return SpecError(f"{key} takes {kind}, got {value!r}")
-
-    if base is bool:
-        if not isinstance(value, bool):
-            raise bad("true or false")
-        return value
-    if base is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise bad("an integer")
-        return value
-    if base is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise bad("a number")
-        return float(value)
-    if base in (str, Path):
-        if not isinstance(value, str):
-            raise bad("a string")
-        return value
-    if origin is list:
-        values = [value] if isinstance(value, str) else value
-        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-            raise bad("a string or a list of strings")
-        return list(values)
-    if origin is tuple:
-        if not isinstance(value, list):
-            raise bad("a list")
-        if len(items) == 2 and items[1] is Ellipsis:
-            if not value:
-                raise bad("a non-empty list")
-            return [_coerce(key, items[0], v) for v in value]
-        if len(value) != len(items):
-            raise bad(f"a list of {len(items)} values")
-        return [_coerce(key, item, v) for item, v in zip(items, value, strict=True)]
-    raise SpecError(f"{key} has a type the sweep cannot set ({base!r})")
+    return coerce_value(_fields(section)[name], value, key, SpecError)
 
 
 def _flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -281,24 +211,7 @@ def build_config(section: str, flags: dict[str, Any], **sweep_values: Any) -> An
 
     Raises what the config's validation raises (``ValueError`` or a ``UserError``).
     """
-    return _build(config_class(section), {**flags, **sweep_values})
-
-
-def _build(cls: type, values: dict[str, Any]) -> Any:
-    hints = typing.get_type_hints(cls)
-    kwargs: dict[str, Any] = {}
-    for field in dataclasses.fields(cls):
-        annotation = hints[field.name]
-        if dataclasses.is_dataclass(annotation):
-            kwargs[field.name] = _build(annotation, values)
-        elif field.name in values:
-            value, base = values[field.name], _unwrap_optional(annotation)
-            if base is Path and isinstance(value, str):
-                value = Path(value)
-            elif typing.get_origin(base) is tuple and isinstance(value, list):
-                value = tuple(value)
-            kwargs[field.name] = value
-    return cls(**kwargs)
+    return configflags.build_config(config_class(section), {**flags, **sweep_values})
 
 
 def check_trial(trial: Trial) -> None:

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from artifacts.atomic import write_json_atomic
 from configflags import option, run_main
-from dataset import write_json_atomic
 from experiments.sweep_spec import Trial, build_config
 from expert.workers import die_with_parent
 

@@ -17,6 +17,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from artifacts.atomic import write_json_atomic
 from dataset import (
     FORMAT_VERSION,
     MANIFEST,
@@ -31,7 +32,6 @@ from dataset import (
     run_name,
     run_path,
     temp_files,
-    write_json_atomic,
 )
 from expert.collect_config import CollectConfig, CollectError, config_hash, first_difference
 from expert.plan import Plan, RunResult, make_plan

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import imageio.v2 as imageio
 import numpy as np
 
-from dataset import VIDEOS_DIR, load_run, run_name, run_path, temp_path
+from artifacts.atomic import atomic_path
+from dataset import VIDEOS_DIR, load_run, run_name, run_path
 
 VIDEO_FORMATS = ("mp4", "gif")
 PREVIEW_SIZE = 256
@@ -40,8 +40,7 @@ def write_preview(run_file: Path, video_file: Path, video_format: str, fps: floa
     # H.264 wants even sides
     frames = frames[:, : frames.shape[1] // 2 * 2, : frames.shape[2] // 2 * 2]
     video_file.parent.mkdir(parents=True, exist_ok=True)
-    temporary = temp_path(video_file)
-    try:
+    with atomic_path(video_file) as temporary:
         if video_format == "gif":
             imageio.mimsave(temporary, list(frames), format="GIF", duration=1000 / fps, loop=0)
         else:
@@ -52,9 +51,6 @@ def write_preview(run_file: Path, video_file: Path, video_format: str, fps: floa
             with writer:
                 for frame in frames:
                     writer.append_data(frame)
-        os.replace(temporary, video_file)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def preview_path(out: Path, run_index: int, video_format: str) -> Path:

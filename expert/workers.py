@@ -27,8 +27,9 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from artifacts.atomic import write_bytes_atomic
 from configflags import CommandFailed, UserError
-from dataset import RUNS_DIR, commit_file, run_path, temp_path
+from dataset import RUNS_DIR, run_path
 from expert.plan import RunResult
 from expert.previews import write_run_preview
 from expert.recorder import RecordingJob, RunRecorder, Stopped
@@ -242,13 +243,7 @@ class RayRecorder:
 
 def publish_run(out: Path, index: int, data: bytes) -> None:
     """Write a run file received from a remote recorder into the dataset, atomically."""
-    final = run_path(Path(out), index)
-    temporary = temp_path(final)
-    try:
-        temporary.write_bytes(data)
-        commit_file(temporary, final)
-    finally:
-        temporary.unlink(missing_ok=True)
+    write_bytes_atomic(run_path(Path(out), index), data)
 
 
 class RayRecorderPool:

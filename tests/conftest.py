@@ -1,10 +1,18 @@
-"""Fixtures shared by the test packages."""
+"""Fixtures shared by the test packages; the header line saying how missing extras end."""
 
 from pathlib import Path
 
 import pytest
 
 from tests.bc.helpers import small_dataset
+from tests.extras import in_ci
+
+
+def pytest_report_header(config) -> str:
+    """How a test that needs a missing optional extra ends (tests/extras.py)."""
+    if in_ci():
+        return "optional extras: CI is set, so a test whose extra is missing fails"
+    return "optional extras: a test whose extra is missing is skipped (set CI=true to fail it)"
 
 
 @pytest.fixture(scope="module")

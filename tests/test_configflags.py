@@ -7,7 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from configflags import build_config, build_parser, option, parse_config, parse_given
+from configflags import (
+    build_config,
+    build_parser,
+    coerce_value,
+    config_fields,
+    option,
+    parse_config,
+    parse_given,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,3 +111,22 @@ def test_fields_need_a_help_line_and_unique_names():
 def test_build_config_turns_lists_into_tuples_for_tuple_fields_only():
     config = build_config(Outer, {"span": [1, 2], "names": ["q"]})
     assert config.span == (1, 2) and config.names == ["q"]
+
+
+def test_the_schema_lists_the_flags_with_their_types_and_coerces_values():
+    fields = config_fields(Outer)
+    assert list(fields) == ["source", "max_steps", "names", "span", "verbose", "gain",
+                            "window_size"]  # fmt: skip
+    assert fields["gain"].path == "inner.gain" and fields["max_steps"].path == "max_steps"
+    assert fields["window_size"].flag == "--window-size"
+    assert fields["source"].type is Path and fields["source"].annotation == Path | None
+    assert coerce_value(fields["gain"], 2, "inner.gain") == 2.0
+    assert coerce_value(fields["span"], [1, 2], "span") == [1.0, 2.0]
+    assert coerce_value(fields["names"], "x", "names") == ["x"]
+    with pytest.raises(ValueError, match=r"^span takes a list of 2 values, got \[1\]$"):
+        coerce_value(fields["span"], [1], "span")
+    with pytest.raises(KeyError, match="max_steps takes an integer"):
+        coerce_value(fields["max_steps"], True, "max_steps", KeyError)
+    # what coerce_value returns builds the config (a path from a string, a tuple from a list)
+    values = {"source": "src", "span": [2.0, 3.0], "gain": 0.5}
+    assert build_config(Outer, values) == Outer(Path("src"), span=(2.0, 3.0), inner=Inner(0.5))

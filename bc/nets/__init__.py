@@ -9,10 +9,11 @@ installed, the classic deep nets (``bc.nets.classic``), so ``NETS`` lists every 
 import importlib
 import importlib.util
 
-from bc.nets import (
-    nature,  # noqa: F401  (registers the Nature family)
-    tiny,  # noqa: F401  (registers the tiny family)
-)
+# registration order is the order of NETS (--help, docs/nets.md): the tiny family first
+from bc.nets import tiny  # noqa: F401  (registers the tiny family)
+
+# isort: split
+from bc.nets import nature  # noqa: F401  (registers the Nature family)
 from bc.nets.registry import NETS, NetEntry, NetSpec, build_net, get_net_entry, register_net
 
 # The classic nets live in their own package that may not be there yet; an installed but

@@ -18,12 +18,13 @@ padding changes no weight count.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
-from bc.nets.registry import NetSpec, register_net
-from bc.nets.temporal import FrameStackPolicy
-from bc.nets.tiny import conv_output_size
+from bc.nets.shapes import conv_stack_output_shape
+from bc.nets.siamese import register_siamese
 
 HIDDEN = 512
 
@@ -36,13 +37,9 @@ class NatureEncoder(nn.Module):
         self.conv1 = nn.Conv2d(channels, 32, kernel_size=8, stride=4)
         self.conv2 = nn.Conv2d(32, 64, kernel_size=4, stride=2)
         self.conv3 = nn.Conv2d(64, 64, kernel_size=3, stride=1, padding=1)
-        sizes = []
-        for size in (height, width):
-            size = conv_output_size(size, 8, 4)
-            size = conv_output_size(size, 4, 2)
-            sizes.append(conv_output_size(size, 3, 1, padding=1))
-        self.output_shape = (64, sizes[0], sizes[1])
-        self.output_dim = 64 * sizes[0] * sizes[1]
+        convs = (self.conv1, self.conv2, self.conv3)
+        self.output_shape = conv_stack_output_shape(convs, (height, width))
+        self.output_dim = math.prod(self.output_shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = torch.relu(self.conv1(x))  # (N, 32, H1, W1)
@@ -51,12 +48,10 @@ class NatureEncoder(nn.Module):
         return x.flatten(1)  # (N, output_dim)
 
 
-@register_net(
+build_nature_nfc = register_siamese(
     "nature_nfc",
+    NatureEncoder,
     frames=(1, 3, 5),
+    hidden=HIDDEN,
     description="NatureCNN encoder shared by every frame, features concatenated, FC 512",
 )
-def build_nature_nfc(spec: NetSpec) -> nn.Module:
-    """The siamese frame-stack net on the Nature encoder."""
-    encoder = NatureEncoder(spec.channels, spec.height, spec.width)
-    return FrameStackPolicy(encoder, frames=spec.frames, n_outputs=spec.n_outputs, hidden=HIDDEN)

@@ -18,18 +18,17 @@ tiny encoder flattens to exactly 20 x 20 x 20 = 8,000 features.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
 from bc.nets.registry import NetSpec, register_net
-from bc.nets.temporal import FrameStackPolicy, RecurrentPolicy
+from bc.nets.shapes import conv_stack_output_shape
+from bc.nets.siamese import register_siamese
+from bc.nets.temporal import RecurrentPolicy
 
 HIDDEN = 1024
-
-
-def conv_output_size(size: int, kernel: int, stride: int, padding: int = 0) -> int:
-    """Output length of a convolution along one axis (no dilation)."""
-    return (size + 2 * padding - kernel) // stride + 1
 
 
 def _mlp_head(in_features: int, n_outputs: int, hidden: int = HIDDEN) -> nn.Sequential:
@@ -45,10 +44,8 @@ class TinyEncoder(nn.Module):
         super().__init__()
         self.conv1 = nn.Conv2d(channels, 10, kernel_size=6, stride=3)
         self.conv2 = nn.Conv2d(10, 20, kernel_size=3, stride=2)
-        out_h = conv_output_size(conv_output_size(height, 6, 3), 3, 2)
-        out_w = conv_output_size(conv_output_size(width, 6, 3), 3, 2)
-        self.output_shape = (20, out_h, out_w)
-        self.output_dim = 20 * out_h * out_w
+        self.output_shape = conv_stack_output_shape((self.conv1, self.conv2), (height, width))
+        self.output_dim = math.prod(self.output_shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = torch.relu(self.conv1(x))  # (N, 10, H1, W1)
@@ -94,11 +91,10 @@ class Tiny3dEncoder(nn.Module):
         kt1, kt2 = temporal_kernels(frames)
         self.conv1 = nn.Conv3d(channels, 10, kernel_size=(kt1, 6, 6), stride=(1, 3, 3))
         self.conv2 = nn.Conv3d(10, 20, kernel_size=(kt2, 3, 3), stride=(1, 2, 2))
-        out_t = frames - kt1 + 1 - kt2 + 1
-        out_h = conv_output_size(conv_output_size(height, 6, 3), 3, 2)
-        out_w = conv_output_size(conv_output_size(width, 6, 3), 3, 2)
-        self.output_shape = (20, out_t, out_h, out_w)
-        self.output_dim = 20 * out_t * out_h * out_w
+        self.output_shape = conv_stack_output_shape(
+            (self.conv1, self.conv2), (frames, height, width)
+        )  # (20, 1, H2, W2): the temporal kernels leave one step
+        self.output_dim = math.prod(self.output_shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = torch.relu(self.conv1(x))  # (N, 10, T1, H1, W1)
@@ -122,22 +118,18 @@ class Conv3dPolicy(nn.Module):
         return self.head(self.encoder(x))  # (B, n_outputs)
 
 
-@register_net("tiny", frames=(1,), description="two convs + FC 1024 on one frame")
-def build_tiny(spec: NetSpec) -> nn.Module:
-    """The single-frame tiny net."""
-    encoder = TinyEncoder(spec.channels, spec.height, spec.width)
-    return FrameStackPolicy(encoder, frames=1, n_outputs=spec.n_outputs, hidden=HIDDEN)
-
-
-@register_net(
+# The single-frame tiny net: the siamese net below with its one frame.
+build_tiny = register_siamese(
+    "tiny", TinyEncoder, frames=(1,), hidden=HIDDEN, description="two convs + FC 1024 on one frame"
+)
+# The siamese frame-stack net ("n frames concatenated").
+build_tiny_nfc = register_siamese(
     "tiny_nfc",
+    TinyEncoder,
     frames=(1, 3, 5),
+    hidden=HIDDEN,
     description="tiny encoder shared by every frame, features concatenated, FC 1024",
 )
-def build_tiny_nfc(spec: NetSpec) -> nn.Module:
-    """The siamese frame-stack net ("n frames concatenated")."""
-    encoder = TinyEncoder(spec.channels, spec.height, spec.width)
-    return FrameStackPolicy(encoder, frames=spec.frames, n_outputs=spec.n_outputs, hidden=HIDDEN)
 
 
 @register_net("tiny_3d", frames=(1, 3, 5), description="3D CNN over (T, H, W), FC 1024")

@@ -6,7 +6,6 @@ dataset's stacks and normalisation, the net, ``Head.predict``), not the export c
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import subprocess
@@ -33,11 +32,11 @@ from bc.trainer import Trainer
 from configflags import run_main
 from envs.spaces import bin_yaw_commands
 from tests.bc.helpers import tiny_config
+from tests.extras import extra_installed, require_extra
 
 ROOT = Path(__file__).resolve().parents[2]
 # torch 2.13 marks TorchScript deprecated (torch.export is its successor); it still works
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
-ONNX_REASON = "needs the 'onnx' extra: pip install -e \".[onnx]\""
 TOLERANCE = 1e-5
 TINY_NETS = sorted(name for name, net in NETS.items() if net.builder.__module__ == "bc.nets.tiny")
 # one classic net, the cheapest: 32x32 frames, resized to its 224 px input inside the graph
@@ -57,8 +56,8 @@ RUNS[CLASSIC] = {"net": CLASSIC, "frames": 1}
 
 def _needs_onnx(model_format: str) -> None:
     if model_format == "onnx":
-        pytest.importorskip("onnx", reason=ONNX_REASON)
-        pytest.importorskip("onnxruntime", reason=ONNX_REASON)
+        require_extra("onnx", "onnx")
+        require_extra("onnxruntime", "onnx")
 
 
 @pytest.fixture(scope="module")
@@ -319,7 +318,7 @@ def _source(model: Path) -> Path:
 
 def test_runtimes_bench_times_every_runtime(capsys) -> None:
     rows = bench(BenchConfig(runtimes=True, nets=["tiny"], frames=1, size=32, latency_steps=3))
-    onnx = importlib.util.find_spec("onnxruntime") and importlib.util.find_spec("onnx")
+    onnx = extra_installed("onnx", "onnx", "onnxruntime")
     expected = ["PyTorch eager", "TorchScript", *(["onnxruntime"] if onnx else [])]
     assert [row["runtime"] for row in rows] == expected
     assert all(row["model_ms"] > 0 and row["act_ms"] > 0 for row in rows)

@@ -9,6 +9,7 @@ from bc.checkpoint import read_checkpoint, save_checkpoint
 from bc.heads import HEADS, make_head
 from bc.nets import NETS, NetSpec, build_net, get_net_entry
 from bc.nets.tiny import TinyEncoder, temporal_kernels
+from tests.extras import require_extra
 
 
 def _cases() -> list:
@@ -168,11 +169,8 @@ def test_unknown_net_lists_the_known_ones() -> None:
 
 
 def test_nature_encoder_has_the_weights_of_sb3_nature_cnn() -> None:
-    torch_layers = pytest.importorskip(
-        "stable_baselines3.common.torch_layers",
-        reason="needs the 'sb3' extra: pip install -e '.[sb3]'",
-    )
-    gym = pytest.importorskip("gymnasium")
+    torch_layers = require_extra("stable_baselines3.common.torch_layers", "sb3")
+    import gymnasium as gym
     import numpy as np
 
     space = gym.spaces.Box(0, 255, (3, 64, 64), np.uint8)

@@ -159,7 +159,7 @@ def test_incompatible_checkpoints_are_one_line_errors(runs, tmp_path) -> None:
     assert "does not fit" in _one_line(misshapen)
     future = tmp_path / "future.pt"
     save_checkpoint(future, {**payload, "format_version": 99})
-    assert "format 99" in _one_line(future)
+    assert "format_version 99 is not one" in _one_line(future)
 
 
 def test_checkpoints_refuse_non_plain_values(tmp_path) -> None:

@@ -18,15 +18,15 @@ from expert.export import main as export_command
 from expert.verify import check_dataset
 from tests.bc.helpers import tiny_config
 from tests.dataset.helpers import FORMAT1, format1_copy, record
+from tests.extras import require_extra
 
 ROOT = Path(__file__).resolve().parents[2]
-NEEDS_MINARI = "needs the 'minari' extra: pip install -e \".[minari]\""
 
 
 @pytest.fixture
 def minari(tmp_path, monkeypatch):
     """The minari module, its datasets root in tmp_path (never ~/.minari)."""
-    module = pytest.importorskip("minari", reason=NEEDS_MINARI)
+    module = require_extra("minari", "minari")
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
     return module
 
@@ -34,7 +34,7 @@ def minari(tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory):
     """A discrete and a continuous (stochastic: noisy, off-bin) tiny dataset."""
-    pytest.importorskip("minari", reason=NEEDS_MINARI)
+    require_extra("minari", "minari")
     root = tmp_path_factory.mktemp("recorded")
     return {
         "discrete": record(root / "discrete", runs=3),

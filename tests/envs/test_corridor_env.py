@@ -19,15 +19,10 @@ from envs.geometry import Centreline, generate_obstacles, segment_distance, wall
 from envs.options import EnvOptions
 from envs.scene import Appearance, random_appearance
 from envs.seeds import collect_seed, eval_seed, is_eval_seed
+from tests.envs.helpers import straight_corridor
 
 SMALL = {"image_size": 32, "n_segments": 2, "segment_length": (4.0, 6.0)}
-STRAIGHT = {
-    "image_size": 32,
-    "n_segments": 1,
-    "segment_length": (6.0, 6.0),
-    "start_lateral_jitter": 0.0,
-    "start_yaw_jitter": 0.0,
-}
+STRAIGHT = straight_corridor(6.0)
 
 
 @pytest.mark.parametrize("env_id", ["Corridor-v0", "CorridorContinuous-v0"])

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import eval.during_training as during_training
+import eval.fly as fly
 from bc.errors import TrainError
 from bc.train import main as train
 from configflags import parse_config
@@ -41,13 +42,13 @@ def test_returns_the_metrics_the_trainer_logs(checkpoint):
 
 def test_selection_worlds_are_not_the_reported_worlds(checkpoint, monkeypatch):
     seen = []
-    real = during_training.run_episodes
+    real = fly.run_episodes
 
-    def spy(spec, tasks, workers):
+    def spy(setup, tasks, workers, on_result=None):
         seen.extend(task.seed for task in tasks)
-        return real(spec, tasks, workers)
+        return real(setup, tasks, workers, on_result)
 
-    monkeypatch.setattr(during_training, "run_episodes", spy)
+    monkeypatch.setattr(fly, "run_episodes", spy)
     evaluate_checkpoint(checkpoint, episodes=2, seed=0)
     assert seen == [eval_seed(0, TRAINING_WORLDS_START), eval_seed(0, TRAINING_WORLDS_START + 1)]
     assert not set(seen) & {eval_seed(0, i) for i in range(100)}

@@ -2,7 +2,6 @@ import dataclasses
 from pathlib import Path
 
 import imageio.v2 as imageio
-import numpy as np
 import pytest
 import torch
 
@@ -159,13 +158,17 @@ def test_a_failed_episode_leaves_no_partial_video(tmp_path):
 
 def test_worker_setup_pickles_without_the_preloaded_policy():
     import pickle
+    import threading
 
     from eval.policy_agent import PolicyAgentFactory
 
-    factory = PolicyAgentFactory("x.pt", preloaded=object())
-    restored = pickle.loads(pickle.dumps(factory))
-    assert restored.checkpoint == "x.pt" and restored.preloaded is None
-    assert np.isfinite(len(pickle.dumps(_spec())))
+    # a lock cannot be pickled: the setup pickles only because the factory drops it
+    factory = PolicyAgentFactory("x.pt", preloaded=threading.Lock())
+    setup = dataclasses.replace(_spec(), agent=factory)
+    restored = pickle.loads(pickle.dumps(setup))
+    assert restored == setup  # env, labeller and the factory's checkpoint and device
+    assert restored.agent.checkpoint == "x.pt" and restored.agent.preloaded is None
+    assert factory.preloaded is not None, "pickling emptied the parent's factory"
 
 
 def test_a_dead_worker_is_a_one_line_error_not_a_hang():

@@ -19,8 +19,8 @@ from eval.episodes import TIMING_FIELDS, env_spec_from_kwargs
 from eval.policy_agent import PolicyAgentFactory
 from eval.rollout import RolloutConfig, main
 from tests.eval.helpers import shared_tiny_run
+from tests.extras import require_extra
 
-ONNX_REASON = "needs the 'onnx' extra: pip install -e \".[onnx]\""
 EPISODES = "3"
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
 
@@ -41,8 +41,8 @@ def reference(run) -> list[dict]:
 
 def _exported(run: Path, model_format: str) -> Path:
     if model_format == "onnx":
-        pytest.importorskip("onnx", reason=ONNX_REASON)
-        pytest.importorskip("onnxruntime", reason=ONNX_REASON)
+        require_extra("onnx", "onnx")
+        require_extra("onnxruntime", "onnx")
     path = run / "export" / f"last.{model_format}"
     if not path.exists():
         export(ExportConfig(run=run, format=model_format, quiet=True))
@@ -91,7 +91,12 @@ def test_a_worker_loads_the_exported_file_itself(run) -> None:
         obs, _ = env.reset(seed=1)
         agent.reset(env, 1)
         decision = agent.act(env, obs)
-        assert 0 <= decision.action < 3 and decision.probs.shape == (3,)
+        # the decision of the checkpoint it was exported from, on the same observation
+        source = PolicyAgentFactory(str(run / "checkpoints" / "last.pt")).build(env)
+        source.reset(env, 1)
+        expected = source.act(env, obs)
+        assert decision.action == expected.action and decision.probs.shape == (3,)
+        assert decision.probs == pytest.approx(expected.probs, rel=1e-5)
     finally:
         env.close()
 

@@ -144,7 +144,7 @@ def test_a_checkpoint_for_another_env_is_refused(runs, flags, message, capsys):
 
 
 def test_policy_whose_net_differs_from_its_env_kwargs_is_refused(runs, monkeypatch):
-    import eval.rollout as rollout
+    import eval.fly as fly
     from bc.policy import load_policy
 
     def lying_policy(path):
@@ -152,7 +152,7 @@ def test_policy_whose_net_differs_from_its_env_kwargs_is_refused(runs, monkeypat
         policy.n_bins = 5
         return policy
 
-    monkeypatch.setattr(rollout, "load_policy_on_cpu", lying_policy)
+    monkeypatch.setattr(fly, "load_policy_on_cpu", lying_policy)
     with pytest.raises(EvalError, match="the net predicts 5 action bins but the env has n_bins 3"):
         main(_config(runs, "--episodes", "1"))
 

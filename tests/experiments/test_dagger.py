@@ -193,3 +193,36 @@ def test_best_success_retrains_with_closed_loop_selection(bc_run, tmp_path):
     assert json.loads((out / "dagger.json").read_text())["select_episodes"] == 3
     # select_episodes is part of a run's identity only under best_success
     assert "select_episodes" not in _identity(_tiny(bc_run, out), bc_run)
+
+
+def test_each_iteration_is_evaluated_through_eval_fly(bc_run, tmp_path, monkeypatch):
+    import eval.fly as fly
+    from bc.policy import load_policy
+    from eval.agents import expert_config_dict
+    from eval.errors import EvalError
+    from experiments.dagger import Dagger
+
+    flown = []
+    real = fly.run_episodes
+
+    def spy(setup, tasks, workers, on_result=None):
+        flown.append(setup)
+        return real(setup, tasks, workers, on_result)
+
+    monkeypatch.setattr(fly, "run_episodes", spy)
+    results = Dagger(_tiny(bc_run, tmp_path / "out")).evaluate(0)
+    [setup] = flown
+    # the recording expert, stored in the checkpoint, is the one agreement is measured against
+    recorded = load_policy(bc_run / "checkpoints" / "last.pt").expert_config
+    assert recorded is not None and recorded["kind"] == "discrete"
+    assert setup.labeller.config == results["labeller"] == expert_config_dict(recorded)
+
+    def lying_policy(path):
+        policy = load_policy(path)
+        policy.n_bins = 5
+        return policy
+
+    monkeypatch.setattr(fly, "load_policy_on_cpu", lying_policy)
+    with pytest.raises(EvalError, match="the net predicts 5 action bins but the env has n_bins 3"):
+        dagger(_tiny(bc_run, tmp_path / "refused"))
+    assert len(flown) == 1, "refused before any episode flew"

@@ -16,8 +16,7 @@ from configflags import CommandFailed, UserError
 from experiments.sweep import SweepConfig, main
 from experiments.sweep_results import read_jsonl
 from tests.experiments.helpers import InlineBackend, tiny_spec
-
-RAY_REASON = "needs the 'ray' extra: pip install -e '.[ray]'"
+from tests.extras import require_extra
 
 
 def _metrics(rows):
@@ -176,7 +175,7 @@ def test_kill_9_loses_only_the_trials_in_flight(reference, tmp_path):
 
 @pytest.fixture(scope="module")
 def ray_session():
-    ray = pytest.importorskip("ray", reason=RAY_REASON)
+    ray = require_extra("ray", "ray")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()

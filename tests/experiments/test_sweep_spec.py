@@ -13,6 +13,7 @@ from experiments.sweep import SweepConfig, main
 from experiments.sweep_cli import parse_values, resolve_spec
 from experiments.sweep_spec import SpecError, coerce, spec_from_dict
 from expert.collect_config import CollectConfig, config_hash
+from tests.extras import require_extra
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = {
@@ -191,7 +192,7 @@ def test_the_command_exits_2_with_one_line_before_any_trial(tmp_path):
 
 
 def test_an_unreachable_ray_address_is_refused_before_any_trial(tmp_path):
-    pytest.importorskip("ray", reason="needs the 'ray' extra: pip install -e '.[ray]'")
+    require_extra("ray", "ray")
     # port 1 on the loopback refuses at once; nothing leaves the machine
     config = SweepConfig(grid=["train.frames=1,3"], out=tmp_path / "out", backend="ray",
                          address="127.0.0.1:1", quiet=True)  # fmt: skip

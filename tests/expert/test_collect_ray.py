@@ -9,6 +9,7 @@ from envs.options import EnvOptions
 from expert.collect import content_hash, main
 from expert.collect_config import CollectConfig
 from expert.verify import check_dataset
+from tests.extras import require_extra
 
 TINY_ENV = EnvOptions(image_size=32, n_segments=1, segment_length=(4.0, 5.0))
 
@@ -41,7 +42,7 @@ def test_content_hash_tells_datasets_apart(tmp_path):
 
 @pytest.fixture(scope="module")
 def ray_session():
-    ray = pytest.importorskip("ray", reason="needs the 'ray' extra: pip install -e '.[ray]'")
+    ray = require_extra("ray", "ray")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
@@ -60,7 +61,7 @@ def test_ray_recorders_record_the_local_content(ray_session, tmp_path):
 
 
 def test_an_unreachable_address_is_refused_before_recording(tmp_path):
-    pytest.importorskip("ray", reason="needs the 'ray' extra: pip install -e '.[ray]'")
+    require_extra("ray", "ray")
     # port 1 on the loopback: refused at once, nothing is sent anywhere else
     with pytest.raises(UserError, match="cannot reach Ray at 127.0.0.1:1"):
         main(_config(tmp_path / "d", backend="ray", address="127.0.0.1:1"))

@@ -11,17 +11,12 @@ from envs.seeds import eval_seed
 from expert import ExpertConfig, ExpertLabel, command_to_bin, expert_rng, make_expert
 from expert.controller import ControllerConfig, GapPath
 from expert.experts import SOURCE_EXPERT, SOURCE_POLICY, SOURCE_RANDOM
+from tests.envs.helpers import straight_corridor
 
 SMALL = {"image_size": 32, "n_segments": 2, "segment_length": (4.0, 5.0)}
 # long straight stretches: room for obstacles, every slot filled
 DENSE = {"image_size": 32, "n_segments": 2, "segment_length": (9.0, 10.0), "obstacle_density": 1.0}
-STRAIGHT = {
-    "image_size": 32,
-    "n_segments": 1,
-    "segment_length": (8.0, 8.0),
-    "start_lateral_jitter": 0.0,
-    "start_yaw_jitter": 0.0,
-}
+STRAIGHT = straight_corridor(8.0)
 
 
 def _env(kind="discrete", **kwargs):

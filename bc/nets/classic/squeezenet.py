@@ -31,6 +31,38 @@ class Fire(nn.Module):
         return torch.cat([expanded_1x1, expanded_3x3], 1)
 
 
+# Per version: the stem convolution as (out channels, kernel size), then the trunk: "M" a 3x3
+# max pool of stride 2, each Fire module as (squeeze planes, expand planes per branch). A Fire
+# module's input is the previous one's two expand branches concatenated.
+SQUEEZENET_STEMS: dict[str, tuple[int, int]] = {"1_0": (96, 7), "1_1": (64, 3)}
+SQUEEZENET_LAYERS: dict[str, tuple[tuple[int, int] | str, ...]] = {
+    "1_0": ("M", (16, 64), (16, 64), (32, 128), "M", (32, 128), (48, 192), (48, 192), (64, 256),
+            "M", (64, 256)),
+    "1_1": ("M", (16, 64), (16, 64), "M", (32, 128), (32, 128), "M", (48, 192), (48, 192),
+            (64, 256), (64, 256)),
+}  # fmt: skip
+
+
+def make_squeezenet_features(version: str, in_channels: int = 3) -> nn.Sequential:
+    """The trunk: the stem convolution and its ReLU, then max pools and Fire modules."""
+    if version not in SQUEEZENET_STEMS:
+        raise ValueError(f"SqueezeNet version must be '1_0' or '1_1', got {version!r}")
+    stem_channels, stem_kernel = SQUEEZENET_STEMS[version]
+    modules: list[nn.Module] = [
+        nn.Conv2d(in_channels, stem_channels, kernel_size=stem_kernel, stride=2),
+        nn.ReLU(inplace=True),
+    ]
+    channels = stem_channels
+    for layer in SQUEEZENET_LAYERS[version]:
+        if layer == "M":
+            modules.append(nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True))
+        else:
+            squeeze_planes, expand_planes = layer
+            modules.append(Fire(channels, squeeze_planes, expand_planes, expand_planes))
+            channels = 2 * expand_planes
+    return nn.Sequential(*modules)
+
+
 class SqueezeNet(nn.Module):
     """SqueezeNet; ``version`` is ``"1_0"`` (the paper's) or ``"1_1"`` (2.4x less compute).
 
@@ -45,40 +77,7 @@ class SqueezeNet(nn.Module):
         in_channels: int = 3,
     ):
         super().__init__()
-        if version == "1_0":
-            self.features = nn.Sequential(
-                nn.Conv2d(in_channels, 96, kernel_size=7, stride=2),
-                nn.ReLU(inplace=True),
-                nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True),
-                Fire(96, 16, 64, 64),
-                Fire(128, 16, 64, 64),
-                Fire(128, 32, 128, 128),
-                nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True),
-                Fire(256, 32, 128, 128),
-                Fire(256, 48, 192, 192),
-                Fire(384, 48, 192, 192),
-                Fire(384, 64, 256, 256),
-                nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True),
-                Fire(512, 64, 256, 256),
-            )
-        elif version == "1_1":
-            self.features = nn.Sequential(
-                nn.Conv2d(in_channels, 64, kernel_size=3, stride=2),
-                nn.ReLU(inplace=True),
-                nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True),
-                Fire(64, 16, 64, 64),
-                Fire(128, 16, 64, 64),
-                nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True),
-                Fire(128, 32, 128, 128),
-                Fire(256, 32, 128, 128),
-                nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True),
-                Fire(256, 48, 192, 192),
-                Fire(384, 48, 192, 192),
-                Fire(384, 64, 256, 256),
-                Fire(512, 64, 256, 256),
-            )
-        else:
-            raise ValueError(f"SqueezeNet version must be '1_0' or '1_1', got {version!r}")
+        self.features = make_squeezenet_features(version, in_channels)
         final_conv = nn.Conv2d(512, num_classes, kernel_size=1)
         self.classifier = nn.Sequential(
             nn.Dropout(p=dropout), final_conv, nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d((1, 1))

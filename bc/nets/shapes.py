@@ -1,0 +1,38 @@
+"""What a convolutional encoder's layers make of its input's size, read from the layers.
+
+Encoders compute their ``output_shape`` with these instead of hard-coding flatten sizes, and
+read kernel, stride and padding from the convolutions themselves, so a layer's numbers are
+written once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import nn
+
+
+def conv_output_size(
+    size: int, kernel: int, stride: int, padding: int = 0, dilation: int = 1
+) -> int:
+    """Output length of a convolution along one axis (PyTorch's formula)."""
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def conv_stack_output_shape(
+    convs: Sequence[nn.Conv2d | nn.Conv3d], size: tuple[int, ...]
+) -> tuple[int, ...]:
+    """``(channels, *size)`` after the convolutions ``convs`` applied in order.
+
+    ``size`` is the input's ``(H, W)`` for 2D convolutions, ``(T, H, W)`` for 3D ones.
+    """
+    for conv in convs:
+        if isinstance(conv.padding, str):  # "same" / "valid": no encoder here uses them
+            raise ValueError(f"padding={conv.padding!r} is not supported; give numbers")
+        size = tuple(
+            conv_output_size(length, kernel, stride, padding, dilation)
+            for length, kernel, stride, padding, dilation in zip(
+                size, conv.kernel_size, conv.stride, conv.padding, conv.dilation, strict=True
+            )
+        )
+    return (convs[-1].out_channels, *size)

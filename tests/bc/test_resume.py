@@ -1,0 +1,207 @@
+"""Resuming bc.train runs as users do: kill -9 in epoch 2, the printed resume command, moved
+run folders, and a run killed after its last epoch.
+
+Each resumed run is compared with an uninterrupted run of the same command: training here is
+deterministic (batch order and augmentation come from generators keyed by seed, epoch and
+unit; last.pt holds the weights, the optimiser and torch's generator), so metrics.jsonl and the
+checkpoints must match bit for bit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+
+from bc.checkpoint import read_checkpoint
+from bc.errors import ConfigError, TrainError
+from bc.train import TrainingInterrupted, config_from_cli, main
+from tests.bc.helpers import small_dataset
+
+ROOT = Path(__file__).resolve().parents[2]
+FLAGS = ["--epochs", "3", "--batch-size", "4", "--no-progress", "--no-tensorboard",
+         "--device", "cpu", "--threads", "1"]  # fmt: skip
+# summary.json fields that measure the wall clock of the last session
+TIMING_KEYS = {"train_time_s", "samples_per_s"}
+
+
+def _nice() -> None:
+    # the test's reader must see the epoch line before the lower-priority run is far past it
+    os.nice(10)
+
+
+def _kill_9_in_epoch_2(argv: list[str]) -> str:
+    """Start ``python -m bc.train ARGV``, SIGKILL it once epoch 1's line is out; its output."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bc.train", *argv],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=_nice,
+    )
+    timer = threading.Timer(300, process.kill)
+    timer.start()
+    lines = []
+    try:
+        for line in process.stdout:
+            lines.append(line)
+            if line.startswith("epoch 1 "):  # printed after epoch 1's last.pt and metrics
+                process.send_signal(signal.SIGKILL)
+                break
+        process.wait()
+    finally:
+        timer.cancel()
+        process.stdout.close()
+    output = "".join(lines)
+    assert process.returncode == -signal.SIGKILL, f"the run ended before the kill:\n{output}"
+    return output
+
+
+def _train(argv: list[str]) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "bc.train", *argv],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def _assert_same_tensors(first: dict, second: dict) -> None:
+    assert first.keys() == second.keys()
+    for key, value in first.items():
+        if isinstance(value, dict):
+            _assert_same_tensors(value, second[key])
+        elif isinstance(value, torch.Tensor):
+            assert torch.equal(value, second[key]), key
+        else:
+            assert value == second[key], key
+
+
+def _assert_same_training(run_dir: Path, straight: Path) -> None:
+    """Metrics, checkpoints and results of ``run_dir`` equal those of ``straight``."""
+    assert (run_dir / "metrics.jsonl").read_bytes() == (straight / "metrics.jsonl").read_bytes()
+    for name in ("last.pt", "best_val_loss.pt"):
+        resumed = read_checkpoint(run_dir / "checkpoints" / name)
+        reference = read_checkpoint(straight / "checkpoints" / name)
+        for key in ("model", "optimizer", "rng"):
+            _assert_same_tensors(resumed[key], reference[key])
+        for key in ("epoch", "unit", "step", "best_val_loss", "best_epoch", "record"):
+            assert resumed[key] == reference[key], key
+    summaries = [json.loads((path / "summary.json").read_text()) for path in (run_dir, straight)]
+    for key in ("train", "val", "best_val", "test", "test_last", "steps", "epochs"):
+        assert summaries[0][key] == summaries[1][key], key
+
+
+@pytest.fixture(scope="module")
+def long_data(tmp_path_factory) -> Path:
+    """About 150 steps an epoch: time enough to kill a run in the middle of one."""
+    return small_dataset(tmp_path_factory.mktemp("resume") / "data", frames=[300, 300, 30, 30])
+
+
+@pytest.fixture(scope="module")
+def straight(long_data, tmp_path_factory) -> Path:
+    """The uninterrupted run of the command the killed runs were started with."""
+    run_dir = tmp_path_factory.mktemp("straight") / "run"
+    main(config_from_cli(["--data", str(long_data), *FLAGS, "--run-dir", str(run_dir)]))
+    return run_dir
+
+
+@pytest.mark.parametrize("named", [True, False], ids=["run-dir", "runs-dir"])
+def test_kill_9_in_epoch_2_then_resume_matches_an_uninterrupted_run(
+    long_data, straight, tmp_path, named
+) -> None:
+    where = ["--run-dir", str(tmp_path / "run")] if named else ["--runs-dir", str(tmp_path)]
+    _kill_9_in_epoch_2(["--data", str(long_data), *FLAGS, *where])
+    (run_dir,) = tmp_path.iterdir()
+    assert read_checkpoint(run_dir / "checkpoints" / "last.pt")["epoch"] == 1, (
+        "the kill came after epoch 2 was saved, not during it"
+    )
+    # the command that a Ctrl-C prints (a kill -9 prints nothing)
+    result = _train(["--resume", str(run_dir)])
+    assert result.returncode == 0, result.stderr
+    _assert_same_training(run_dir, straight)
+
+
+def _interrupt_at(epoch_to_stop: int):
+    def callback(epoch: int, checkpoint: Path) -> dict[str, float]:
+        if epoch == epoch_to_stop:
+            raise KeyboardInterrupt
+        return {}
+
+    return callback
+
+
+def _printed_resume_argv(interrupted: TrainingInterrupted) -> list[str]:
+    command = shlex.split(str(interrupted).split("resume with ", 1)[1])
+    assert command[:3] == ["python", "-m", "bc.train"]
+    return command[3:]
+
+
+@pytest.mark.parametrize("named", [True, False], ids=["run-dir", "runs-dir"])
+def test_the_printed_resume_command_continues_exactly(data, tmp_path, monkeypatch, named) -> None:
+    flags = ["--data", str(data), *FLAGS]
+    straight = main(config_from_cli([*flags, "--run-dir", str(tmp_path / "straight")]))
+    monkeypatch.chdir(tmp_path)  # a relative --run-dir, as in the docs
+    where = ["--run-dir", "runs/my run"] if named else ["--runs-dir", "runs"]
+    with pytest.raises(TrainingInterrupted) as interrupted:
+        main(config_from_cli([*flags, *where]), epoch_callback=_interrupt_at(2))
+    argv = _printed_resume_argv(interrupted.value)
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert argv == ["--resume", str(run_dir.relative_to(tmp_path))]
+    main(config_from_cli(argv))
+    _assert_same_training(run_dir, Path(straight["run_dir"]))
+
+
+def test_a_moved_run_resumes_from_its_new_folder(data, tmp_path, monkeypatch) -> None:
+    flags = ["--data", str(data), *FLAGS]
+    straight = main(config_from_cli([*flags, "--run-dir", str(tmp_path / "straight")]))
+    (tmp_path / "first").mkdir()
+    monkeypatch.chdir(tmp_path / "first")
+    with pytest.raises(TrainingInterrupted):
+        main(config_from_cli([*flags, "--run-dir", "run"]), epoch_callback=_interrupt_at(2))
+    moved = tmp_path / "elsewhere" / "renamed"
+    moved.parent.mkdir()
+    os.rename(tmp_path / "first" / "run", moved)
+    # its saved run_dir, "run", now names no folder, or another one where it is given again
+    with pytest.raises(ConfigError, match="--run-dir run, which names another folder") as error:
+        config_from_cli(["--resume", str(moved), "--run-dir", "run"])
+    assert "\n" not in str(error.value)
+    assert config_from_cli(["--resume", str(moved), "--run-dir", str(moved)]).run_dir == str(moved)
+
+    main(config_from_cli(["--resume", str(moved)]))
+    _assert_same_training(moved, Path(straight["run_dir"]))
+    saved = json.loads((moved / "config.json").read_text())
+    assert (saved["run_dir"], saved["resume"]) == (str(moved), str(moved))
+    assert not (tmp_path / "first" / "run").exists()
+
+
+def test_a_run_killed_after_its_last_epoch_finishes_on_resume(data, tmp_path) -> None:
+    run_dir = tmp_path / "run"
+    argv = ["--data", str(data), *FLAGS, "--run-dir", str(run_dir)]
+    main(config_from_cli(argv))
+    finished = json.loads((run_dir / "summary.json").read_text())
+    metrics = (run_dir / "metrics.jsonl").read_bytes()
+    # what a kill while the test split was evaluated leaves: every epoch saved, no summary
+    (run_dir / "summary.json").unlink()
+    main(config_from_cli(["--resume", str(run_dir)]))
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert {k: v for k, v in summary.items() if k not in TIMING_KEYS} == {
+        k: v for k, v in finished.items() if k not in TIMING_KEYS
+    }
+    assert (run_dir / "metrics.jsonl").read_bytes() == metrics
+    with pytest.raises(TrainError, match="nothing to train"):
+        main(config_from_cli(["--resume", str(run_dir)]))
