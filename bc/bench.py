@@ -15,7 +15,7 @@ fastest block of each counts, so a machine shared with other jobs disturbs the r
 as possible. Without ``--data`` the
 bench writes a synthetic dataset (``dataset.synthetic``) into a temporary directory.
 
-``--runtimes`` measures deployment instead (``bc.export_bench``): batch-1 latency of one net
+``--runtimes`` measures deployment instead (``bc.export.bench``): batch-1 latency of one net
 (default ``tiny_nfc``, ``--frames 3``, ``--size 64``) in PyTorch eager, TorchScript and
 onnxruntime side by side, the net's own time against a whole ``act`` step, no training.
 """
@@ -44,7 +44,7 @@ from bc.heads import make_head
 from bc.nets import NETS
 from bc.policy import Policy
 from bc.sampling import FrameUnit, Unit, WindowUnit
-from bc.trainer import Trainer, build_model, configure_torch, epoch_plan
+from bc.step_engine import Trainer, build_model, configure_torch, epoch_plan
 from configflags import option, run_main
 from dataset.synthetic import make_synthetic_dataset
 
@@ -247,7 +247,7 @@ def main(config: BenchConfig) -> list[dict[str, Any]]:
 
 def main_runtimes(config: BenchConfig) -> list[dict[str, Any]]:
     """``--runtimes``: the latency table of each net, one row per runtime."""
-    from bc.export_bench import bench_runtimes, runtimes_table
+    from bc.export.bench import bench_runtimes, runtimes_table
 
     console = Console(width=None if sys.stdout.isatty() else 120)
     results = []

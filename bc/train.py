@@ -1,6 +1,6 @@
 """Behaviour cloning: ``python -m bc.train --net tiny_nfc --frames 3``.
 
-One loop trains every registered net (the step engine is ``bc.trainer``): feed-forward nets
+One loop trains every registered net (the step engine is ``bc.step_engine``): feed-forward nets
 on frame stacks, recurrent nets on sequence windows (``--bptt full|window|sliding``). A run
 lives in its own directory (``bc.run_dir``): config.json, metrics.jsonl, timing.jsonl,
 summary.json, tensorboard/ and checkpoints/ (last.pt every epoch, best_val_loss.pt, and
@@ -50,8 +50,9 @@ from bc.checkpoint import (
 from bc.config import TrainConfig
 from bc.data import InputNorm, load_dataset
 from bc.errors import TrainError
-from bc.heads import METRIC_COLUMNS, make_head, metric_cells
+from bc.heads import make_head
 from bc.lr_schedule import scheduled_lr, training_progress
+from bc.metrics import METRIC_COLUMNS, metric_cells
 from bc.run_dir import (
     MetricsLog,
     copy_atomic,
@@ -61,7 +62,7 @@ from bc.run_dir import (
     write_config,
     write_json,
 )
-from bc.trainer import Trainer, build_model, configure_torch, epoch_plan, resolve_device
+from bc.step_engine import Trainer, build_model, configure_torch, epoch_plan, resolve_device
 from bc.transfer import freeze, init_from, load_pretrained, parameter_counts
 
 # ``callback(epoch, checkpoint_path) -> metrics`` after each complete epoch's last.pt

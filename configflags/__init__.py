@@ -20,7 +20,7 @@ exit    when
 ======  =================================================================================
 0       the command did its work
 1       the work ran and found a failure (:class:`CommandFailed`: a recording crashed,
-        ``expert.verify`` found bad files)
+        ``dataset.verify`` found bad files)
 2       bad input (:class:`UserError` or ``ValueError``): a wrong flag or value, a missing,
         corrupt or mismatched file; one ``error: ...`` line on stderr, never a traceback
 130     interrupted (Ctrl-C or SIGTERM): one line; rerunning the same command resumes

@@ -1,7 +1,7 @@
 """A config's flags as data: each field flattened to its flag, its type, and values checked.
 
 The command line (``configflags``) and anything else that sets flags from outside it (a
-sweep spec's TOML, ``experiments.sweep_spec``) read a config through :func:`config_fields`
+sweep spec's TOML, ``experiments.sweep.spec``) read a config through :func:`config_fields`
 and check a value with :func:`coerce_value`, so a new field type is taught in one place.
 """
 

@@ -1,6 +1,6 @@
 """The dataset format (docs/dataset.md): its names, its writer and its checked readers.
 
-``expert.collect`` writes datasets, ``expert.verify`` checks them, ``bc.data`` reads them for
+``expert.collect`` writes datasets, ``dataset.verify`` checks them, ``bc.data`` reads them for
 training and ``dataset.synthetic`` makes small ones without flying the env; all of them go through
 this package, so the format is described in one place. Every problem with a dataset is a
 ``DatasetError`` (a ``configflags.UserError``) with a one-line message naming the file.

@@ -3,7 +3,7 @@
 Every file of a dataset is written through :mod:`artifacts.atomic` (a temporary name, fsync,
 one rename), so a killed writer leaves at most its temporary file, named
 ``.<stem>.<pid>.tmp<suffix>``, in the dataset, its runs/ or its videos/; the next collection
-(or DAgger iteration) removes them and ``expert.verify`` reports them.
+(or DAgger iteration) removes them and ``dataset.verify`` reports them.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Reading and checking datasets: every problem is a one-line ``DatasetError`` naming the file.
 
-Two kinds of readers share these checks: ``load_run`` reads a whole run file (``expert.verify``,
+Two kinds of readers share these checks: ``load_run`` reads a whole run file (``dataset.verify``,
 the collection's resume), while a trainer opens run files once (``open_run_file``) and reads
 frames per batch, checking their layout (``step_datasets``, ``check_steps``) up front and
 their labels (``check_values``) as it reads them.

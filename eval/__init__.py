@@ -10,8 +10,8 @@ Under them: ``eval.fly`` flies a policy or the expert for each of them (loading,
 check that the checkpoint fits the env, the labeller, the workers' setup);
 ``eval.episodes`` flies one episode (``eval.agents``: the expert and the agent
 protocols, ``eval.policy_agent``: a trained policy) and ``eval.worker_pool`` many, in this
-process or in worker processes; ``eval.runs`` finds runs and their result files;
-``eval.run_groups``, ``eval.compare_plots`` and ``eval.markdown_table`` are the comparison's
+process or in worker processes; ``eval.run_files`` finds runs and their result files;
+``eval.compare_groups``, ``eval.compare_plots`` and ``eval.compare_table`` are the comparison's
 loading, plots and table; ``eval.stats`` and ``eval.video`` the numbers and the videos.
 
 See docs/evaluation.md.

@@ -30,7 +30,7 @@ from envs.spaces import MIN_IMAGE_SIZE
 from eval.episodes import TIMING_FIELDS, EpisodeRecord
 from eval.errors import EvalError
 from eval.fly import HeldOutWorlds, fly, load_pilot
-from eval.runs import CHECKPOINTS, DEFAULT_RUNS_DIR, resolve_checkpoint
+from eval.run_files import CHECKPOINTS, DEFAULT_RUNS_DIR, resolve_checkpoint
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ row (mean ± std over runs) and one curve (mean, with a ±std band). The expert'
 results (``python -m eval.rollout --expert`` writes them to ``runs/expert/``) appear as a row
 of their own when that folder is named, or when no run is named.
 
-This module is the command; ``eval.run_groups`` loads and groups the runs,
-``eval.compare_plots`` draws the PNGs and ``eval.markdown_table`` writes the table.
+This module is the command; ``eval.compare_groups`` loads and groups the runs,
+``eval.compare_plots`` draws the PNGs and ``eval.compare_table`` writes the table.
 """
 
 from __future__ import annotations
@@ -29,16 +29,7 @@ from pathlib import Path
 
 from bc.checkpoint_names import DEFAULT_CHECKPOINT
 from configflags import option, run_main
-from eval.compare_plots import plot_closed_loop, plot_curves
-from eval.errors import EvalError
-from eval.markdown_table import (
-    DEFAULT_TABLE_NAME,
-    TABLE_END,
-    TABLE_START,
-    results_table,
-    write_table_into,
-)
-from eval.run_groups import (
+from eval.compare_groups import (
     EVAL_METRICS,
     Group,
     flatten,
@@ -47,7 +38,16 @@ from eval.run_groups import (
     runs_to_compare,
     tag_key,
 )
-from eval.runs import CHECKPOINTS, DEFAULT_RUNS_DIR
+from eval.compare_plots import plot_closed_loop, plot_curves
+from eval.compare_table import (
+    DEFAULT_TABLE_NAME,
+    TABLE_END,
+    TABLE_START,
+    results_table,
+    write_table_into,
+)
+from eval.errors import EvalError
+from eval.run_files import CHECKPOINTS, DEFAULT_RUNS_DIR
 
 DEFAULT_TAGS = ("train.loss", "val.loss", "val.accuracy", "eval.success_rate")
 DEFAULT_TABLE_TAGS = ("val.loss", "val.accuracy")

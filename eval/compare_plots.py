@@ -15,7 +15,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from artifacts.plots import save_figure
-from eval.run_groups import EVAL_METRICS, RATES, Group, group_stat, metric_series, tag_key
+from eval.compare_groups import EVAL_METRICS, RATES, Group, group_stat, metric_series, tag_key
 from eval.stats import ema
 
 

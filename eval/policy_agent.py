@@ -1,7 +1,7 @@
 """A trained policy as the acting agent of an evaluation episode.
 
 The policy comes from a ``.pt`` checkpoint (``bc.policy.load_policy``) or from a file that
-``python -m bc.export`` wrote (``.onnx``, ``.torchscript``: ``bc.export_runtime``); both act
+``python -m bc.export`` wrote (``.onnx``, ``.torchscript``: ``bc.export.runtime``); both act
 through the same ``reset()`` / ``act(observation)``. A module of its own so that only
 processes that fly a policy import torch and ``bc``: a spawned worker that flies the expert
 starts in ~1.5 s, one that imports torch in ~3-5 s.
@@ -17,7 +17,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from bc.export_runtime import is_exported, load_exported_policy
+from bc.export.runtime import is_exported, load_exported_policy
 from bc.policy import load_policy
 from eval.agents import Agent, Decision, is_discrete
 from eval.errors import EvalError

@@ -49,7 +49,7 @@ from eval.fly import (
     load_pilot,
 )
 from eval.rollout_summary import failure_line, summary_table
-from eval.runs import (
+from eval.run_files import (
     CHECKPOINTS,
     DEFAULT_RUNS_DIR,
     EXPERT_DIR_NAME,

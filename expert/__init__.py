@@ -3,7 +3,7 @@
 * ``make_expert(config, env)``: the discrete, continuous and stochastic experts, with alpha
   mixing (see ``expert.experts``);
 * ``python -m expert.collect``: record a dataset (docs/dataset.md);
-* ``python -m expert.verify DATASET``: check one;
+* ``python -m dataset.verify DATASET``: check one;
 * ``python -m expert.bench``: expert success rates and recording throughput;
 * ``python -m expert.demo``: fly one corridor and write a video.
 

@@ -40,10 +40,10 @@ import numpy as np
 
 from configflags import run_main
 from dataset import OUTCOMES, SPLITS, load_run, read_manifest, temp_files
+from dataset.previews import write_run_preview
 from expert.collect_config import CollectConfig
 from expert.dataset_dir import DatasetDirectory
 from expert.plan import Plan
-from expert.previews import write_run_preview
 from expert.recorder import RecordingJob, RunRecorder
 from expert.workers import (
     RayRecorderPool,

@@ -16,9 +16,9 @@ from typing import Any
 import envs
 from configflags import UserError, option
 from dataset import COMPRESSIONS, FORMAT_VERSION
+from dataset.previews import VIDEO_FORMATS
 from envs.options import EnvOptions, recorded_env_kwargs
 from expert.experts import ExpertConfig
-from expert.previews import VIDEO_FORMATS
 
 KEEP_POLICIES = ("goal", "all")
 BACKENDS = ("local", "ray")

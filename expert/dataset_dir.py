@@ -33,9 +33,9 @@ from dataset import (
     run_path,
     temp_files,
 )
+from dataset.previews import preview_path
 from expert.collect_config import CollectConfig, CollectError, config_hash, first_difference
 from expert.plan import Plan, RunResult, make_plan
-from expert.previews import preview_path
 
 LOCK_FILE = ".lock"
 

@@ -30,8 +30,8 @@ from typing import Any
 from artifacts.atomic import write_bytes_atomic
 from configflags import CommandFailed, UserError
 from dataset import RUNS_DIR, run_path
+from dataset.previews import write_run_preview
 from expert.plan import RunResult
-from expert.previews import write_run_preview
 from expert.recorder import RecordingJob, RunRecorder, Stopped
 
 RAY_EXTRA = "the 'ray' extra: pip install -e '.[ray]'"

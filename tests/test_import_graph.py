@@ -267,12 +267,12 @@ def test_an_upward_type_only_or_dynamic_import_is_reported():
         "import importlib\n"
         "from typing import TYPE_CHECKING\n"
         "if TYPE_CHECKING:\n"
-        "    from experiments.sweep import SweepConfig\n"
+        "    from experiments.sweep.runner import SweepConfig\n"
         "importlib.import_module('eval.rollout')\n"
         "from . import sibling\n"
     )
     assert upward_imports("bc", source, "bc/x.py") == [
-        "bc/x.py:4: imports experiments (from experiments.sweep import SweepConfig)",
+        "bc/x.py:4: imports experiments (from experiments.sweep.runner import SweepConfig)",
         "bc/x.py:5: imports eval (importlib.import_module('eval.rollout'))",
     ]
 

@@ -11,8 +11,8 @@ from bc.config import TrainConfig, config_from_dict, config_to_dict
 from bc.data import InputNorm, load_dataset
 from bc.heads import make_head
 from bc.nets import NETS
+from bc.step_engine import Trainer, build_model
 from bc.train import main
-from bc.trainer import Trainer, build_model
 from tests.bc.helpers import read_metrics, tiny_config
 
 

@@ -22,13 +22,13 @@ from bc.checkpoint import read_checkpoint
 from bc.config import TrainConfig
 from bc.data import InputNorm, load_dataset
 from bc.errors import CheckpointError, ConfigError
-from bc.export import ExportConfig, main
-from bc.export_runtime import load_exported_policy
+from bc.export.exporter import ExportConfig, main
+from bc.export.runtime import load_exported_policy
 from bc.nets import NETS
 from bc.policy import load_policy
 from bc.sampling import WindowUnit
+from bc.step_engine import Trainer
 from bc.train import main as train
-from bc.trainer import Trainer
 from configflags import run_main
 from envs.spaces import bin_yaw_commands
 from tests.bc.helpers import tiny_config
@@ -262,7 +262,7 @@ def test_bad_input_is_a_one_line_error(checkpoints, tmp_path, monkeypatch, capsy
         ExportConfig(run=tmp_path, checkpoint=checkpoint)
     with pytest.raises(CheckpointError, match="no checkpoints/best_success.pt"):
         main(ExportConfig(run=checkpoint.parents[1], which="best_success"))
-    monkeypatch.setattr("bc.export.missing_onnx_packages", lambda *names: list(names))
+    monkeypatch.setattr("bc.export.exporter.missing_onnx_packages", lambda *names: list(names))
     with pytest.raises(ConfigError, match=r"'onnx' extra.*--format torchscript"):
         main(ExportConfig(checkpoint=checkpoint))
     with pytest.raises(SystemExit) as exit_info:

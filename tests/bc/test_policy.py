@@ -16,8 +16,8 @@ from bc.heads import make_head
 from bc.policy import PolicyOutput, load_policy
 from bc.run_dir import find_latest_run
 from bc.sampling import WindowUnit
+from bc.step_engine import Trainer
 from bc.train import main
-from bc.trainer import Trainer
 from tests.bc.helpers import small_dataset, tiny_config
 
 

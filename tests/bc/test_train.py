@@ -21,8 +21,8 @@ from bc.lr_schedule import scheduled_lr
 from bc.nets import NETS
 from bc.policy import load_policy
 from bc.run_dir import new_run_dir
+from bc.step_engine import Trainer, build_model
 from bc.train import TrainingInterrupted, main
-from bc.trainer import Trainer, build_model
 from bc.transfer import parameter_counts
 from tests.bc.helpers import read_metrics, tiny_config
 

@@ -20,10 +20,10 @@ from dataset import (
 )
 from dataset.replay import replay_ends, run_with_ends
 from dataset.synthetic import make_synthetic_dataset
+from dataset.verify import VerifyConfig, check_dataset
+from dataset.verify import main as verify
 from expert.collect import main as collect
 from expert.collect_config import CollectError
-from expert.verify import VerifyConfig, check_dataset
-from expert.verify import main as verify
 from tests.bc.helpers import tiny_config
 from tests.dataset.helpers import FORMAT1, format1_config, format1_copy, record
 

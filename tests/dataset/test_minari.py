@@ -12,10 +12,10 @@ import pytest
 
 from bc.train import main as train
 from dataset import FINAL_FIELDS, STEP_FIELDS, DatasetError, load_run, read_manifest, run_file
+from dataset.export import ExportConfig, default_name
+from dataset.export import main as export_command
 from dataset.minari_io import STATE_INFOS, STEP_INFOS, export_minari, import_minari
-from expert.export import ExportConfig, default_name
-from expert.export import main as export_command
-from expert.verify import check_dataset
+from dataset.verify import check_dataset
 from tests.bc.helpers import tiny_config
 from tests.dataset.helpers import FORMAT1, format1_copy, record
 from tests.extras import require_extra
@@ -204,13 +204,13 @@ def test_export_and_import_commands(minari, recorded, tmp_path):
 
     back = tmp_path / "back"
     imported = cli(
-        "expert.import_minari", "corridor/discrete-v0", "--out", str(back),
+        "dataset.import_minari", "corridor/discrete-v0", "--out", str(back),
         "--data-path", str(tmp_path / "elsewhere"),
     )  # fmt: skip
     assert imported.returncode == 0, imported.stderr
     assert f"python -m bc.train --data {back}" in imported.stdout
     _assert_same_runs(data, back)
-    bad = cli("expert.export", str(data), "--name", "no/version", "--data-path", str(tmp_path))
+    bad = cli("dataset.export", str(data), "--name", "no/version", "--data-path", str(tmp_path))
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1
     assert bad.stderr.startswith("error: 'no/version' is not a Minari dataset id")
 

@@ -5,8 +5,8 @@ import pytest
 
 from configflags import build_parser, option, parse_config, run_main
 from eval import bench, compare, rollout
+from eval.compare_table import TABLE_END, TABLE_START
 from eval.errors import EvalError
-from eval.markdown_table import TABLE_END, TABLE_START
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,10 +5,10 @@ import pytest
 
 from configflags import parse_config, run_main
 from eval.compare import CompareConfig, main
+from eval.compare_groups import checkpoint_row
+from eval.compare_table import TABLE_END, TABLE_START, write_table_into
 from eval.errors import EvalError
-from eval.markdown_table import TABLE_END, TABLE_START, write_table_into
-from eval.run_groups import checkpoint_row
-from eval.runs import lookup, pick_results, results_stem, write_json
+from eval.run_files import lookup, pick_results, results_stem, write_json
 from eval.stats import summarize
 from tests.eval.helpers import fake_run
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from bc.export import ExportConfig
-from bc.export import main as export
-from bc.export_runtime import ExportedPolicy
+from bc.export.exporter import ExportConfig
+from bc.export.exporter import main as export
+from bc.export.runtime import ExportedPolicy
 from configflags import parse_config, run_main
 from eval.bench import BenchConfig
 from eval.bench import main as bench

@@ -13,7 +13,7 @@ from eval.episodes import TIMING_FIELDS
 from eval.errors import EvalError
 from eval.rollout import RolloutConfig, main
 from eval.rollout_summary import failure_line, summary_table
-from eval.runs import pick_results, results_stem
+from eval.run_files import pick_results, results_stem
 from tests.eval.helpers import fake_run, shared_tiny_run
 
 ROOT = Path(__file__).resolve().parents[2]

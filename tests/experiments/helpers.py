@@ -4,8 +4,8 @@ from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 from configflags import UserError
-from experiments.sweep_trial import JobConfig
-from experiments.sweep_trial import main as run_job
+from experiments.sweep.trial import JobConfig
+from experiments.sweep.trial import main as run_job
 
 # a spec whose trials take seconds: 3 runs of 32x32 one-segment worlds, one epoch, two episodes
 TINY_SPEC = """

@@ -1,4 +1,4 @@
-"""``python -m experiments.bench_sweep``: the figures it returns and prints, and its bad flags.
+"""``python -m experiments.sweep.bench``: the figures it returns and prints, and its bad flags.
 
 The sweeps run their trials in this process (``InlineBackend``) and Ray is a stand-in, so the
 whole bench takes seconds; what is checked is what the bench asks of each sweep and the
@@ -18,16 +18,16 @@ from types import SimpleNamespace
 import pytest
 
 from configflags import run_main
-from experiments import bench_sweep
-from experiments.bench_sweep import BenchConfig, main
-from experiments.sweep import SweepResult
-from experiments.sweep_cli import resolve_spec
-from experiments.sweep_results import read_jsonl
-from experiments.sweep_trial import dataset_dir
+from experiments.sweep import bench as bench_sweep
+from experiments.sweep.bench import BenchConfig, main
+from experiments.sweep.results import read_jsonl
+from experiments.sweep.runner import SweepResult
+from experiments.sweep.spec_sources import resolve_spec
+from experiments.sweep.trial import dataset_dir
 from tests.experiments.helpers import InlineBackend
 
 ROOT = Path(__file__).resolve().parents[2]
-PROG = "python -m experiments.bench_sweep"
+PROG = "python -m experiments.sweep.bench"
 
 
 class FakeRay:
@@ -62,7 +62,7 @@ def test_each_backend_runs_the_same_trials_on_the_one_dataset(tmp_path, monkeypa
         return result
 
     ray = FakeRay()
-    monkeypatch.setattr("experiments.sweep.make_backend", inline_backend)
+    monkeypatch.setattr("experiments.sweep.runner.make_backend", inline_backend)
     monkeypatch.setattr(bench_sweep, "sweep", sweep_and_read)
     monkeypatch.setattr(bench_sweep, "import_ray", lambda purpose: ray)
     # the default working folder, made in tmp_path
@@ -143,7 +143,7 @@ def test_bad_flags_are_one_error_line_and_exit_2(argv, message, capsys):
 
 def test_the_command_line_exits_2_with_one_line(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "experiments.bench_sweep", "--trials", "1", "--out", "out"],
+        [sys.executable, "-m", "experiments.sweep.bench", "--trials", "1", "--out", "out"],
         cwd=tmp_path,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         capture_output=True,

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from configflags import UserError
-from experiments.dagger import DaggerConfig, DaggerError, _check_same_config, _identity
-from experiments.dagger import main as dagger
+from dataset.verify import check_dataset
+from experiments.dagger.loop import DaggerConfig, DaggerError, _check_same_config, _identity
+from experiments.dagger.loop import main as dagger
 from expert.experts import Takeover
-from expert.verify import check_dataset
 
 TINY_WORLD = ["--image-size", "32", "--n-segments", "1", "--segment-length", "4", "5"]
 
@@ -200,7 +200,7 @@ def test_each_iteration_is_evaluated_through_eval_fly(bc_run, tmp_path, monkeypa
     from bc.policy import load_policy
     from eval.agents import expert_config_dict
     from eval.errors import EvalError
-    from experiments.dagger import Dagger
+    from experiments.dagger.loop import Dagger
 
     flown = []
     real = fly.run_episodes

@@ -22,7 +22,7 @@ import torch
 from bc.checkpoint import read_checkpoint
 from bc.train import TrainingInterrupted, config_from_cli
 from bc.train import main as train
-from experiments.dagger import Dagger, DaggerConfig
+from experiments.dagger.loop import Dagger, DaggerConfig
 
 WORLD = ["--image-size", "32", "--n-segments", "1", "--segment-length", "6", "7"]
 # the phases of iteration 1 in the order they run, each with a line that its start prints
@@ -140,7 +140,7 @@ def test_retraining_resumes_in_a_moved_out_folder(bc_run, tmp_path, monkeypatch)
 
     settings = dict(run=bc_run, iterations=1, runs_per_iteration=1, episodes=1, workers=1,
                     quiet=True)  # fmt: skip
-    monkeypatch.setattr("experiments.dagger.closed_loop_callback", interrupt_after_epoch_1)
+    monkeypatch.setattr("experiments.dagger.loop.closed_loop_callback", interrupt_after_epoch_1)
     with pytest.raises(TrainingInterrupted):
         Dagger(DaggerConfig(out=tmp_path / "out", **settings)).retrain(1)
     monkeypatch.undo()

@@ -9,22 +9,22 @@ import pytest
 
 from configflags import CommandFailed, UserError
 from eval.stats import Interval
-from experiments.report import (
+from experiments.report.build import (
     ReportConfig,
-    SpecResults,
     build_report,
     evaluate,
     load_spec,
     main,
     one_class,
 )
-from experiments.report_findings import FINDINGS, SOME, TRANSFER_TARGET, Claim, Finding, Group
-from experiments.report_markdown import finding_block, update_page
-from experiments.report_stats import combine, compare
-from experiments.sweep import SweepConfig
-from experiments.sweep import main as sweep
-from experiments.sweep_cli import read_toml
-from experiments.sweep_spec import SweepSpec, Trial
+from experiments.report.findings import FINDINGS, SOME, TRANSFER_TARGET, Claim, Finding, Group
+from experiments.report.markdown import finding_block, update_page
+from experiments.report.results import SpecResults
+from experiments.report.stats import combine, compare
+from experiments.sweep.config import SweepConfig
+from experiments.sweep.runner import main as sweep
+from experiments.sweep.spec import SweepSpec, Trial
+from experiments.sweep.spec_sources import read_toml
 from tests.experiments.helpers import InlineBackend, tiny_spec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -338,7 +338,7 @@ def test_a_real_tiny_sweep_is_reported(tmp_path, monkeypatch):
     specs = tmp_path / "specs"
     specs.mkdir()
     tiny_spec(specs, "train.frames = [1, 3]", seeds="[0]", name="tiny")
-    monkeypatch.setattr("experiments.sweep.make_backend", lambda *args: InlineBackend())
+    monkeypatch.setattr("experiments.sweep.runner.make_backend", lambda *args: InlineBackend())
     swept = sweep(SweepConfig(spec=specs / "tiny.toml", out=tmp_path / "sweeps" / "tiny",
                               quiet=True))  # fmt: skip
     assert len(swept.rows) == 2

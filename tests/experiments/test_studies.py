@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from experiments.sweep_cli import read_toml
-from experiments.sweep_spec import spec_from_dict
+from experiments.sweep.spec import spec_from_dict
+from experiments.sweep.spec_sources import read_toml
 
 ROOT = Path(__file__).resolve().parents[2]
 STUDIES = sorted((ROOT / "experiments" / "studies").glob("*.toml"))

@@ -13,8 +13,9 @@ import psutil
 import pytest
 
 from configflags import CommandFailed, UserError
-from experiments.sweep import SweepConfig, main
-from experiments.sweep_results import read_jsonl
+from experiments.sweep.config import SweepConfig
+from experiments.sweep.results import read_jsonl
+from experiments.sweep.runner import main
 from tests.experiments.helpers import InlineBackend, tiny_spec
 from tests.extras import require_extra
 
@@ -28,7 +29,7 @@ def test_the_scheduler_stages_the_dataset_goes_on_past_a_failure_and_retries_onl
     tmp_path, monkeypatch, capsys
 ):
     backend = InlineBackend()
-    monkeypatch.setattr("experiments.sweep.make_backend", lambda *args: backend)
+    monkeypatch.setattr("experiments.sweep.runner.make_backend", lambda *args: backend)
     spec = tiny_spec(tmp_path, 'train.pretrained = ["", "no/such/weights.pt"]', seeds="[0]")
     out = tmp_path / "out"
     with pytest.raises(CommandFailed, match="1 of 2 trials failed"):
@@ -52,7 +53,7 @@ def test_the_scheduler_stages_the_dataset_goes_on_past_a_failure_and_retries_onl
 
 def test_the_page_table_is_the_mean_over_seeds_with_its_t_interval(tmp_path, monkeypatch):
     backend = InlineBackend()
-    monkeypatch.setattr("experiments.sweep.make_backend", lambda *args: backend)
+    monkeypatch.setattr("experiments.sweep.runner.make_backend", lambda *args: backend)
     spec = tiny_spec(tmp_path, "train.lr = [1e-3]")
     page = tmp_path / "results.md"
     page.write_text("# Results\n\nno markers yet\n")

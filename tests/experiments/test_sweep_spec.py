@@ -9,9 +9,10 @@ import pytest
 
 from configflags import UserError
 from envs.options import EnvOptions
-from experiments.sweep import SweepConfig, main
-from experiments.sweep_cli import parse_values, resolve_spec
-from experiments.sweep_spec import SpecError, coerce, spec_from_dict
+from experiments.sweep.config import SweepConfig
+from experiments.sweep.runner import main
+from experiments.sweep.spec import SpecError, coerce, spec_from_dict
+from experiments.sweep.spec_sources import parse_values, resolve_spec
 from expert.collect_config import CollectConfig, config_hash
 from tests.extras import require_extra
 

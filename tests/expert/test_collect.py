@@ -18,6 +18,8 @@ import pytest
 import envs
 from configflags import parse_config
 from dataset import STEP_FIELDS, DatasetError, load_run, read_manifest, temp_files
+from dataset.verify import VerifyConfig, check_dataset
+from dataset.verify import main as verify_main
 from envs.corridor_env import CorridorEnv
 from envs.options import EnvOptions
 from envs.seeds import collect_seed
@@ -25,8 +27,6 @@ from expert import ExpertConfig
 from expert.collect import main
 from expert.collect_config import DEFAULT_RUNS, CollectConfig, CollectError
 from expert.plan import RunResult, make_plan
-from expert.verify import VerifyConfig, check_dataset
-from expert.verify import main as verify_main
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY_ENV = EnvOptions(image_size=32, n_segments=1, segment_length=(4.0, 5.0))
@@ -372,11 +372,11 @@ def test_collect_bad_input_is_one_error_line_and_exit_2(args, message):
 
 def test_verify_cli_exit_codes(tmp_path):
     main(_config(tmp_path / "data"))
-    assert _cli("expert.verify", str(tmp_path / "data")).returncode == 0
+    assert _cli("dataset.verify", str(tmp_path / "data")).returncode == 0
     os.truncate(tmp_path / "data" / "runs" / "run_000000.h5", 100)
-    bad = _cli("expert.verify", str(tmp_path / "data"))
+    bad = _cli("dataset.verify", str(tmp_path / "data"))
     assert bad.returncode == 1 and "bad " in bad.stdout and "run_000000.h5" in bad.stdout
-    missing = _cli("expert.verify", str(tmp_path / "nowhere"))
+    missing = _cli("dataset.verify", str(tmp_path / "nowhere"))
     assert missing.returncode == 2 and missing.stderr.startswith("error: ")
 
 

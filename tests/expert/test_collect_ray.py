@@ -5,10 +5,10 @@ import sys
 import pytest
 
 from configflags import UserError
+from dataset.verify import check_dataset
 from envs.options import EnvOptions
 from expert.collect import content_hash, main
 from expert.collect_config import CollectConfig
-from expert.verify import check_dataset
 from tests.extras import require_extra
 
 TINY_ENV = EnvOptions(image_size=32, n_segments=1, segment_length=(4.0, 5.0))

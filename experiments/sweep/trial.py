@@ -1,6 +1,6 @@
 """One job of a sweep, in a process of its own: record a dataset, or run one trial.
 
-``python -m experiments.sweep_trial JOB.json`` is what both backends start, one process per
+``python -m experiments.sweep.trial JOB.json`` is what both backends start, one process per
 job (a fresh interpreter: a trial's result cannot depend on what ran before it in the same
 process, a crash or a kill takes only that job, and its whole output, PyBullet's included,
 goes to its log). A trial trains (``bc.train.main``) on its staged dataset, flies its
@@ -22,7 +22,7 @@ from typing import Any
 
 from artifacts.atomic import write_json_atomic
 from configflags import option, run_main
-from experiments.sweep_spec import Trial, build_config
+from experiments.sweep.spec import Trial, build_config
 from expert.workers import die_with_parent
 
 DATASETS_DIR = "datasets"
@@ -135,7 +135,7 @@ def results_row(
 
 def job_command(job_path: Path) -> list[str]:
     """The command line that runs one job file in a fresh interpreter."""
-    return [sys.executable, "-m", "experiments.sweep_trial", str(job_path),
+    return [sys.executable, "-m", "experiments.sweep.trial", str(job_path),
             "--parent", str(os.getpid())]  # fmt: skip
 
 
@@ -187,4 +187,4 @@ def main(config: JobConfig) -> dict[str, Any] | None:
 
 
 if __name__ == "__main__":
-    run_main(main, JobConfig, "python -m experiments.sweep_trial", __doc__)
+    run_main(main, JobConfig, "python -m experiments.sweep.trial", __doc__)

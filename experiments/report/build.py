@@ -6,7 +6,7 @@ section per finding of the original notes into docs/results.md: the notes' claim
 measurement, offline (validation and test accuracy) and in closed loop (success), mean over
 training seeds with a 95% t-interval and success pooled over episodes with a 95% Wilson
 interval, a PNG plot, and a verdict per claim and per finding (agrees, disagrees or
-inconclusive at this sample size; the rule is in ``experiments.report_stats``). A finding whose
+inconclusive at this sample size; the rule is in ``experiments.report.stats``). A finding whose
 sweeps have not run gets a section that says so and gives the commands.
 
 Each section sits between ``<!-- finding:NAME:start -->`` and ``<!-- finding:NAME:end -->``;
@@ -19,19 +19,20 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from artifacts.atomic import write_text_atomic
-from configflags import CommandFailed, UserError, option, run_main
-from eval.stats import Interval, t_interval
-from experiments.report_findings import FINDINGS, Claim, Finding, Group
-from experiments.report_markdown import find_blocks, finding_block, summary_block, update_page
-from experiments.report_stats import NOT_APPLICABLE, NOT_RUN, combine, compare
-from experiments.sweep_cli import read_toml
-from experiments.sweep_results import RESULTS_JSONL, read_jsonl
-from experiments.sweep_spec import SweepSpec, Trial, spec_from_dict
+from configflags import CommandFailed, UserError, option
+from eval.stats import t_interval
+from experiments.report.findings import FINDINGS, Claim, Finding, Group
+from experiments.report.markdown import find_blocks, finding_block, summary_block, update_page
+from experiments.report.results import ClaimResult, FindingResult, GroupStats, SpecResults
+from experiments.report.stats import NOT_APPLICABLE, NOT_RUN, combine, compare
+from experiments.sweep.results import RESULTS_JSONL, read_jsonl
+from experiments.sweep.spec import spec_from_dict
+from experiments.sweep.spec_sources import read_toml
 
 EXCLUDED_SPECS = ("example",)  # specs in the folder that belong to no finding
 SUMMARY = "summary"  # the block with the verdicts of all findings
@@ -59,74 +60,6 @@ class ReportConfig:
         for name in self.findings:
             if name not in known:
                 raise UserError(f"unknown finding {name!r}; choose from {', '.join(known)}")
-
-
-@dataclass
-class SpecResults:
-    """One spec of a finding: its trials and the finished rows of its sweep."""
-
-    name: str
-    path: Path
-    out: Path
-    spec: SweepSpec
-    trials: list[Trial]
-    rows: list[dict[str, Any]]
-    stale: int = 0  # rows of trials the spec no longer makes (it changed since the sweep)
-
-    @property
-    def gpu(self) -> bool:
-        return self.spec.gpus > 0
-
-
-@dataclass
-class GroupStats:
-    """A configuration's trials, summarised over seeds."""
-
-    group: Group
-    rows: list[dict[str, Any]]
-    val: Interval | None = None
-    test: Interval | None = None
-    success: Interval | None = None
-    successes: int = 0
-    episodes: int = 0
-    collisions: float | None = None
-    agreement: float | None = None
-    datasets: tuple[str, ...] = ()
-    one_class: int = 0  # trials whose flown checkpoint gave one action on every test frame
-
-    @property
-    def seeds(self) -> int:
-        return len({row["seed"] for row in self.rows})
-
-
-@dataclass
-class ClaimResult:
-    """A claim's verdicts: offline (test accuracy), closed loop (success) and combined."""
-
-    claim: Claim
-    offline: str
-    closed_loop: str
-    verdict: str
-
-
-@dataclass
-class FindingResult:
-    """Everything a finding's section shows."""
-
-    finding: Finding
-    specs: list[SpecResults]
-    groups: dict[str, GroupStats]
-    claims: list[ClaimResult]
-    verdict: str
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def rows(self) -> int:
-        return sum(len(spec.rows) for spec in self.specs)
-
-    @property
-    def trials(self) -> int:
-        return sum(len(spec.trials) for spec in self.specs)
 
 
 def load_spec(path: Path, sweeps_dir: Path | None) -> SpecResults:
@@ -249,7 +182,7 @@ def build_report(
         if result.rows:
             image = config.images / f"{finding.name}.png"
             if not config.check:
-                from experiments.report_plots import plot_finding  # matplotlib only when needed
+                from experiments.report.plots import plot_finding  # matplotlib only when needed
 
                 plot_finding(result, image)
         link = _relative(image, config.out.parent) if image is not None else None
@@ -290,7 +223,3 @@ def main(config: ReportConfig, findings: Sequence[Finding] = FINDINGS) -> dict[s
     if not config.check:
         print(f"wrote {config.out}")
     return {result.finding.name: result.verdict for result in results}
-
-
-if __name__ == "__main__":
-    run_main(main, ReportConfig, "python -m experiments.report", __doc__)

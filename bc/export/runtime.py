@@ -20,7 +20,7 @@ import torch
 
 from artifacts.formats import check_format
 from bc.errors import CheckpointError
-from bc.export_graph import (
+from bc.export.graph import (
     FRAMES,
     STATE_INPUTS,
     STATE_OUTPUTS,

@@ -19,9 +19,9 @@ from rich.table import Table
 from artifacts.atomic import write_text_atomic
 from artifacts.cells import interval_cell, pct
 from artifacts.markdown_table import markdown_row, markdown_rule, markdown_table
-from eval.markdown_table import mean_std_cell, seeds_success_cell
+from eval.compare_table import mean_std_cell, seeds_success_cell
 from eval.stats import mean_std
-from experiments.sweep_spec import Trial, show_value
+from experiments.sweep.spec import Trial, show_value
 
 RESULTS_JSONL = "results.jsonl"
 RESULTS_MD = "results.md"

@@ -9,7 +9,7 @@ it like the checkpoint.
 
 The model takes the env's uint8 observations, stacked oldest first, as ``frames (B, T, H, W,
 C)`` and does the normalisation, the net and the head's decision inside
-(``bc.export_graph``); only the frame stack (or the LSTM state) is kept by the caller. ONNX
+(``bc.export.graph``); only the frame stack (or the LSTM state) is kept by the caller. ONNX
 needs the ``onnx`` extra (``pip install -e ".[onnx]"``: onnx to write, onnxruntime to run);
 TorchScript needs nothing but torch. After writing, the file is run on random frames and
 compared with the PyTorch policy (``--no-verify`` skips that).
@@ -34,7 +34,7 @@ from bc.checkpoint import (
     checkpoint_dir,
 )
 from bc.errors import CheckpointError, ConfigError
-from bc.export_graph import (
+from bc.export.graph import (
     STATE_OUTPUTS,
     example_inputs,
     export_module,
@@ -45,7 +45,7 @@ from bc.export_graph import (
     write_onnx,
     write_torchscript,
 )
-from bc.export_runtime import (
+from bc.export.runtime import (
     FORMAT,
     FORMAT_VERSION,
     METADATA_KEY,
@@ -55,7 +55,7 @@ from bc.export_runtime import (
 )
 from bc.policy import Policy, load_policy
 from bc.run_dir import find_latest_run
-from configflags import CommandFailed, option, run_main
+from configflags import CommandFailed, option
 from envs.spaces import bin_yaw_commands
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".torchscript"}
@@ -328,7 +328,3 @@ def main(config: ExportConfig) -> ExportResult:
         check = "" if error is None else f", max deviation from PyTorch {error:.2g}"
         print(f"wrote {path} ({size:.1f} MB{check}) and {metadata_file.name}")
     return ExportResult(path, metadata_file, metadata, error)
-
-
-if __name__ == "__main__":
-    run_main(main, ExportConfig, "python -m bc.export", __doc__, interrupted="interrupted")

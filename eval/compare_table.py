@@ -16,8 +16,8 @@ from pathlib import Path
 from artifacts.cells import interval_cell, pct
 from artifacts.markdown_block import block_markers, check_page, write_block
 from artifacts.markdown_table import markdown_row, markdown_rule
+from eval.compare_groups import Group, RunData, checkpoint_row, eval_value, tag_key
 from eval.errors import EvalError
-from eval.run_groups import Group, RunData, checkpoint_row, eval_value, tag_key
 from eval.stats import mean_std, t_interval
 
 DEFAULT_TABLE_NAME = "results"

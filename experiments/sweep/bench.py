@@ -1,4 +1,4 @@
-"""Sweep throughput: ``python -m experiments.bench_sweep``.
+"""Sweep throughput: ``python -m experiments.sweep.bench``.
 
 Runs one tiny sweep (a 32x32 one-segment world, one training epoch, two closed-loop episodes
 per trial, one trial per seed) three times on a dataset recorded beforehand: with 1 and 2
@@ -25,10 +25,11 @@ from rich.console import Console
 from rich.table import Table
 
 from configflags import UserError, option, run_main
-from experiments.sweep import SweepConfig, SweepResult
-from experiments.sweep import main as sweep
-from experiments.sweep_spec import build_config, spec_from_dict
-from experiments.sweep_trial import dataset_dir
+from experiments.sweep.config import SweepConfig
+from experiments.sweep.runner import SweepResult
+from experiments.sweep.runner import main as sweep
+from experiments.sweep.spec import build_config, spec_from_dict
+from experiments.sweep.trial import dataset_dir
 from expert.collect import main as collect
 from expert.workers import import_ray
 
@@ -135,4 +136,4 @@ def main(config: BenchConfig) -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    run_main(main, BenchConfig, "python -m experiments.bench_sweep", __doc__)
+    run_main(main, BenchConfig, "python -m experiments.sweep.bench", __doc__)

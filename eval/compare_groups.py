@@ -2,7 +2,7 @@
 
 ``eval.compare`` reads each run (its ``config.json``, ``metrics.jsonl`` and the closed-loop
 results of one checkpoint), groups runs that differ only in their training seed, and asks
-this module for a group's numbers; ``eval.compare_plots`` and ``eval.markdown_table`` draw
+this module for a group's numbers; ``eval.compare_plots`` and ``eval.compare_table`` draw
 them.
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from eval.errors import EvalError
-from eval.runs import (
+from eval.run_files import (
     EXPERT_DIR_NAME,
     eval_files,
     find_runs,

@@ -1,4 +1,4 @@
-"""``python -m bc.evaluate``: a checkpoint's offline metrics, as bc.train reports them."""
+"""``python -m bc.offline_metrics``: a checkpoint's offline metrics, as bc.train reports them."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import sys
 import pytest
 
 from bc.errors import ConfigError
-from bc.evaluate import EvaluateConfig
-from bc.evaluate import main as evaluate
+from bc.offline_metrics import EvaluateConfig
+from bc.offline_metrics import main as evaluate
 from bc.train import main as train
 from tests.bc.helpers import tiny_config
 
@@ -30,7 +30,7 @@ def test_a_missing_checkpoint_is_one_line_and_exit_2(tmp_path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         evaluate(EvaluateConfig(checkpoint=tmp_path / "nope.pt", quiet=True))
     done = subprocess.run(
-        [sys.executable, "-m", "bc.evaluate", "--checkpoint", str(tmp_path / "nope.pt")],
+        [sys.executable, "-m", "bc.offline_metrics", "--checkpoint", str(tmp_path / "nope.pt")],
         capture_output=True,
         text=True,
     )

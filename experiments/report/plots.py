@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import matplotlib
 
@@ -20,10 +20,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from artifacts.plots import save_figure  # noqa: E402
 from eval.stats import Interval  # noqa: E402
-from experiments.report_stats import pooled_wilson  # noqa: E402
-
-if TYPE_CHECKING:
-    from experiments.report import FindingResult, GroupStats
+from experiments.report.results import FindingResult, GroupStats
+from experiments.report.stats import pooled_wilson  # noqa: E402
 
 PANELS = (("test_accuracy", "test", "offline: test accuracy (%)"),
           ("success_rate", "success", "closed loop: success (%)"))  # fmt: skip

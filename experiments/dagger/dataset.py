@@ -3,7 +3,7 @@
 The copy (``OUT/data``) hard-links the source's run files, so nothing is duplicated on disk
 and the source dataset is never changed. DAgger's runs are ordinary runs of the same format,
 recorded with the dataset's own seed and config hash at run indices far above the source's
-(iteration ``i``, run ``j`` is index ``i * RUN_INDEX_STRIDE + j``), so ``expert.verify``
+(iteration ``i``, run ``j`` is index ``i * RUN_INDEX_STRIDE + j``), so ``dataset.verify``
 checks them like any other run and their worlds never repeat the source's. Each new run goes
 to the training split and its manifest entry says which iteration and beta recorded it; the
 ``source`` array of the run says who acted at each step.

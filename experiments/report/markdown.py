@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from artifacts.cells import interval_cell as percent_interval
 from artifacts.cells import pct
@@ -20,7 +19,8 @@ from artifacts.markdown_block import block_markers
 from artifacts.markdown_table import markdown_row as _row
 from configflags import UserError
 from eval.stats import CONFIDENCE, Interval
-from experiments.report_stats import (
+from experiments.report.results import FindingResult, GroupStats
+from experiments.report.stats import (
     AGREES,
     DISAGREES,
     EQUIVALENCE_MARGIN,
@@ -28,9 +28,6 @@ from experiments.report_stats import (
     NOT_RUN,
     pooled_wilson,
 )
-
-if TYPE_CHECKING:
-    from experiments.report import FindingResult, GroupStats
 
 HEADING = "## Findings of the notes"
 MARKER = re.compile(r"<!-- finding:([A-Za-z0-9_.-]+):(start|end) -->")

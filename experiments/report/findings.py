@@ -4,7 +4,7 @@ A finding names the specs whose trials measure it, the configurations it shows (
 trials of one spec whose swept values match ``where``) and the notes' claims as comparisons of
 two configurations (``Claim``: "A > B", A better than B, or "A ~ B", no clear difference).
 ``python -m experiments.report`` turns each into a section of docs/results.md with a verdict
-(``experiments.report_stats``). Each spec's header comment quotes the same claim.
+(``experiments.report.stats``). Each spec's header comment quotes the same claim.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Check a dataset: ``python -m expert.verify DATASET``.
+"""Check a dataset: ``python -m dataset.verify DATASET``.
 
 Reads the manifest and every run file in full (frames decompressed) and checks that each is
 readable, its arrays have consistent lengths, dtypes and shapes, labels and commands are in
@@ -172,5 +172,5 @@ def main(config: VerifyConfig) -> VerifyReport:
 
 
 if __name__ == "__main__":
-    outcome = run_main(main, VerifyConfig, "python -m expert.verify", __doc__)
+    outcome = run_main(main, VerifyConfig, "python -m dataset.verify", __doc__)
     raise SystemExit(0 if outcome.ok else EXIT_FAILED)

@@ -1,11 +1,11 @@
-"""Offline metrics of any checkpoint on any split: ``python -m bc.evaluate --run RUN --which last``.
+"""Offline metrics of a checkpoint on a split: ``python -m bc.offline_metrics --run RUN``.
 
 ``bc.train`` tests ``last.pt`` and ``best_val_loss.pt`` on the test split when it finishes;
 this command does the same for any checkpoint (an older run's, a DAgger iteration's, one
 fine-tuned elsewhere) on any split of any dataset recorded for the same env: loss, accuracy,
 per-bin accuracy (a 0.00 is a bin the policy never predicts right: a one-class policy shows
 as 0.00 on both turns), yaw MSE and the majority-class rate beside them. It uses the training
-loop's own evaluation (``bc.trainer.Trainer.evaluate``), so its figures are those
+loop's own evaluation (``bc.step_engine.Trainer.evaluate``), so its figures are those
 ``bc.train`` prints.
 """
 
@@ -25,11 +25,11 @@ from bc.checkpoint_names import CHECKPOINT_NAMES, DEFAULT_CHECKPOINT
 from bc.config import TrainConfig, config_from_dict
 from bc.data import SPLITS, load_dataset
 from bc.errors import ConfigError
-from bc.heads import METRIC_COLUMNS, metric_cells
+from bc.metrics import METRIC_COLUMNS, metric_cells
 from bc.nets import NETS
 from bc.policy import load_policy
 from bc.run_dir import find_latest_run
-from bc.trainer import Trainer
+from bc.step_engine import Trainer
 from configflags import option, run_main
 
 
@@ -109,4 +109,4 @@ def metrics_table(results: dict[str, Any], splits: tuple[str, ...]) -> Table:
 
 
 if __name__ == "__main__":
-    run_main(main, EvaluateConfig, "python -m bc.evaluate", __doc__)
+    run_main(main, EvaluateConfig, "python -m bc.offline_metrics", __doc__)

@@ -1,6 +1,6 @@
 """Where a sweep's jobs run: a local process pool, or tasks on a Ray cluster.
 
-Both start the same thing for a job, ``python -m experiments.sweep_trial JOB.json`` with its
+Both start the same thing for a job, ``python -m experiments.sweep.trial JOB.json`` with its
 output appended to the job's log: locally as a child process of the sweep, on Ray from inside
 a task that reserves the spec's ``[resources]`` (``num_cpus``, ``num_gpus``). A job's process
 dies with whatever started it (the sweep, or the Ray worker running its task), so killing the
@@ -18,7 +18,7 @@ from typing import Any
 
 from configflags import UserError
 from eval.worker_pool import usable_cores
-from experiments.sweep_trial import job_command, job_environment, launch_job
+from experiments.sweep.trial import job_command, job_environment, launch_job
 from expert.workers import RaySession
 
 BACKENDS = ("local", "ray")

@@ -8,7 +8,7 @@ slow every column alike:
   the whole exported graph on a uint8 stack, normalisation and decision included
   (TorchScript, onnxruntime);
 * **act**: one env observation to a decision, ``Policy.act`` (eager) or
-  ``bc.export_runtime.ExportedPolicy.act``: frame stacking, conversions, the model, the head.
+  ``bc.export.runtime.ExportedPolicy.act``: frame stacking, conversions, the model, the head.
 
 ``act / net`` divides each act time by the eager net's own time: what a rollout step costs
 beyond the net. onnxruntime is left out, with a note, when the ``onnx`` extra is missing.
@@ -28,9 +28,9 @@ import torch
 from rich.table import Table
 
 from bc.data import InputNorm
-from bc.export import write_model
-from bc.export_graph import example_inputs, input_names
-from bc.export_runtime import ONNX_EXTRA, load_exported_policy, missing_onnx_packages
+from bc.export.exporter import write_model
+from bc.export.graph import example_inputs, input_names
+from bc.export.runtime import ONNX_EXTRA, load_exported_policy, missing_onnx_packages
 from bc.heads import make_head
 from bc.nets import NETS, NetSpec, build_net
 from bc.policy import Policy

@@ -1,4 +1,4 @@
-"""Export a dataset: ``python -m expert.export DATASET --format minari --name corridor/expert-v0``.
+"""Export a dataset: ``python -m dataset.export DATASET --format minari --name corridor/expert-v0``.
 
 Writes the dataset as a Minari dataset (the ``minari`` extra: ``pip install -e ".[minari]"``)
 under Minari's datasets root (``--data-path``, else ``$MINARI_DATASETS_PATH``, else
@@ -6,7 +6,7 @@ under Minari's datasets root (``--data-path``, else ``$MINARI_DATASETS_PATH``, e
 uint8 arrays (not JPEG), the final observation of every run, the executed actions, rewards,
 terminations and truncations, the expert's labels, who acted and the privileged state in the
 infos, the env spec with the dataset's env kwargs, the world seeds and the whole manifest
-(docs/ecosystem_minari.md). ``python -m expert.import_minari NAME --out DIR`` brings it back.
+(docs/ecosystem_minari.md). ``python -m dataset.import_minari NAME --out DIR`` brings it back.
 
 A format-1 dataset stored no final observation: each run is replayed in the env from its
 seed (deterministic), every replayed frame checked against the recorded one, and a run that
@@ -90,4 +90,4 @@ def main(config: ExportConfig) -> MinariTransfer:
 
 
 if __name__ == "__main__":
-    run_main(main, ExportConfig, "python -m expert.export", __doc__)
+    run_main(main, ExportConfig, "python -m dataset.export", __doc__)

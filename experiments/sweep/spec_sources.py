@@ -11,10 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from experiments.sweep_spec import SpecError, SweepSpec, spec_from_dict, split_key
+from experiments.sweep.spec import SpecError, SweepSpec, spec_from_dict, split_key
 
 if TYPE_CHECKING:
-    from experiments.sweep import SweepConfig
+    from experiments.sweep.config import SweepConfig
 
 
 def read_toml(path: Path) -> dict[str, Any]:

@@ -50,13 +50,13 @@ from bc.run_dir import resume_config
 from bc.train import main as train
 from configflags import UserError, option
 from dataset import read_manifest, run_name
+from eval.compare_table import check_table_into, write_table_into
 from eval.during_training import closed_loop_callback
-from eval.markdown_table import check_table_into, write_table_into
 from eval.rollout import RolloutConfig
 from eval.rollout import main as rollout
-from eval.runs import newest_run
+from eval.run_files import newest_run
 from eval.worker_pool import usable_cores
-from experiments.dagger_dataset import (
+from experiments.dagger.dataset import (
     RUN_INDEX_STRIDE,
     add_run,
     copy_dataset,
@@ -65,7 +65,7 @@ from experiments.dagger_dataset import (
     recorded_names,
     remove_temp_files,
 )
-from experiments.dagger_plot import plot_success, results_markdown, success_cell
+from experiments.dagger.results import plot_success, results_markdown, success_cell
 from expert.experts import Takeover
 from expert.recorder import RecordingJob, RunRecorder
 
@@ -438,7 +438,3 @@ def main(config: DaggerConfig) -> list[dict[str, Any]]:
     Console().print(rows_table(rows))
     Console().print(f"results in {dagger.out} (results.md, success.png, iter_NN/)")
     return rows
-
-
-if __name__ == "__main__":
-    configflags.run_main(main, DaggerConfig, "python -m experiments.dagger", __doc__)

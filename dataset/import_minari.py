@@ -1,11 +1,11 @@
-"""Import a Minari dataset: ``python -m expert.import_minari corridor/expert-v0 --out DIR``.
+"""Import a Minari dataset: ``python -m dataset.import_minari corridor/expert-v0 --out DIR``.
 
-The way back from ``python -m expert.export``: reads a Minari dataset that corridor-bc
+The way back from ``python -m dataset.export``: reads a Minari dataset that corridor-bc
 exported (the ``minari`` extra: ``pip install -e ".[minari]"``) from Minari's datasets root
 (``--data-path``, else ``$MINARI_DATASETS_PATH``, else ``~/.minari/datasets``) and writes it
 as a dataset in the current format, bit for bit the frames, labels, actions and attributes
 that were exported, with the same run names, seeds and splits, so that
-``python -m bc.train --data DIR`` trains on it and ``python -m expert.verify DIR`` checks it.
+``python -m bc.train --data DIR`` trains on it and ``python -m dataset.verify DIR`` checks it.
 A Minari dataset made by another tool lacks the expert's labels and is refused (exit 2).
 """
 
@@ -59,4 +59,4 @@ def main(config: ImportConfig) -> MinariTransfer:
 
 
 if __name__ == "__main__":
-    run_main(main, ImportConfig, "python -m expert.import_minari", __doc__)
+    run_main(main, ImportConfig, "python -m dataset.import_minari", __doc__)

@@ -1,4 +1,4 @@
-"""DAgger over training seeds: ``python -m experiments.dagger_seeds runs/d_s0 runs/d_s1 runs/d_s2``.
+"""DAgger over training seeds: ``python -m experiments.dagger.seeds runs/d_s0 runs/d_s1 runs/d_s2``.
 
 One ``python -m experiments.dagger`` run is one training seed; its iterations are single draws
 of training noise. This command reads several finished DAgger runs that differ only in the
@@ -31,7 +31,7 @@ from artifacts.cells import pct
 from artifacts.markdown_table import markdown_table
 from bc.config import SESSION_FIELDS
 from configflags import UserError, option
-from eval.markdown_table import (
+from eval.compare_table import (
     check_table_into,
     mean_std_cell,
     seeds_success_cell,
@@ -297,7 +297,7 @@ def console_table(rows: list[IterationRow]) -> Table:
 
 def command_line(config: DaggerSeedsConfig) -> str:
     """The command that regenerates the table, as the footnote names it."""
-    parts = ["python -m experiments.dagger_seeds", *(str(run) for run in config.runs)]
+    parts = ["python -m experiments.dagger.seeds", *(str(run) for run in config.runs)]
     if config.table_into is not None:
         parts += ["--table-into", str(config.table_into), "--table-name", config.table_name]
     if config.plot_into is not None:
@@ -330,4 +330,4 @@ def main(config: DaggerSeedsConfig) -> list[dict[str, Any]]:
 
 
 if __name__ == "__main__":
-    configflags.run_main(main, DaggerSeedsConfig, "python -m experiments.dagger_seeds", __doc__)
+    configflags.run_main(main, DaggerSeedsConfig, "python -m experiments.dagger.seeds", __doc__)

@@ -18,7 +18,8 @@ from bc.augment import make_augment, mirror_batch, mirror_draw, unit_generator
 from bc.config import TrainConfig
 from bc.data import Dataset, InputNorm, SplitData
 from bc.errors import ConfigError, TrainError
-from bc.heads import Head, MetricTracker
+from bc.heads import Head
+from bc.metrics import MetricTracker
 from bc.nets import NetSpec, build_net
 from bc.sampling import (
     FrameUnit,

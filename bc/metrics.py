@@ -1,0 +1,98 @@
+"""Offline metrics of a pass over a split: loss, bin accuracy per class, yaw error, and their cells.
+
+Every head is measured on the same scale (accuracy is "predicted bin == label bin"), so one
+tracker serves them all; ``bc.train`` and ``bc.offline_metrics`` print the same columns.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from bc.heads import Prediction
+
+
+class MetricTracker:
+    """Sums over a pass (loss, bin accuracy per class, yaw error), reported as means."""
+
+    def __init__(self, n_bins: int):
+        self.n_bins = n_bins
+        self.reset()
+
+    def reset(self) -> None:
+        """Start a new pass."""
+        self.loss_sum = 0.0
+        self.count = 0
+        self.correct = torch.zeros(self.n_bins, dtype=torch.int64)
+        self.total = torch.zeros(self.n_bins, dtype=torch.int64)
+        self.yaw_error_sum = 0.0
+
+    def update(
+        self, loss_sum: float, prediction: Prediction, bins: torch.Tensor, yaw: torch.Tensor
+    ) -> None:
+        """Add one batch: ``loss_sum`` is the summed (not averaged) loss of its samples."""
+        bins = bins.detach().cpu()
+        hit = prediction.bins.detach().cpu() == bins
+        self.loss_sum += float(loss_sum)
+        self.count += int(bins.numel())
+        self.correct += torch.bincount(bins[hit], minlength=self.n_bins)
+        self.total += torch.bincount(bins, minlength=self.n_bins)
+        self.yaw_error_sum += float(
+            (prediction.yaw.detach().cpu() - yaw.detach().cpu()).square().sum()
+        )
+
+    def state(self) -> dict[str, Any]:
+        """Plain-python sums, for checkpoints taken in the middle of a pass."""
+        return {
+            "loss_sum": self.loss_sum,
+            "count": self.count,
+            "correct": self.correct.tolist(),
+            "total": self.total.tolist(),
+            "yaw_error_sum": self.yaw_error_sum,
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Inverse of ``state``."""
+        self.loss_sum = float(state["loss_sum"])
+        self.count = int(state["count"])
+        self.correct = torch.tensor(state["correct"], dtype=torch.int64)
+        self.total = torch.tensor(state["total"], dtype=torch.int64)
+        self.yaw_error_sum = float(state["yaw_error_sum"])
+
+    def result(self) -> dict[str, Any]:
+        """Means of the pass: loss, accuracy, per-class accuracy, yaw MSE, sample count.
+
+        ``per_class_accuracy`` holds None for classes absent from the pass.
+        """
+        count = max(self.count, 1)
+        per_class = [
+            (int(c) / int(t)) if int(t) else None
+            for c, t in zip(self.correct, self.total, strict=True)
+        ]
+        return {
+            "loss": self.loss_sum / count,
+            "accuracy": int(self.correct.sum()) / count,
+            "per_class_accuracy": per_class,
+            "yaw_mse": self.yaw_error_sum / count,
+            "samples": self.count,
+        }
+
+
+METRIC_COLUMNS = ("loss", "accuracy", "per-bin accuracy", "yaw MSE", "samples")
+
+
+def metric_cells(metrics: dict[str, Any]) -> list[str]:
+    """One split's metrics as table cells, in the order of ``METRIC_COLUMNS``.
+
+    Per-bin accuracy shows one figure per action bin: a 0.00 is a bin the policy never gets
+    right (a one-class policy has 0.00 on both turns), ``-`` a bin the split does not hold.
+    """
+    per_bin = metrics.get("per_class_accuracy") or []
+    return [
+        f"{metrics['loss']:.4f}",
+        f"{metrics['accuracy']:.3f}",
+        " ".join("-" if value is None else f"{value:.2f}" for value in per_bin),
+        f"{metrics['yaw_mse']:.4f}",
+        str(metrics["samples"]),
+    ]
