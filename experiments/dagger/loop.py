@@ -42,7 +42,6 @@ from rich.table import Table
 import configflags
 import envs
 from artifacts.atomic import write_json_atomic, write_text_atomic
-from artifacts.cells import pct
 from bc.checkpoint_names import BEST_SUCCESS, CHECKPOINT_NAMES, DEFAULT_CHECKPOINT, LAST
 from bc.config import TrainConfig, config_from_dict, config_to_dict
 from bc.policy import load_policy
@@ -65,7 +64,7 @@ from experiments.dagger.dataset import (
     recorded_names,
     remove_temp_files,
 )
-from experiments.dagger.results import plot_success, results_markdown, success_cell
+from experiments.dagger.results import COLUMNS, iteration_cells, plot_success, results_markdown
 from expert.experts import Takeover
 from expert.recorder import RecordingJob, RunRecorder
 
@@ -402,22 +401,14 @@ class Dagger:
 
 
 def rows_table(rows: list[dict[str, Any]]) -> Table:
-    """The console table of a DAgger run's iterations."""
+    """The console table of a DAgger run's iterations: results.md's columns but episodes."""
     table = Table(title="DAgger: closed-loop success per iteration")
-    for name in ("iteration", "beta", "expert-labelled frames", "success [95% CI]",
-                 "progress", "collisions", "expert agreement", "wall time"):  # fmt: skip
-        table.add_column(name, justify="right")
+    shown = [i for i, name in enumerate(COLUMNS) if name != "episodes"]
+    for i in shown:
+        table.add_column(COLUMNS[i], justify="right")
     for row in rows:
-        table.add_row(
-            str(row["iteration"]),
-            "BC" if row["beta"] is None else f"{row['beta']:.3g}",
-            f"{row['expert_frames']:,}",
-            success_cell(row),
-            pct(row["progress_frac"]),
-            pct(row["collision_rate"]),
-            pct(row["agreement"]),
-            f"{row['wall_s']:.0f} s",
-        )
+        cells = iteration_cells(row)
+        table.add_row(*(cells[i] for i in shown))
     return table
 
 

@@ -18,22 +18,24 @@ def success_cell(row: dict[str, Any]) -> str:
     return interval_cell(row["success_rate"], *row["success_ci"], bound_digits=1)
 
 
+def iteration_cells(row: dict[str, Any]) -> list[str]:
+    """The cells of one iteration's row (0 = the BC run), in ``COLUMNS`` order."""
+    return [
+        str(row["iteration"]),
+        "BC" if row["beta"] is None else f"{row['beta']:.3g}",
+        f"{row['expert_frames']:,}",
+        success_cell(row),
+        pct(row["progress_frac"]),
+        pct(row["collision_rate"]),
+        pct(row["agreement"]),
+        str(row["episodes"]),
+        f"{row['wall_s']:.0f} s",
+    ]
+
+
 def results_markdown(rows: list[dict[str, Any]]) -> str:
     """One table row per iteration (0 = the BC run), success with its 95% Wilson interval."""
-    cells = [
-        [
-            str(row["iteration"]),
-            "BC" if row["beta"] is None else f"{row['beta']:.3g}",
-            f"{row['expert_frames']:,}",
-            success_cell(row),
-            pct(row["progress_frac"]),
-            pct(row["collision_rate"]),
-            pct(row["agreement"]),
-            str(row["episodes"]),
-            f"{row['wall_s']:.0f} s",
-        ]
-        for row in rows
-    ]
+    cells = [iteration_cells(row) for row in rows]
     return "\n".join(markdown_table(COLUMNS, cells, compact_rule=True)) + "\n"
 
 

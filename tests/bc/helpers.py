@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,3 +38,14 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
     """The records of a run's metrics.jsonl."""
     lines = (Path(run_dir) / "metrics.jsonl").read_text().splitlines()
     return [json.loads(line) for line in lines]
+
+
+def interrupt_at(epoch_to_stop: int) -> Callable[[int, Path], dict[str, float]]:
+    """An epoch callback that interrupts training after ``epoch_to_stop``, as a Ctrl-C would."""
+
+    def callback(epoch: int, checkpoint: Path) -> dict[str, float]:
+        if epoch == epoch_to_stop:
+            raise KeyboardInterrupt
+        return {}
+
+    return callback

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,45 +17,28 @@ from bc.errors import ConfigError
 from bc.train import cli, config_from_cli
 from configflags import build_parser
 from tests.bc.helpers import read_metrics, small_dataset
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.commands import ROOT, assert_exit_2_one_line, module_command, module_env, run_module
 
 
 def _run(
     args: list[str], cwd: Path | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "bc.train", *args],
-        cwd=cwd or ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def _assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
-    assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
+    env = module_env(OMP_NUM_THREADS="1")
+    return run_module("bc.train", *args, cwd=cwd or ROOT, env=env, timeout=timeout)
 
 
 def test_unknown_net(data) -> None:
-    _assert_one_line_error(
+    assert_exit_2_one_line(
         _run(["--data", str(data), "--net", "nope"]), "unknown --net 'nope'", "tiny_nfc"
     )
 
 
 def test_frames_zero(data) -> None:
-    _assert_one_line_error(_run(["--data", str(data), "--frames", "0"]), "--frames must be >= 1")
+    assert_exit_2_one_line(_run(["--data", str(data), "--frames", "0"]), "--frames must be >= 1")
 
 
 def test_missing_dataset_and_dataset_without_runs(tmp_path) -> None:
-    _assert_one_line_error(_run(["--data", str(tmp_path / "missing")]), "does not exist")
+    assert_exit_2_one_line(_run(["--data", str(tmp_path / "missing")]), "does not exist")
     empty = tmp_path / "empty"
     (empty / "runs").mkdir(parents=True)
     (empty / "manifest.json").write_text(
@@ -75,7 +56,7 @@ def test_missing_dataset_and_dataset_without_runs(tmp_path) -> None:
             }
         )
     )
-    _assert_one_line_error(_run(["--data", str(empty), "--runs-dir", str(tmp_path)]), "no runs")
+    assert_exit_2_one_line(_run(["--data", str(empty), "--runs-dir", str(tmp_path)]), "no runs")
 
 
 def test_incompatible_init_from(data, tmp_path) -> None:
@@ -107,12 +88,12 @@ def test_incompatible_init_from(data, tmp_path) -> None:
             str(checkpoint),
         ]
     )
-    _assert_one_line_error(result, "head.0.weight", "net tiny_nfc")
+    assert_exit_2_one_line(result, "head.0.weight", "net tiny_nfc")
 
 
 def test_bad_flag_values_are_one_line_too(data) -> None:
-    _assert_one_line_error(_run(["--data", str(data), "--frames", "three"]), "--frames")
-    _assert_one_line_error(_run(["--data", str(data), "--optimizer", "rmsprop"]), "--optimizer")
+    assert_exit_2_one_line(_run(["--data", str(data), "--frames", "three"]), "--frames")
+    assert_exit_2_one_line(_run(["--data", str(data), "--optimizer", "rmsprop"]), "--optimizer")
 
 
 def test_no_arguments_trains_the_default_pipeline(tmp_path) -> None:
@@ -139,25 +120,12 @@ def _default_sigint() -> None:
     "signum", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["SIGINT", "SIGTERM", "SIGKILL"]
 )
 def test_ctrl_c_is_one_line_and_resume_continues(data, tmp_path, signum) -> None:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    argv = ["--data", str(data), "--runs-dir", str(tmp_path), "--epochs", "10000",
+            "--batch-size", "4", "--no-progress", "--no-tensorboard"]  # fmt: skip
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bc.train",
-            "--data",
-            str(data),
-            "--runs-dir",
-            str(tmp_path),
-            "--epochs",
-            "10000",
-            "--batch-size",
-            "4",
-            "--no-progress",
-            "--no-tensorboard",
-        ],
+        module_command("bc.train", *argv),
         cwd=ROOT,
-        env=env,
+        env=module_env(OMP_NUM_THREADS="1"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

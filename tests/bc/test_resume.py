@@ -12,10 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import signal
-import subprocess
-import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -24,60 +20,20 @@ import torch
 from bc.checkpoint import read_checkpoint
 from bc.errors import ConfigError, TrainError
 from bc.train import TrainingInterrupted, config_from_cli, main
-from tests.bc.helpers import small_dataset
+from tests.bc.helpers import interrupt_at, small_dataset
+from tests.commands import ROOT, kill_9_after, module_command, module_env, run_module
 
-ROOT = Path(__file__).resolve().parents[2]
 FLAGS = ["--epochs", "3", "--batch-size", "4", "--no-progress", "--no-tensorboard",
          "--device", "cpu", "--threads", "1"]  # fmt: skip
 # summary.json fields that measure the wall clock of the last session
 TIMING_KEYS = {"train_time_s", "samples_per_s"}
 
 
-def _nice() -> None:
-    # the test's reader must see the epoch line before the lower-priority run is far past it
-    os.nice(10)
-
-
 def _kill_9_in_epoch_2(argv: list[str]) -> str:
     """Start ``python -m bc.train ARGV``, SIGKILL it once epoch 1's line is out; its output."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bc.train", *argv],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        preexec_fn=_nice,
-    )
-    timer = threading.Timer(300, process.kill)
-    timer.start()
-    lines = []
-    try:
-        for line in process.stdout:
-            lines.append(line)
-            if line.startswith("epoch 1 "):  # printed after epoch 1's last.pt and metrics
-                process.send_signal(signal.SIGKILL)
-                break
-        process.wait()
-    finally:
-        timer.cancel()
-        process.stdout.close()
-    output = "".join(lines)
-    assert process.returncode == -signal.SIGKILL, f"the run ended before the kill:\n{output}"
-    return output
-
-
-def _train(argv: list[str]) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "bc.train", *argv],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    command = module_command("bc.train", *argv)
+    # "epoch 1 ..." is printed once epoch 1's last.pt and metrics are written
+    return kill_9_after(command, "epoch 1 ", ROOT, module_env(OMP_NUM_THREADS="1"))
 
 
 def _assert_same_tensors(first: dict, second: dict) -> None:
@@ -131,18 +87,10 @@ def test_kill_9_in_epoch_2_then_resume_matches_an_uninterrupted_run(
         "the kill came after epoch 2 was saved, not during it"
     )
     # the command that a Ctrl-C prints (a kill -9 prints nothing)
-    result = _train(["--resume", str(run_dir)])
+    env = module_env(OMP_NUM_THREADS="1")
+    result = run_module("bc.train", "--resume", str(run_dir), env=env, timeout=300)
     assert result.returncode == 0, result.stderr
     _assert_same_training(run_dir, straight)
-
-
-def _interrupt_at(epoch_to_stop: int):
-    def callback(epoch: int, checkpoint: Path) -> dict[str, float]:
-        if epoch == epoch_to_stop:
-            raise KeyboardInterrupt
-        return {}
-
-    return callback
 
 
 def _printed_resume_argv(interrupted: TrainingInterrupted) -> list[str]:
@@ -158,7 +106,7 @@ def test_the_printed_resume_command_continues_exactly(data, tmp_path, monkeypatc
     monkeypatch.chdir(tmp_path)  # a relative --run-dir, as in the docs
     where = ["--run-dir", "runs/my run"] if named else ["--runs-dir", "runs"]
     with pytest.raises(TrainingInterrupted) as interrupted:
-        main(config_from_cli([*flags, *where]), epoch_callback=_interrupt_at(2))
+        main(config_from_cli([*flags, *where]), epoch_callback=interrupt_at(2))
     argv = _printed_resume_argv(interrupted.value)
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert argv == ["--resume", str(run_dir.relative_to(tmp_path))]
@@ -172,7 +120,7 @@ def test_a_moved_run_resumes_from_its_new_folder(data, tmp_path, monkeypatch) ->
     (tmp_path / "first").mkdir()
     monkeypatch.chdir(tmp_path / "first")
     with pytest.raises(TrainingInterrupted):
-        main(config_from_cli([*flags, "--run-dir", "run"]), epoch_callback=_interrupt_at(2))
+        main(config_from_cli([*flags, "--run-dir", "run"]), epoch_callback=interrupt_at(2))
     moved = tmp_path / "elsewhere" / "renamed"
     moved.parent.mkdir()
     os.rename(tmp_path / "first" / "run", moved)

@@ -24,7 +24,7 @@ from bc.run_dir import new_run_dir
 from bc.step_engine import Trainer, build_model
 from bc.train import TrainingInterrupted, main
 from bc.transfer import parameter_counts
-from tests.bc.helpers import read_metrics, tiny_config
+from tests.bc.helpers import interrupt_at, read_metrics, tiny_config
 
 
 def _policy_metrics(checkpoint: Path, data_dir: Path) -> dict[str, float]:
@@ -196,15 +196,6 @@ def test_lazy_loading_trains_exactly_like_in_memory(data, tmp_path) -> None:
     assert read_metrics(eager["run_dir"]) == read_metrics(lazy["run_dir"])
 
 
-def _interrupt_at(epoch_to_stop: int):
-    def callback(epoch: int, checkpoint: Path) -> dict[str, float]:
-        if epoch == epoch_to_stop:
-            raise KeyboardInterrupt
-        return {}
-
-    return callback
-
-
 @pytest.mark.parametrize(
     "options",
     [
@@ -218,7 +209,7 @@ def test_resume_after_an_interruption_is_exact(data, tmp_path, options) -> None:
     straight = main(tiny_config(data, tmp_path / "a", epochs=3, **options))
     config = tiny_config(data, tmp_path / "b", epochs=3, **options)
     with pytest.raises(TrainingInterrupted, match="--resume"):
-        main(config, epoch_callback=_interrupt_at(2))
+        main(config, epoch_callback=interrupt_at(2))
     run_dir = next((tmp_path / "b").iterdir())
     assert len(read_metrics(run_dir)) == 1  # epoch 2 was saved but its line not written
     resumed = main(tiny_config(data, tmp_path / "b", epochs=3, resume=str(run_dir), **options))

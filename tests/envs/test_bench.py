@@ -7,20 +7,15 @@ amount per call: every rate then has one right value, whatever the machine.
 from __future__ import annotations
 
 import math
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pybullet
 import pytest
 
-from configflags import run_main
 from envs import bench
 from envs.bench import BenchConfig, main
+from tests.commands import assert_one_error_line, module_env, refused_flags, run_module
 
-ROOT = Path(__file__).resolve().parents[2]
 PROG = "python -m envs.bench"
 STEP_S, RENDER_S, RESET_S = 0.004, 0.001, 0.02
 
@@ -128,24 +123,10 @@ def test_real_rates_are_finite_and_positive():
     ],
 )
 def test_bad_flags_are_one_error_line_and_exit_2(argv, message, capsys):
-    def must_not_run(config):
-        raise AssertionError(f"ran with {config}")
-
-    with pytest.raises(SystemExit) as exit_info:
-        run_main(must_not_run, BenchConfig, PROG, None, argv)
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: ") and err.count("\n") == 1 and message in err, err
+    assert_one_error_line(refused_flags(BenchConfig, PROG, argv, capsys), message)
 
 
 def test_the_command_line_exits_2_with_one_line():
-    result = subprocess.run(
-        [sys.executable, "-m", "envs.bench", "--steps", "5"],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_module("envs.bench", "--steps", "5", env=module_env(), timeout=60)
     assert result.returncode == 2
     assert result.stderr == "error: --steps must be >= 10, got 5\n" and result.stdout == ""

@@ -179,6 +179,37 @@ def shared_tiny_run(tmp_path_factory: Any) -> Path:
     return Path(done.read_text())
 
 
+def spy_on_flights(monkeypatch: Any) -> list[Any]:
+    """The WorkerSetups that ``eval.fly`` hands to ``run_episodes`` from now on, one per call.
+
+    The episodes still fly: the spy only records what each call was given.
+    """
+    import eval.fly as fly
+
+    setups = []
+    real = fly.run_episodes
+
+    def spy(setup, tasks, workers, on_result=None):
+        setups.append(setup)
+        return real(setup, tasks, workers, on_result)
+
+    monkeypatch.setattr(fly, "run_episodes", spy)
+    return setups
+
+
+def policies_claim_bins(monkeypatch: Any, n_bins: int) -> None:
+    """Every policy that ``eval.fly`` loads from now on says it predicts ``n_bins`` bins."""
+    import eval.fly as fly
+    from bc.policy import load_policy
+
+    def lying_policy(path):
+        policy = load_policy(path)
+        policy.n_bins = n_bins
+        return policy
+
+    monkeypatch.setattr(fly, "load_policy_on_cpu", lying_policy)
+
+
 @dataclass(frozen=True)
 class DyingAgentFactory:
     """Kills its worker process while building, as a segfaulting extension would."""

@@ -29,7 +29,8 @@ from eval.errors import EvalError
 from eval.policy_agent import PolicyAgentFactory
 from eval.rollout import RolloutConfig
 from eval.rollout import main as rollout
-from tests.eval.helpers import shared_tiny_run
+from tests.commands import assert_one_error_line
+from tests.eval.helpers import shared_tiny_run, spy_on_flights
 from tests.test_import_graph import ALLOWED_IMPORTS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,20 +57,7 @@ def misfit(checkpoint) -> Path:
 @pytest.fixture
 def flown(monkeypatch) -> list[WorkerSetup]:
     """The setups eval.fly hands to run_episodes, one per call."""
-    setups = []
-    real = fly.run_episodes
-
-    def spy(setup, tasks, workers, on_result=None):
-        setups.append(setup)
-        return real(setup, tasks, workers, on_result)
-
-    monkeypatch.setattr(fly, "run_episodes", spy)
-    return setups
-
-
-def _one_error_line(capsys, message: str) -> None:
-    err = capsys.readouterr().err
-    assert err.startswith("error: ") and err.count("\n") == 1 and message in err
+    return spy_on_flights(monkeypatch)
 
 
 def test_only_eval_fly_builds_a_worker_setup_and_runs_episodes():
@@ -93,7 +81,7 @@ def test_rollout_flies_through_eval_fly_and_refuses_a_misfit(checkpoint, misfit,
     with pytest.raises(SystemExit) as exit_info:
         run_main(rollout, RolloutConfig, "x", None, ["--checkpoint", str(misfit), *argv])
     assert exit_info.value.code == 2 and len(flown) == 1
-    _one_error_line(capsys, MISFIT)
+    assert_one_error_line(capsys.readouterr().err, MISFIT)
 
 
 def test_training_callback_flies_through_eval_fly_and_refuses_a_misfit(checkpoint, misfit, flown):
@@ -120,7 +108,7 @@ def test_bench_flies_through_eval_fly_and_refuses_a_misfit(checkpoint, misfit, f
     with pytest.raises(SystemExit) as exit_info:
         run_main(bench, BenchConfig, "x", None, ["--checkpoint", str(misfit), *argv])
     assert exit_info.value.code == 2 and len(flown) == 2
-    _one_error_line(capsys, MISFIT)
+    assert_one_error_line(capsys.readouterr().err, MISFIT)
 
 
 def _fly_with(caller: str, checkpoint: Path) -> None:

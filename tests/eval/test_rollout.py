@@ -1,9 +1,5 @@
 import json
-import os
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -14,9 +10,8 @@ from eval.errors import EvalError
 from eval.rollout import RolloutConfig, main
 from eval.rollout_summary import failure_line, summary_table
 from eval.run_files import pick_results, results_stem
-from tests.eval.helpers import fake_run, shared_tiny_run
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.commands import assert_exit_2_one_line, assert_one_error_line, module_env, run_module
+from tests.eval.helpers import fake_run, policies_claim_bins, shared_tiny_run
 
 
 @pytest.fixture
@@ -140,19 +135,12 @@ def test_a_checkpoint_for_another_env_is_refused(runs, flags, message, capsys):
         _cli(_argv(runs, *flags))
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("error: checkpoint ") and message in err
+    assert_one_error_line(err, message)
+    assert err.startswith("error: checkpoint "), err
 
 
 def test_policy_whose_net_differs_from_its_env_kwargs_is_refused(runs, monkeypatch):
-    import eval.fly as fly
-    from bc.policy import load_policy
-
-    def lying_policy(path):
-        policy = load_policy(path)
-        policy.n_bins = 5
-        return policy
-
-    monkeypatch.setattr(fly, "load_policy_on_cpu", lying_policy)
+    policies_claim_bins(monkeypatch, 5)
     with pytest.raises(EvalError, match="the net predicts 5 action bins but the env has n_bins 3"):
         main(_config(runs, "--episodes", "1"))
 
@@ -311,22 +299,13 @@ def test_bad_input_is_one_error_line_and_exit_2(tmp_path, argv, message, capsys)
     with pytest.raises(SystemExit) as exit_info:
         _cli(["--runs-dir", str(runs_dir), *argv])
     assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: ") and err.count("\n") == 1 and message in err
+    assert_one_error_line(capsys.readouterr().err, message)
 
 
 def test_command_line_error_has_no_traceback_and_no_banner(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    result = subprocess.run(
-        [sys.executable, "-m", "eval.rollout", "--runs-dir", str(tmp_path)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 2
-    assert result.stderr.startswith("error: no training runs found in ")
-    assert result.stderr.count("\n") == 1
+    result = run_module("eval.rollout", "--runs-dir", str(tmp_path), cwd=tmp_path, env=module_env())
+    assert_exit_2_one_line(result)
+    assert result.stderr.startswith("error: no training runs found in "), result.stderr
 
 
 def test_config_is_validated_when_built_in_code():

@@ -7,26 +7,21 @@ figures it derives from their timings.
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 import tempfile
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-from configflags import run_main
 from experiments.sweep import bench as bench_sweep
 from experiments.sweep.bench import BenchConfig, main
 from experiments.sweep.results import read_jsonl
 from experiments.sweep.runner import SweepResult
 from experiments.sweep.spec_sources import resolve_spec
 from experiments.sweep.trial import dataset_dir
+from tests.commands import assert_one_error_line, module_env, refused_flags, run_module
 from tests.experiments.helpers import InlineBackend
 
-ROOT = Path(__file__).resolve().parents[2]
 PROG = "python -m experiments.sweep.bench"
 
 
@@ -131,24 +126,13 @@ def test_figures_and_table_follow_the_trial_phase_times(tmp_path, monkeypatch, c
     ],
 )
 def test_bad_flags_are_one_error_line_and_exit_2(argv, message, capsys):
-    def must_not_run(config):
-        raise AssertionError(f"ran with {config}")
-
-    with pytest.raises(SystemExit) as exit_info:
-        run_main(must_not_run, BenchConfig, PROG, None, argv)
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: ") and err.count("\n") == 1 and message in err, err
+    assert_one_error_line(refused_flags(BenchConfig, PROG, argv, capsys), message)
 
 
 def test_the_command_line_exits_2_with_one_line(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "experiments.sweep.bench", "--trials", "1", "--out", "out"],
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=60,
+    argv = ["--trials", "1", "--out", "out"]
+    result = run_module(
+        "experiments.sweep.bench", *argv, cwd=tmp_path, env=module_env(), timeout=60
     )
     assert result.returncode == 2, result.stderr
     assert result.stderr == "error: --trials must be >= 2\n"

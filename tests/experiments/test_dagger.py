@@ -15,16 +15,15 @@ from dataset.verify import check_dataset
 from experiments.dagger.loop import DaggerConfig, DaggerError, _check_same_config, _identity
 from experiments.dagger.loop import main as dagger
 from expert.experts import Takeover
+from tests.commands import assert_exit_2_one_line, run_module
+from tests.eval.helpers import policies_claim_bins, spy_on_flights
 
 TINY_WORLD = ["--image-size", "32", "--n-segments", "1", "--segment-length", "4", "5"]
 
 
-def _run(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        [sys.executable, "-m", *args], cwd=cwd, capture_output=True, text=True, timeout=600
-    )
-    if check:
-        assert result.returncode == 0, result.stderr
+def _run(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    result = run_module(module, *args, cwd=cwd, timeout=600)
+    assert result.returncode == 0, result.stderr
     return result
 
 
@@ -76,9 +75,8 @@ def test_takeover_engages_beyond_and_hands_back_under_half():
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, flags, message):
-    result = _run("experiments.dagger", *flags, cwd=tmp_path, check=False)
-    assert result.returncode == 2
-    assert result.stderr.count("\n") == 1 and message in result.stderr
+    result = run_module("experiments.dagger", *flags, cwd=tmp_path, timeout=600)
+    assert_exit_2_one_line(result, message)
 
 
 def test_a_dataset_for_another_env_is_refused(bc_run, tmp_path):
@@ -196,20 +194,12 @@ def test_best_success_retrains_with_closed_loop_selection(bc_run, tmp_path):
 
 
 def test_each_iteration_is_evaluated_through_eval_fly(bc_run, tmp_path, monkeypatch):
-    import eval.fly as fly
     from bc.policy import load_policy
     from eval.agents import expert_config_dict
     from eval.errors import EvalError
     from experiments.dagger.loop import Dagger
 
-    flown = []
-    real = fly.run_episodes
-
-    def spy(setup, tasks, workers, on_result=None):
-        flown.append(setup)
-        return real(setup, tasks, workers, on_result)
-
-    monkeypatch.setattr(fly, "run_episodes", spy)
+    flown = spy_on_flights(monkeypatch)
     results = Dagger(_tiny(bc_run, tmp_path / "out")).evaluate(0)
     [setup] = flown
     # the recording expert, stored in the checkpoint, is the one agreement is measured against
@@ -217,12 +207,7 @@ def test_each_iteration_is_evaluated_through_eval_fly(bc_run, tmp_path, monkeypa
     assert recorded is not None and recorded["kind"] == "discrete"
     assert setup.labeller.config == results["labeller"] == expert_config_dict(recorded)
 
-    def lying_policy(path):
-        policy = load_policy(path)
-        policy.n_bins = 5
-        return policy
-
-    monkeypatch.setattr(fly, "load_policy_on_cpu", lying_policy)
+    policies_claim_bins(monkeypatch, 5)
     with pytest.raises(EvalError, match="the net predicts 5 action bins but the env has n_bins 3"):
         dagger(_tiny(bc_run, tmp_path / "refused"))
     assert len(flown) == 1, "refused before any episode flew"

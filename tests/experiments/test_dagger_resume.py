@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -23,6 +21,7 @@ from bc.checkpoint import read_checkpoint
 from bc.train import TrainingInterrupted, config_from_cli
 from bc.train import main as train
 from experiments.dagger.loop import Dagger, DaggerConfig
+from tests.commands import kill_9_after
 
 WORLD = ["--image-size", "32", "--n-segments", "1", "--segment-length", "6", "7"]
 # the phases of iteration 1 in the order they run, each with a line that its start prints
@@ -57,33 +56,6 @@ def _command(run: Path, out: Path) -> list[str]:
             "--workers", "1"]  # fmt: skip
 
 
-def _nice() -> None:
-    # the test's reader must see the marker before the lower-priority run is far past it
-    os.nice(10)
-
-
-def _kill_9_after(command: list[str], marker: str, cwd: Path) -> str:
-    """Run ``command``, SIGKILL its process group once a line starts with ``marker``."""
-    child = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             text=True, start_new_session=True, preexec_fn=_nice)  # fmt: skip
-    timer = threading.Timer(300, child.kill)
-    timer.start()
-    lines = []
-    try:
-        for line in child.stdout:
-            lines.append(line)
-            if line.strip().startswith(marker):
-                os.killpg(child.pid, signal.SIGKILL)
-                break
-        child.wait()
-    finally:
-        timer.cancel()
-        child.stdout.close()
-    output = "".join(lines)
-    assert child.returncode == -signal.SIGKILL, f"it ended before {marker!r}:\n{output}"
-    return output
-
-
 def _in_phase(out: Path, phase: str) -> bool:
     """Whether a DAgger run killed in iteration 1's ``phase`` left ``out`` as that does."""
     iteration = out / "iter_01"
@@ -114,7 +86,7 @@ def test_kill_9_in_each_phase_then_the_same_command_ends_with_the_uninterrupted_
                           text=True, timeout=600)  # fmt: skip
     assert done.returncode == 0, done.stderr
     for phase, marker in PHASES:
-        output = _kill_9_after(_command(bc_run, out), marker, tmp_path)
+        output = kill_9_after(_command(bc_run, out), marker, tmp_path)
         assert _in_phase(out, phase), f"the kill did not come in {phase}:\n{output}"
     resumed = subprocess.run(_command(bc_run, out), cwd=tmp_path, capture_output=True,
                              text=True, timeout=600)  # fmt: skip

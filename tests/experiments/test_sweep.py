@@ -17,7 +17,6 @@ from experiments.sweep.config import SweepConfig
 from experiments.sweep.results import read_jsonl
 from experiments.sweep.runner import main
 from tests.experiments.helpers import InlineBackend, tiny_spec
-from tests.extras import require_extra
 
 
 def _metrics(rows):
@@ -172,14 +171,6 @@ def test_kill_9_loses_only_the_trials_in_flight(reference, tmp_path):
     assert _metrics(resumed.rows) == _metrics(uninterrupted.rows)
     assert _metrics(read_jsonl(out / "results.jsonl")) == _metrics(uninterrupted.rows)
     assert not list((out / "datasets").glob("*.log")), "the copied dataset was recorded again"
-
-
-@pytest.fixture(scope="module")
-def ray_session():
-    ray = require_extra("ray", "ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
 
 
 def test_the_ray_backend_gives_the_local_rows(reference, ray_session, tmp_path):

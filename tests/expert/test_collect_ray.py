@@ -40,14 +40,6 @@ def test_content_hash_tells_datasets_apart(tmp_path):
     assert content_hash(tmp_path / "a") != content_hash(tmp_path / "c")
 
 
-@pytest.fixture(scope="module")
-def ray_session():
-    ray = require_extra("ray", "ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
-
-
 def test_ray_recorders_record_the_local_content(ray_session, tmp_path):
     # a length window drops some runs, so kept and dropped attempts both cross the wire
     local = main(_config(tmp_path / "local", max_steps=40, keep="all"))
