@@ -113,7 +113,9 @@ def bench_net(net: str, frames: int, data: Path, config: BenchConfig) -> dict[st
     )
     dataset = load_dataset(data, in_ram="yes", splits=("train", "val"))
     split = dataset.splits["train"]
-    head = make_head(train_config.head, dataset.n_bins, train_config.target)
+    head = make_head(
+        train_config.head, dataset.n_bins, train_config.target, dataset.manifest.get("expert")
+    )
     norm = InputNorm.fit(train_config.input_norm, split, dataset.channels)
     torch.manual_seed(config.seed)
     model, spec = build_model(train_config, dataset, head)

@@ -19,6 +19,8 @@ from bc.errors import ConfigError
 from bc.heads import HEADS
 from bc.lr_schedule import LR_SCHEDULES
 from bc.nets import NETS
+from bc.recipes import default_help
+from bc.recipes import resolve as resolve_recipes
 from configflags import flag_name, option
 
 ConfigT = TypeVar("ConfigT")
@@ -164,10 +166,10 @@ class TrainConfig:
         group="data",
     )
     net: str = option("tiny_nfc", "policy net, by registry name (see docs/nets.md)", group="net")
-    frames: int = option(
-        3,
+    frames: int | None = option(
+        None,
         "frames per sample for feed-forward nets (the first frames of a run are repeated);"
-        " recurrent nets take 1",
+        f" recurrent nets take 1 ({default_help('frames')})",
         group="net",
     )
     head: str = option(
@@ -210,12 +212,15 @@ class TrainConfig:
         choices=BPTT_MODES,
         group="recurrent nets",
     )
-    time_length: int = option(
-        20, "window length in steps for --bptt window and sliding", group="recurrent nets"
+    time_length: int | None = option(
+        None,
+        f"window length in steps for --bptt window and sliding ({default_help('time_length')})",
+        group="recurrent nets",
     )
-    sliding_step: int = option(
-        5,
-        "steps between consecutive sliding windows (1 <= step <= --time-length)",
+    sliding_step: int | None = option(
+        None,
+        "steps between consecutive sliding windows (1 <= step <= --time-length;"
+        f" {default_help('sliding_step')})",
         group="recurrent nets",
     )
     accumulate: bool = option(
@@ -225,8 +230,10 @@ class TrainConfig:
         group="recurrent nets",
     )
     optimizer: str = option("adam", "optimiser", choices=OPTIMIZERS, group="optimisation")
-    lr: float = option(
-        1e-3, "learning rate (of the first step, with --lr-schedule cosine)", group="optimisation"
+    lr: float | None = option(
+        None,
+        f"learning rate (of the first step, with --lr-schedule cosine; {default_help('lr')})",
+        group="optimisation",
     )
     lr_schedule: str = option(
         "cosine",
@@ -238,16 +245,19 @@ class TrainConfig:
     momentum: float = option(
         0.9, "momentum of sgd (ignored by adam and adadelta)", group="optimisation"
     )
-    batch_size: int = option(
-        32,
-        "samples per step: frames (feed-forward), windows (window, sliding) or runs (full)",
+    batch_size: int | None = option(
+        None,
+        "samples per step: frames (feed-forward), windows (window, sliding) or runs (full)"
+        f" ({default_help('batch_size')})",
         group="optimisation",
     )
     weight_decay: float = option(0.0, "L2 weight decay", group="optimisation")
     clip: float = option(
         0.0, "clip the gradient norm to this value (0 = no clipping)", group="optimisation"
     )
-    epochs: int = option(6, "passes over the training set", group="optimisation")
+    epochs: int | None = option(
+        None, f"passes over the training set ({default_help('epochs')})", group="optimisation"
+    )
     steps: int = option(
         0,
         "stop after this many optimiser steps instead of --epochs (0 = use --epochs)",
@@ -299,11 +309,16 @@ class TrainConfig:
     )
 
     def __post_init__(self) -> None:
-        check_range("frames", self.frames, low=1)
         if self.net not in NETS:
             raise ConfigError(
                 f"unknown --net {self.net!r}; choose one of: {', '.join(sorted(NETS))}"
             )
+        check_declared_choices(self)
+        # Resolved here, not on use, as the target below: config.json records the values a
+        # run trained with, whatever the recipes say later (bc.recipes).
+        for name, value in resolve_recipes(config_to_dict(self)).items():
+            setattr(self, name, value)
+        check_range("frames", self.frames, low=1)
         entry = NETS[self.net]
         if self.frames not in entry.frames:
             allowed = ", ".join(map(str, entry.frames))
@@ -311,7 +326,6 @@ class TrainConfig:
             raise ConfigError(
                 f"net {self.net!r} takes --frames in {{{allowed}}}, got {self.frames}{why}"
             )
-        check_declared_choices(self)
         # Resolved here, not on use: config.json and checkpoints record the resolved target,
         # which --resume compares field by field with the saved run, and ``config.target`` is
         # what the head learns wherever the config goes.

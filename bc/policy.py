@@ -21,7 +21,6 @@ from bc.data import InputNorm
 from bc.errors import CheckpointError
 from bc.heads import ClassifierHead, GaussianHead, Head, RegressorHead, bin_to_yaw, make_head
 from bc.nets import NETS, NetSpec, build_net
-from envs.spaces import yaw_command_to_bin
 
 
 @dataclass
@@ -74,11 +73,14 @@ class Policy:
         self._stack = np.zeros((1, steps, spec.channels, spec.height, spec.width), np.float32)
         self._started = False
         self._state: Any = None
+        # the bin acted on the step before: a regressor's turn goes on as the expert's did
+        self._previous_bin: int | None = None
 
     def reset(self) -> None:
-        """Forget the episode: empty the frame buffer and zero the LSTM state."""
+        """Forget the episode: empty the frame buffer, zero the LSTM state and the last bin."""
         self._started = False
         self._state = None
+        self._previous_bin = None
 
     def _frame(self, observation: np.ndarray) -> np.ndarray:
         """The observation as the net's normalised ``(C, H, W)`` float32 frame."""
@@ -120,7 +122,9 @@ class Policy:
             # the float32 output is exact as a python float; clamping it there gives the
             # float32 clamp's value (NaN stays NaN)
             yaw = min(max(float(outputs[0, 0]), -1.0), 1.0)
-            return PolicyOutput(yaw_command_to_bin(yaw, self.n_bins), yaw, None)
+            action = self.head_module.quantiser.bin(yaw, self._previous_bin)
+            self._previous_bin = action
+            return PolicyOutput(action, yaw, None)
         prediction = self.head_module.predict(outputs)
         probs = prediction.probs[0].cpu().numpy() if prediction.probs is not None else None
         return PolicyOutput(int(prediction.bins[0]), float(prediction.yaw[0]), probs)
@@ -176,7 +180,9 @@ def load_policy(checkpoint: str | Path, device: str = "cpu") -> Policy:
         )
     try:
         spec = NetSpec(**payload["spec"])
-        head = make_head(payload["head"], int(payload["n_bins"]), payload["target"])
+        head = make_head(
+            payload["head"], int(payload["n_bins"]), payload["target"], payload.get("expert_config")
+        )
         model = build_net(net, spec)
         model.load_state_dict(payload["model"])
     except (ValueError, TypeError, KeyError, RuntimeError) as error:

@@ -180,7 +180,9 @@ class TrainingRun:
                 f"--resume {config.resume}: {config.data} does not hold the runs this run"
                 " trained on"
             )
-        self.head = make_head(config.head, self.dataset.n_bins, config.target)
+        self.head = make_head(
+            config.head, self.dataset.n_bins, config.target, self.dataset.manifest.get("expert")
+        )
         self.norm = (
             InputNorm.from_dict(self.resume["norm"])
             if self.resume is not None

@@ -7,6 +7,11 @@ TorchScript (``.torchscript``); everything else happens inside that file. It has
 attributes the evaluator reads from a policy (``spec``, ``n_bins``, ``head``, ``env_kwargs``,
 ``config``, ``expert_config``), all from the metadata embedded in the file, so
 ``python -m eval.rollout --checkpoint best_val_loss.onnx`` flies it as it flies the ``.pt``.
+
+A regressor or Gaussian head of the expert's continuous command acts through the labelling
+expert's deadband and hysteresis (``bc.heads.Quantiser``), which needs the bin of the step
+before: the file's own ``action`` output is the nearest bin, and this runtime, like
+``Policy``, turns the file's ``yaw`` into the bin instead.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from bc.export.graph import (
     output_names,
     quiet_torch_jit,
 )
+from bc.heads import label_quantiser
 from bc.nets import NetSpec
 from bc.policy import PolicyOutput
 
@@ -153,10 +159,18 @@ class ExportedPolicy:
         layers, hidden = metadata.get("lstm_state") or (0, 0)
         self._state_shape = (int(layers), 1, int(hidden))  # (layers, batch 1, hidden)
         self._state: dict[str, np.ndarray] = {}
+        # regressing heads act through the labelling expert's rule, as Policy does
+        self._quantiser = (
+            None
+            if self.head == "classifier"
+            else label_quantiser(self.n_bins, self.config.get("target", "bin"), self.expert_config)
+        )
+        self._previous_bin: int | None = None
 
     def reset(self) -> None:
         """Forget the episode: the next observation fills the frame stack, the state is zero."""
         self._started = False
+        self._previous_bin = None
         if self.recurrent:
             self._state = {name: np.zeros(self._state_shape, np.float32) for name in STATE_INPUTS}
 
@@ -196,11 +210,12 @@ class ExportedPolicy:
                 name: results[out] for name, out in zip(STATE_INPUTS, STATE_OUTPUTS, strict=True)
             }
         probs = results.get("probs")
-        return PolicyOutput(
-            int(results["action"][0]),
-            float(results["yaw"][0]),
-            None if probs is None else probs[0],
-        )
+        yaw = float(results["yaw"][0])
+        action = int(results["action"][0])
+        if self._quantiser is not None:
+            action = self._quantiser.bin(yaw, self._previous_bin)
+            self._previous_bin = action
+        return PolicyOutput(action, yaw, None if probs is None else probs[0])
 
 
 def load_exported_policy(path: str | Path, threads: int = 1) -> ExportedPolicy:

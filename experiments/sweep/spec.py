@@ -48,8 +48,8 @@ NOT_IN_ID = {
     "eval.workers",
 }
 DISTRIBUTIONS = ("uniform", "loguniform", "randint", "choice")
-TOP_LEVEL_KEYS = ("name", "out", "seeds", "seed_flags", "collect", "train", "eval", "grid",
-                  "random", "resources")  # fmt: skip
+TOP_LEVEL_KEYS = ("name", "out", "seeds", "seed_flags", "collect", "train", "eval", "cases",
+                  "grid", "random", "resources")  # fmt: skip
 RANDOM_SETTINGS = ("samples", "seed")
 RESOURCE_KEYS = ("cpus", "gpus")
 
@@ -236,6 +236,8 @@ class SweepSpec:
     out: str | None = None
     fixed: dict[str, Any] = dataclasses.field(default_factory=dict)
     grid: dict[str, list[Any]] = dataclasses.field(default_factory=dict)
+    # configurations given one by one ([[cases]]), each crossed with the grid
+    cases: tuple[dict[str, Any], ...] = ()
     random: dict[str, tuple[str, list[Any]]] = dataclasses.field(default_factory=dict)
     samples: int = 0
     sample_seed: int = 0
@@ -245,8 +247,9 @@ class SweepSpec:
     gpus: float = 0.0
 
     def points(self) -> list[dict[str, Any]]:
-        """The swept values of each configuration: grid points x random samples."""
-        grid = [dict(zip(self.grid, combo, strict=True))
+        """The swept values of each configuration: cases x grid points x random samples."""
+        grid = [{**case, **dict(zip(self.grid, combo, strict=True))}
+                for case in self.cases or ({},)
                 for combo in itertools.product(*self.grid.values())]  # fmt: skip
         if not self.random:
             return grid
@@ -307,6 +310,7 @@ def spec_from_dict(raw: dict[str, Any], where: str, default_name: str = "sweep")
             if not isinstance(values, list) or not values:
                 raise SpecError(f"{where}: grid axis {key} is empty: give it a list of values")
             grid[key] = [_coerced(key, v, f"{where} [grid]") for v in values]
+    cases = _cases(raw.get("cases"), where)
     random_table = dict(raw.get("random", {}))
     samples = random_table.pop("samples", 0)
     sample_seed = random_table.pop("seed", 0)
@@ -327,13 +331,16 @@ def spec_from_dict(raw: dict[str, Any], where: str, default_name: str = "sweep")
     seed_flags = [_canonical(key, f"{where} seed_flags") for key in seed_flags]
     for key in seed_flags:
         _coerced(key, 0, f"{where} seed_flags")
-    swept = [*grid, *distributions, *seed_flags]
+    swept = [*grid, *distributions, *seed_flags, *{key for case in cases for key in case}]
     for key in swept:
         if key in fixed or swept.count(key) > 1:
-            raise SpecError(f"{where}: {key} is set twice (fixed, grid, random or seed_flags)")
-    if not grid and not distributions and len(seeds) < 2:
+            raise SpecError(
+                f"{where}: {key} is set twice (fixed, cases, grid, random or seed_flags)"
+            )
+    if not cases and not grid and not distributions and len(seeds) < 2:
         raise SpecError(
-            f"{where}: nothing to sweep: give a [grid], a [random] table or several seeds"
+            f"{where}: nothing to sweep: give [[cases]], a [grid], a [random] table or several"
+            " seeds"
         )
     resources = raw.get("resources", {})
     unknown = sorted(set(resources) - set(RESOURCE_KEYS))
@@ -350,8 +357,25 @@ def spec_from_dict(raw: dict[str, Any], where: str, default_name: str = "sweep")
     out = raw.get("out")
     if out is not None and not isinstance(out, str):
         raise SpecError(f"{where}: out must be a folder path")
-    return SweepSpec(name, out, fixed, grid, distributions, samples, sample_seed,
+    return SweepSpec(name, out, fixed, grid, cases, distributions, samples, sample_seed,
                      tuple(seeds), tuple(seed_flags), float(cpus), float(gpus))  # fmt: skip
+
+
+def _cases(raw: Any, where: str) -> tuple[dict[str, Any], ...]:
+    """``[[cases]]``: a list of tables of flags, one configuration each (none: no cases)."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not raw or not all(isinstance(c, dict) for c in raw):
+        raise SpecError(f"{where}: [[cases]] must be a list of tables of flags")
+    cases = []
+    for number, table in enumerate(raw, 1):
+        flags = {_canonical(key, f"{where} case {number}"): value
+                 for key, value in _flatten(table).items()}  # fmt: skip
+        if not flags:
+            raise SpecError(f"{where}: case {number} is empty: give it the flags it sets")
+        cases.append({key: _coerced(key, value, f"{where} case {number}")
+                      for key, value in flags.items()})  # fmt: skip
+    return tuple(cases)
 
 
 def _is_seed(value: Any) -> bool:

@@ -50,6 +50,27 @@ def test_a_grid_crosses_every_value_with_every_seed_in_spec_order():
     assert len({t.id for t in trials}) == len(trials)
 
 
+def test_cases_are_configurations_each_crossed_with_the_grid_and_seeds():
+    cases = [{"train": {"net": "tiny_lstm", "frames": 1}}, {"train.head": "regressor"}]
+    spec = _spec(cases=cases, grid={"train.lr": [1e-3, 1e-2]}, seeds=[0, 1])
+    trials = spec.trials()
+    assert [(t.values, t.seed) for t in trials[:4]] == [
+        ({"train.net": "tiny_lstm", "train.frames": 1, "train.lr": lr}, seed)
+        for lr in (1e-3, 1e-2)
+        for seed in (0, 1)
+    ]
+    assert [t.values for t in trials[4:]] == [
+        {"train.head": "regressor", "train.lr": lr} for lr in (1e-3, 1e-2) for _ in (0, 1)
+    ]
+    # a case sets only its own flags: the regressor trials keep the default net
+    assert "net" not in trials[4].flags["train"]
+    assert trials[0].flags["train"] == {**TINY["train"], "net": "tiny_lstm", "frames": 1,
+                                        "lr": 1e-3, "seed": 0}  # fmt: skip
+    assert len({t.id for t in trials}) == 8
+    # without a grid, each case is one configuration
+    assert len(_spec(cases=cases).trials()) == 2
+
+
 def test_seed_flags_can_give_each_seed_its_own_dataset():
     spec = _spec(seeds=[0, 1], seed_flags=["train.seed", "collect.seed"])
     trials = spec.trials()
@@ -121,6 +142,13 @@ def test_values_are_checked_against_the_config_types():
         ({"random": {"samples": 2, "train.lr": {"normal": [0, 1]}}}, "needs one of"),
         ({"seeds": [0, 1], "resources": {"gpu": 1}}, "unknown resource 'gpu'"),
         ({"seeds": [0, 1], "resources": {"cpus": 0}}, "cpus > 0"),
+        ({"cases": {"train.frames": 1}}, "[[cases]] must be a list of tables"),
+        ({"cases": []}, "[[cases]] must be a list of tables"),
+        ({"cases": [{"train.frames": 1}, {}]}, "case 2 is empty"),
+        ({"cases": [{"train.frames": 1}], "grid": {"train.frames": [3]}}, "set twice"),
+        ({"cases": [{"train.frames": 1}], "train": {"frames": 3}}, "set twice"),
+        ({"cases": [{"train.frames": 1}, {"train.frames": 1}]}, "have the same flags"),
+        ({"cases": [{"train.framez": 1}]}, "case 1: unknown flag 'train.framez'"),
     ],
 )
 def test_a_bad_spec_is_refused_with_one_line(extra, message):

@@ -1,0 +1,119 @@
+"""Training recipes: what ``bc.train --net NET`` (or ``--head``, ``--bptt``) trains with by default.
+
+A family that learns nothing on the defaults of another is no family to compare, so each one
+may carry its own defaults for the fields in :data:`RECIPE_FIELDS`. A field the user leaves
+unset (``None``) takes, in order, the base default, then the value of every recipe that
+matches the config (later recipes win); a flag the user gives always wins. ``config.json``
+records the resolved values, so a run is reproducible from it whatever the recipes become.
+
+The values and the measurements that chose them are in docs/nets.md ("Training recipes").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from bc.nets import NETS
+
+# the defaults of every family that no recipe changes
+BASE_DEFAULTS: dict[str, Any] = {
+    "frames": 3,
+    "epochs": 6,
+    "batch_size": 32,
+    "lr": 1e-3,
+    "time_length": 20,
+    "sliding_step": 5,
+}
+RECIPE_FIELDS = tuple(BASE_DEFAULTS)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Defaults for the configs that ``applies`` to, and what they are for."""
+
+    name: str
+    applies: Callable[[Mapping[str, Any]], bool]
+    values: Mapping[str, Any]
+    why: str
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.values) - set(RECIPE_FIELDS))
+        if unknown:
+            raise ValueError(f"recipe {self.name!r} sets fields no recipe may set: {unknown}")
+
+
+def _recurrent(config: Mapping[str, Any]) -> bool:
+    entry = NETS.get(config["net"])
+    return entry is not None and entry.recurrent
+
+
+def _tiny_lstm(bptt: str, accumulate: bool = False) -> Callable[[Mapping[str, Any]], bool]:
+    def applies(config: Mapping[str, Any]) -> bool:
+        return (
+            config["net"] == "tiny_lstm"
+            and config.get("bptt") == bptt
+            and bool(config.get("accumulate")) == accumulate
+        )
+
+    return applies
+
+
+RECIPES: tuple[Recipe, ...] = (
+    Recipe(
+        "recurrent nets",
+        _recurrent,
+        {"frames": 1},
+        "a recurrent net reads time as its sequence, one frame per step",
+    ),
+    Recipe(
+        "tiny_lstm --bptt window",
+        _tiny_lstm("window"),
+        {"epochs": 60, "batch_size": 16},
+        "windows tile each run once per epoch, so 6 epochs of 32 windows made 276 optimiser"
+        " steps, too few to leave the majority action; an epoch costs a third of a 3-frame"
+        " stack's, and 60 epochs of 16 windows make about 5,500 steps",
+    ),
+    Recipe(
+        "tiny_lstm --bptt full",
+        _tiny_lstm("full"),
+        {"epochs": 60, "batch_size": 2},
+        "a step of whole runs: 32 runs made 2 steps an epoch; 2 runs make 32",
+    ),
+    Recipe(
+        "tiny_lstm --bptt sliding",
+        _tiny_lstm("sliding"),
+        {"epochs": 20, "batch_size": 16},
+        "windows slide by 5 steps, so each frame is seen 4 times an epoch",
+    ),
+    Recipe(
+        "tiny_lstm --bptt sliding --accumulate",
+        _tiny_lstm("sliding", accumulate=True),
+        {"epochs": 60, "batch_size": 2, "sliding_step": 10},
+        "one optimiser step per group of runs: 2 runs make 32 steps an epoch; windows slide by"
+        " 10 steps (each frame seen twice an epoch) to fit 60 epochs in the time budget",
+    ),
+)
+
+
+def matching(config: Mapping[str, Any]) -> list[Recipe]:
+    """The recipes that apply to ``config`` (a mapping of TrainConfig fields), in order."""
+    return [recipe for recipe in RECIPES if recipe.applies(config)]
+
+
+def resolve(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The values of the unset (None) recipe fields of ``config``: base, then each recipe."""
+    values = dict(BASE_DEFAULTS)
+    for recipe in matching(config):
+        values.update(recipe.values)
+    return {name: values[name] for name in RECIPE_FIELDS if config.get(name) is None}
+
+
+def default_help(name: str) -> str:
+    """The help line's default for field ``name``: the base value and each recipe's own."""
+    parts = [f"default: {BASE_DEFAULTS[name]:g}"]
+    parts += [
+        f"{recipe.name}: {recipe.values[name]:g}" for recipe in RECIPES if name in recipe.values
+    ]
+    return "; ".join(parts)

@@ -1,0 +1,71 @@
+"""Training recipes: a family's own defaults, which any flag the user gives overrides."""
+
+from __future__ import annotations
+
+import pytest
+
+from bc.config import TrainConfig, config_from_dict, config_to_dict
+from bc.recipes import BASE_DEFAULTS, RECIPES, Recipe, resolve
+from bc.train import config_from_cli
+from configflags import build_parser
+
+RECIPE_VALUES = {"frames", "epochs", "batch_size", "lr", "time_length", "sliding_step"}
+
+
+def _recipe(config: TrainConfig) -> dict:
+    return {name: getattr(config, name) for name in RECIPE_VALUES}
+
+
+def test_the_default_pipeline_keeps_its_defaults():
+    assert _recipe(TrainConfig()) == BASE_DEFAULTS == {
+        "frames": 3, "epochs": 6, "batch_size": 32, "lr": 1e-3, "time_length": 20,
+        "sliding_step": 5,
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        (["--net", "tiny_lstm"], {"frames": 1, "epochs": 60, "batch_size": 16}),
+        (["--net", "tiny_lstm", "--bptt", "full"], {"frames": 1, "epochs": 60, "batch_size": 2}),
+        (["--net", "tiny_lstm", "--bptt", "sliding"], {"epochs": 20, "batch_size": 16}),
+        (
+            ["--net", "tiny_lstm", "--bptt", "sliding", "--accumulate"],
+            {"epochs": 60, "batch_size": 2, "sliding_step": 10},
+        ),
+        (["--net", "res18_lstm"], {"frames": 1, "epochs": 6, "batch_size": 32}),
+        (["--frames", "5"], {"frames": 5, "epochs": 6}),
+    ],
+)
+def test_a_family_selected_by_its_flags_trains_with_its_recipe(flags, expected):
+    config = config_from_cli(flags)
+    assert {name: getattr(config, name) for name in expected} == expected
+
+
+def test_a_flag_the_user_gives_wins_over_the_recipe():
+    config = config_from_cli(["--net", "tiny_lstm", "--epochs", "3", "--lr", "0.01"])
+    assert (config.epochs, config.lr, config.batch_size, config.frames) == (3, 0.01, 16, 1)
+    assert TrainConfig(net="tiny_lstm", batch_size=8).batch_size == 8
+
+
+def test_config_json_records_the_resolved_values_whatever_the_recipes_become(monkeypatch):
+    saved = config_to_dict(TrainConfig(net="tiny_lstm"))
+    assert saved["epochs"] == 60 and saved["batch_size"] == 16
+    monkeypatch.setattr("bc.recipes.RECIPES", RECIPES[:1])  # frames 1 only
+    assert TrainConfig(net="tiny_lstm").epochs == BASE_DEFAULTS["epochs"]
+    assert config_from_dict(TrainConfig, saved).epochs == 60
+
+
+def test_the_help_shows_each_recipes_defaults():
+    text = " ".join(build_parser(TrainConfig, "python -m bc.train", "").format_help().split())
+    for recipe in RECIPES:
+        for name, value in recipe.values.items():
+            assert f"{recipe.name}: {value:g}" in text, (recipe.name, name)
+
+
+def test_a_recipe_may_set_only_recipe_fields():
+    with pytest.raises(ValueError, match="sets fields no recipe may set: \\['head'\\]"):
+        Recipe("bad", lambda config: True, {"head": "regressor"}, "")
+    assert resolve({"net": "tiny_nfc", "frames": 5}) == {
+        name: value for name, value in BASE_DEFAULTS.items() if name != "frames"
+    }
