@@ -40,11 +40,10 @@ from rich.table import Table
 from bc.config import TrainConfig, check_range
 from bc.data import InputNorm, load_dataset
 from bc.errors import ConfigError
-from bc.heads import make_head
 from bc.nets import NETS
 from bc.policy import Policy
 from bc.sampling import FrameUnit, Unit, WindowUnit
-from bc.step_engine import Trainer, build_model, configure_torch, epoch_plan
+from bc.step_engine import Trainer, build_head, build_model, configure_torch, epoch_plan
 from configflags import option, run_main
 from dataset.synthetic import make_synthetic_dataset
 
@@ -113,9 +112,7 @@ def bench_net(net: str, frames: int, data: Path, config: BenchConfig) -> dict[st
     )
     dataset = load_dataset(data, in_ram="yes", splits=("train", "val"))
     split = dataset.splits["train"]
-    head = make_head(
-        train_config.head, dataset.n_bins, train_config.target, dataset.manifest.get("expert")
-    )
+    head = build_head(train_config, dataset)
     norm = InputNorm.fit(train_config.input_norm, split, dataset.channels)
     torch.manual_seed(config.seed)
     model, spec = build_model(train_config, dataset, head)

@@ -112,6 +112,7 @@ class TrainConfig:
 
     # what a key missing from an older config.json stood for (the behaviour before it existed)
     LEGACY_DEFAULTS: ClassVar[dict[str, Any]] = {
+        "nll_beta": 0.0,
         "augment": "none",
         "mirror": False,
         "lr_schedule": "constant",
@@ -185,6 +186,13 @@ class TrainConfig:
         " continuous (expert_continuous; regressor and gaussian only); auto = bin for the"
         " classifier, continuous otherwise",
         choices=("auto", "bin", "continuous"),
+        group="net",
+    )
+    nll_beta: float = option(
+        0.5,
+        "the Gaussian head's beta-NLL: each sample's negative log-likelihood weighted by its"
+        " predicted variance to this power, held constant (0 = the plain NLL, 1 = the mean"
+        " learns as under MSE)",
         group="net",
     )
     pretrained: str = option(
@@ -335,6 +343,8 @@ class TrainConfig:
             raise ConfigError(
                 "the classifier learns bins; --target continuous needs --head regressor or gaussian"
             )
+        if not 0 <= self.nll_beta <= 1:
+            raise ConfigError(f"--nll-beta must be in [0, 1], got {self.nll_beta:g}")
         check_range("max_frames", self.max_frames, low=0, why=" (0 = all)")
         check_range("subsample", self.subsample, low=1)
         check_range("time_length", self.time_length, low=1)

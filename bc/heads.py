@@ -170,14 +170,28 @@ class RegressorHead(Head):
 
 
 class GaussianHead(Head):
-    """A Gaussian over the yaw command: outputs mean and log-std, loss is the NLL.
+    """A Gaussian over the yaw command: outputs mean and log-std, loss the β-NLL.
 
     The log-std is clamped to ``LOG_STD_RANGE`` so that a few confident frames cannot drive
-    the loss to minus infinity.
+    the loss to minus infinity. Each sample's negative log-likelihood is weighted by its
+    predicted variance to the power ``nll_beta``, held constant (Seitzer et al. 2022, "On the
+    pitfalls of heteroscedastic uncertainty estimation"): under the plain NLL (beta 0) the
+    mean's gradient is divided by the variance, so the net can give up on the rare turning
+    frames by widening them; beta 1 gives the mean the gradient of the MSE.
     """
 
     name = "gaussian"
     n_outputs = 2
+
+    def __init__(
+        self,
+        n_bins: int,
+        target: str,
+        quantiser: Quantiser | None = None,
+        nll_beta: float = 0.0,
+    ):
+        super().__init__(n_bins, target, quantiser)
+        self.nll_beta = nll_beta
 
     def loss(
         self, outputs: torch.Tensor, bins: torch.Tensor, yaw: torch.Tensor, reduction: str = "mean"
@@ -186,6 +200,8 @@ class GaussianHead(Head):
         log_std = outputs[:, 1].clamp(*LOG_STD_RANGE)
         error = (self.target_yaw(bins, yaw) - mean) * torch.exp(-log_std)
         nll = 0.5 * error.square() + log_std + 0.5 * math.log(2 * math.pi)
+        if self.nll_beta:
+            nll = nll * torch.exp(2.0 * self.nll_beta * log_std).detach()
         return nll.mean() if reduction == "mean" else nll.sum()
 
     def predict(self, outputs: torch.Tensor) -> Prediction:  # noqa: D102
@@ -201,9 +217,19 @@ HEADS: dict[str, type[Head]] = {
 
 
 def make_head(
-    name: str, n_bins: int, target: str, expert_config: dict[str, Any] | None = None
+    name: str,
+    n_bins: int,
+    target: str,
+    expert_config: dict[str, Any] | None = None,
+    nll_beta: float = 0.0,
 ) -> Head:
-    """Build head ``name`` for ``n_bins`` action bins, acting through ``label_quantiser``."""
+    """Build head ``name`` for ``n_bins`` action bins, acting through ``label_quantiser``.
+
+    ``nll_beta`` is the Gaussian head's β-NLL weight (ignored by the others).
+    """
     if name not in HEADS:
         raise ValueError(f"unknown head {name!r}; choose one of: {', '.join(HEADS)}")
-    return HEADS[name](n_bins, target, label_quantiser(n_bins, target, expert_config))
+    quantiser = label_quantiser(n_bins, target, expert_config)
+    if name == "gaussian":
+        return GaussianHead(n_bins, target, quantiser, nll_beta)
+    return HEADS[name](n_bins, target, quantiser)

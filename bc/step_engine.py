@@ -18,7 +18,7 @@ from bc.augment import make_augment, mirror_batch, mirror_draw, unit_generator
 from bc.config import TrainConfig
 from bc.data import Dataset, InputNorm, SplitData
 from bc.errors import ConfigError, TrainError
-from bc.heads import Head
+from bc.heads import Head, make_head
 from bc.metrics import MetricTracker
 from bc.nets import NetSpec, build_net
 from bc.sampling import (
@@ -356,6 +356,12 @@ def epoch_plan(config: TrainConfig, split: SplitData, epoch: int, n_bins: int) -
             config.accumulate,
         )
     )
+
+
+def build_head(config: TrainConfig, dataset: Dataset) -> Head:
+    """The head of ``config`` for ``dataset``'s bins, acting through its expert's rule."""
+    expert = dataset.manifest.get("expert")
+    return make_head(config.head, dataset.n_bins, config.target, expert, config.nll_beta)
 
 
 def build_model(config: TrainConfig, dataset: Dataset, head: Head) -> tuple[nn.Module, NetSpec]:

@@ -34,7 +34,6 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
-from torch import nn
 
 import configflags
 from bc.checkpoint import (
@@ -50,7 +49,6 @@ from bc.checkpoint import (
 from bc.config import TrainConfig
 from bc.data import InputNorm, load_dataset
 from bc.errors import TrainError
-from bc.heads import make_head
 from bc.lr_schedule import scheduled_lr, training_progress
 from bc.metrics import METRIC_COLUMNS, metric_cells
 from bc.run_dir import (
@@ -62,8 +60,15 @@ from bc.run_dir import (
     write_config,
     write_json,
 )
-from bc.step_engine import Trainer, build_model, configure_torch, epoch_plan, resolve_device
-from bc.transfer import freeze, init_from, load_pretrained, parameter_counts
+from bc.step_engine import (
+    Trainer,
+    build_head,
+    build_model,
+    configure_torch,
+    epoch_plan,
+    resolve_device,
+)
+from bc.transfer import freeze, init_from, load_pretrained, parameter_table
 
 # ``callback(epoch, checkpoint_path) -> metrics`` after each complete epoch's last.pt
 EpochCallback = Callable[[int, Path], dict[str, float]]
@@ -91,18 +96,6 @@ def _progress(console: Console, enabled: bool) -> Progress:
         transient=True,
         disable=not enabled,
     )
-
-
-def _print_parameters(console: Console, model: nn.Module, net: str) -> None:
-    table = Table(title=f"parameters of {net}")
-    for column in ("part", "trainable", "frozen", "total"):
-        table.add_column(column, justify="left" if column == "part" else "right")
-    rows = parameter_counts(model)
-    for part, trainable, frozen in rows:
-        table.add_row(part, f"{trainable:,}", f"{frozen:,}", f"{trainable + frozen:,}")
-    trainable, frozen = sum(r[1] for r in rows), sum(r[2] for r in rows)
-    table.add_row("all", f"{trainable:,}", f"{frozen:,}", f"{trainable + frozen:,}", style="bold")
-    console.print(table)
 
 
 def _print_summary(console: Console, results: dict[str, Any]) -> None:
@@ -180,9 +173,7 @@ class TrainingRun:
                 f"--resume {config.resume}: {config.data} does not hold the runs this run"
                 " trained on"
             )
-        self.head = make_head(
-            config.head, self.dataset.n_bins, config.target, self.dataset.manifest.get("expert")
-        )
+        self.head = build_head(config, self.dataset)
         self.norm = (
             InputNorm.from_dict(self.resume["norm"])
             if self.resume is not None
@@ -387,7 +378,7 @@ class TrainingRun:
             f"[bold]{config.net}[/] frames {config.frames} head {config.head} on {config.data}:"
             f" {splits} ({where}, {self.device.type}); run dir {self.run_dir}"
         )
-        _print_parameters(self.console, self.model, config.net)
+        self.console.print(parameter_table(self.model, config.net))
         if self.frozen:
             self.console.print(f"frozen: {len(self.frozen)} tensors ({', '.join(config.freeze)})")
 

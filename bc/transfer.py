@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from rich.table import Table
 from torch import nn
 
 from bc.checkpoint import read_checkpoint
@@ -136,3 +137,16 @@ def parameter_counts(model: nn.Module) -> list[tuple[str, int, int]]:
         row = counts.setdefault(part, [0, 0])
         row[0 if parameter.requires_grad else 1] += parameter.numel()
     return [(part, trainable, frozen) for part, (trainable, frozen) in counts.items()]
+
+
+def parameter_table(model: nn.Module, net: str) -> Table:
+    """``parameter_counts`` as the table ``bc.train`` prints: per part, then all."""
+    table = Table(title=f"parameters of {net}")
+    for column in ("part", "trainable", "frozen", "total"):
+        table.add_column(column, justify="left" if column == "part" else "right")
+    rows = parameter_counts(model)
+    for part, trainable, frozen in rows:
+        table.add_row(part, f"{trainable:,}", f"{frozen:,}", f"{trainable + frozen:,}")
+    trainable, frozen = sum(r[1] for r in rows), sum(r[2] for r in rows)
+    table.add_row("all", f"{trainable:,}", f"{frozen:,}", f"{trainable + frozen:,}", style="bold")
+    return table
