@@ -19,7 +19,7 @@ from bc.errors import ConfigError
 from bc.heads import HEADS
 from bc.lr_schedule import LR_SCHEDULES
 from bc.nets import NETS
-from bc.recipes import default_help
+from bc.recipes import RECIPE_MIN_STEPS, default_help
 from bc.recipes import resolve as resolve_recipes
 from configflags import flag_name, option
 
@@ -113,6 +113,7 @@ class TrainConfig:
     # what a key missing from an older config.json stood for (the behaviour before it existed)
     LEGACY_DEFAULTS: ClassVar[dict[str, Any]] = {
         "nll_beta": 0.0,
+        "min_steps": 0,
         "augment": "none",
         "mirror": False,
         "lr_schedule": "constant",
@@ -271,6 +272,13 @@ class TrainConfig:
         "stop after this many optimiser steps instead of --epochs (0 = use --epochs)",
         group="optimisation",
     )
+    min_steps: int | None = option(
+        None,
+        "train more epochs when --epochs would make fewer optimiser steps than this (small"
+        f" datasets); 0 = exactly --epochs (default: {RECIPE_MIN_STEPS} when --epochs is not"
+        " given, else 0)",
+        group="optimisation",
+    )
     seed: int = option(0, "seed of weights init and batch order", group="optimisation")
     device: str = option(
         "auto",
@@ -322,6 +330,9 @@ class TrainConfig:
                 f"unknown --net {self.net!r}; choose one of: {', '.join(sorted(NETS))}"
             )
         check_declared_choices(self)
+        if self.min_steps is None:
+            # the recipe's epoch count is a floor of steps too; an --epochs given is exact
+            self.min_steps = RECIPE_MIN_STEPS if self.epochs is None else 0
         # Resolved here, not on use, as the target below: config.json records the values a
         # run trained with, whatever the recipes say later (bc.recipes).
         for name, value in resolve_recipes(config_to_dict(self)).items():
@@ -369,6 +380,7 @@ class TrainConfig:
         check_range("clip", self.clip, low=0, why=" (0 = no clipping)")
         check_range("epochs", self.epochs, low=1)
         check_range("steps", self.steps, low=0, why=" (0 = use --epochs)")
+        check_range("min_steps", self.min_steps, low=0, why=" (0 = exactly --epochs)")
         check_range("threads", self.threads, low=0, why=" (0 = torch's default)")
         check_range("log_every", self.log_every, low=1)
         check_range("eval_every", self.eval_every, low=0, why=" (0 = never)")

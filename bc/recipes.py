@@ -27,6 +27,9 @@ BASE_DEFAULTS: dict[str, Any] = {
     "sliding_step": 5,
 }
 RECIPE_FIELDS = tuple(BASE_DEFAULTS)
+# a recipe's epochs make at least this many optimiser steps (``--min-steps``): 6 epochs of a
+# 6-run dataset made 258 steps and a one-class policy; 40 epochs (1,720 steps) did not
+RECIPE_MIN_STEPS = 2000
 
 
 @dataclass(frozen=True)

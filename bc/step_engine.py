@@ -8,6 +8,7 @@ windows and sequences (``--bptt``) for recurrent ones.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -356,6 +357,17 @@ def epoch_plan(config: TrainConfig, split: SplitData, epoch: int, n_bins: int) -
             config.accumulate,
         )
     )
+
+
+def epochs_for_min_steps(config: TrainConfig, split: SplitData, n_bins: int) -> int:
+    """``config.epochs``, raised until they make ``config.min_steps`` optimiser steps.
+
+    Counted on the first epoch's plan (window plans vary by a unit or two between epochs).
+    """
+    if config.steps or not config.min_steps:
+        return config.epochs
+    units = max(1, len(epoch_plan(config, split, 0, n_bins)))
+    return max(config.epochs, math.ceil(config.min_steps / units))
 
 
 def build_head(config: TrainConfig, dataset: Dataset) -> Head:

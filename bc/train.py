@@ -19,7 +19,7 @@ import math
 import shlex
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +66,7 @@ from bc.step_engine import (
     build_model,
     configure_torch,
     epoch_plan,
+    epochs_for_min_steps,
     resolve_device,
 )
 from bc.transfer import freeze, init_from, load_pretrained, parameter_table
@@ -173,6 +174,10 @@ class TrainingRun:
                 f"--resume {config.resume}: {config.data} does not hold the runs this run"
                 " trained on"
             )
+        epochs = epochs_for_min_steps(config, self.train_split, self.dataset.n_bins)
+        if self.resume is None and epochs != config.epochs:  # config.json records them
+            self.console.print(f"training {epochs} epochs to make --min-steps {config.min_steps}")
+            config = self.config = replace(config, epochs=epochs)
         self.head = build_head(config, self.dataset)
         self.norm = (
             InputNorm.from_dict(self.resume["norm"])

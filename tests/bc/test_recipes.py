@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from bc.config import TrainConfig, config_from_dict, config_to_dict
-from bc.recipes import BASE_DEFAULTS, RECIPES, Recipe, resolve
-from bc.train import config_from_cli
+from bc.data import load_dataset
+from bc.recipes import BASE_DEFAULTS, RECIPE_MIN_STEPS, RECIPES, Recipe, resolve
+from bc.step_engine import epoch_plan, epochs_for_min_steps
+from bc.train import config_from_cli, main
 from configflags import build_parser
+from tests.bc.helpers import tiny_config
 
 RECIPE_VALUES = {"frames", "epochs", "batch_size", "lr", "time_length", "sliding_step"}
 
@@ -69,3 +75,26 @@ def test_a_recipe_may_set_only_recipe_fields():
     assert resolve({"net": "tiny_nfc", "frames": 5}) == {
         name: value for name, value in BASE_DEFAULTS.items() if name != "frames"
     }
+
+
+def test_the_recipes_epochs_are_a_floor_of_steps_and_given_epochs_are_exact():
+    assert TrainConfig().min_steps == RECIPE_MIN_STEPS == 2000
+    assert TrainConfig(epochs=6).min_steps == 0, "an --epochs given is exact"
+    assert TrainConfig(epochs=6, min_steps=50).min_steps == 50
+
+
+def test_a_small_dataset_trains_more_epochs_to_make_the_minimum_steps(data, tmp_path):
+    split = load_dataset(data).splits["train"]
+    units = len(epoch_plan(tiny_config(data, tmp_path), split, 0, 3))
+    minimum = 8 * units + 1  # the recipe's 6 epochs make 6 * units: 9 epochs are needed
+    config = tiny_config(data, tmp_path, epochs=None, min_steps=minimum)
+    assert config.epochs == 6 and epochs_for_min_steps(config, split, 3) == 9
+    result = main(config)
+    saved = json.loads((Path(result["run_dir"]) / "config.json").read_text())
+    assert saved["epochs"] == 9 and result["epochs"] == 9
+    assert result["steps"] >= minimum
+    expected = 9
+    # the run's own config.json trains the same again: its epochs already make the steps
+    assert epochs_for_min_steps(config_from_dict(TrainConfig, saved), split, 3) == expected
+    exact = main(tiny_config(data, tmp_path / "exact", epochs=1))  # --epochs given: exact
+    assert exact["epochs"] == 1 and exact["steps"] == units
