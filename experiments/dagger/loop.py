@@ -336,6 +336,7 @@ class Dagger:
             values.update(
                 init_from=[str(self.checkpoint(iteration - 1))],
                 epochs=self.config.finetune_epochs,
+                min_steps=0,  # --finetune-epochs is exact, as an --epochs given to bc.train
                 steps=0,
                 pretrained="",
             )
