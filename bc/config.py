@@ -190,7 +190,7 @@ class TrainConfig:
         group="net",
     )
     nll_beta: float = option(
-        0.5,
+        1.0,
         "the Gaussian head's beta-NLL: each sample's negative log-likelihood weighted by its"
         " predicted variance to this power, held constant (0 = the plain NLL, 1 = the mean"
         " learns as under MSE)",

@@ -177,7 +177,8 @@ class GaussianHead(Head):
     predicted variance to the power ``nll_beta``, held constant (Seitzer et al. 2022, "On the
     pitfalls of heteroscedastic uncertainty estimation"): under the plain NLL (beta 0) the
     mean's gradient is divided by the variance, so the net can give up on the rare turning
-    frames by widening them; beta 1 gives the mean the gradient of the MSE.
+    frames by widening them; beta 1 (``bc.train``'s default) gives the mean the gradient of
+    the MSE.
     """
 
     name = "gaussian"
