@@ -161,10 +161,10 @@ class TrainConfig:
         " (bc.augment.mirror_batch); doubles the worlds the net sees",
         group="data",
     )
-    balance: bool = option(
-        False,
+    balance: bool | None = option(
+        None,
         "draw class-balanced training batches (sampling with replacement, weights 1/count"
-        " of the label's bin); feed-forward nets only",
+        f" of the label's bin); feed-forward nets only ({default_help('balance')})",
         group="data",
     )
     net: str = option("tiny_nfc", "policy net, by registry name (see docs/nets.md)", group="net")

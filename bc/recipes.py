@@ -25,6 +25,7 @@ BASE_DEFAULTS: dict[str, Any] = {
     "lr": 1e-3,
     "time_length": 20,
     "sliding_step": 5,
+    "balance": False,
 }
 RECIPE_FIELDS = tuple(BASE_DEFAULTS)
 # a recipe's epochs make at least this many optimiser steps (``--min-steps``): 6 epochs of a
@@ -63,12 +64,24 @@ def _tiny_lstm(bptt: str, accumulate: bool = False) -> Callable[[Mapping[str, An
     return applies
 
 
+def _one_frame(config: Mapping[str, Any]) -> bool:
+    return config.get("frames") == 1 and not _recurrent(config)
+
+
 RECIPES: tuple[Recipe, ...] = (
     Recipe(
         "recurrent nets",
         _recurrent,
         {"frames": 1},
         "a recurrent net reads time as its sequence, one frame per step",
+    ),
+    Recipe(
+        "--frames 1",
+        _one_frame,
+        {"epochs": 15, "balance": True},
+        "one frame cannot show whether a turn is under way, and the expert's labels carry"
+        " turns on: in 6 epochs the rare turns were learnt on 8% and 38% of the test frames;"
+        " class-balanced batches over 15 epochs learn them",
     ),
     Recipe(
         "tiny_lstm --bptt window",
@@ -115,8 +128,12 @@ def resolve(config: Mapping[str, Any]) -> dict[str, Any]:
 
 def default_help(name: str) -> str:
     """The help line's default for field ``name``: the base value and each recipe's own."""
-    parts = [f"default: {BASE_DEFAULTS[name]:g}"]
-    parts += [
-        f"{recipe.name}: {recipe.values[name]:g}" for recipe in RECIPES if name in recipe.values
-    ]
+    parts = [f"default: {_shown(BASE_DEFAULTS[name])}"]
+    parts += [f"{r.name}: {_shown(r.values[name])}" for r in RECIPES if name in r.values]
     return "; ".join(parts)
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return f"{value:g}"

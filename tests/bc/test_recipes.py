@@ -15,7 +15,7 @@ from bc.train import config_from_cli, main
 from configflags import build_parser
 from tests.bc.helpers import tiny_config
 
-RECIPE_VALUES = {"frames", "epochs", "batch_size", "lr", "time_length", "sliding_step"}
+RECIPE_VALUES = {"frames", "epochs", "batch_size", "lr", "time_length", "sliding_step", "balance"}
 
 
 def _recipe(config: TrainConfig) -> dict:
@@ -25,7 +25,7 @@ def _recipe(config: TrainConfig) -> dict:
 def test_the_default_pipeline_keeps_its_defaults():
     assert _recipe(TrainConfig()) == BASE_DEFAULTS == {
         "frames": 3, "epochs": 6, "batch_size": 32, "lr": 1e-3, "time_length": 20,
-        "sliding_step": 5,
+        "sliding_step": 5, "balance": False,
     }  # fmt: skip
 
 
@@ -41,6 +41,8 @@ def test_the_default_pipeline_keeps_its_defaults():
         ),
         (["--net", "res18_lstm"], {"frames": 1, "epochs": 6, "batch_size": 32}),
         (["--frames", "5"], {"frames": 5, "epochs": 6}),
+        (["--frames", "1"], {"frames": 1, "epochs": 15, "balance": True}),
+        (["--frames", "1", "--no-balance"], {"epochs": 15, "balance": False}),
     ],
 )
 def test_a_family_selected_by_its_flags_trains_with_its_recipe(flags, expected):
@@ -66,7 +68,8 @@ def test_the_help_shows_each_recipes_defaults():
     text = " ".join(build_parser(TrainConfig, "python -m bc.train", "").format_help().split())
     for recipe in RECIPES:
         for name, value in recipe.values.items():
-            assert f"{recipe.name}: {value:g}" in text, (recipe.name, name)
+            shown = ("on" if value else "off") if isinstance(value, bool) else f"{value:g}"
+            assert f"{recipe.name}: {shown}" in text, (recipe.name, name)
 
 
 def test_a_recipe_may_set_only_recipe_fields():
