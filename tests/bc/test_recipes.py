@@ -9,10 +9,19 @@ import pytest
 
 from bc.config import TrainConfig, config_from_dict, config_to_dict
 from bc.data import load_dataset
-from bc.recipes import BASE_DEFAULTS, RECIPE_MIN_STEPS, RECIPES, Recipe, resolve
+from bc.recipes import (
+    BASE_DEFAULTS,
+    RECIPE_MIN_STEPS,
+    RECIPES,
+    Recipe,
+    RecipesConfig,
+    recipes_markdown,
+    resolve,
+)
+from bc.recipes import main as recipes_main
 from bc.step_engine import epoch_plan, epochs_for_min_steps
 from bc.train import config_from_cli, main
-from configflags import build_parser
+from configflags import CommandFailed, build_parser
 from tests.bc.helpers import tiny_config
 
 RECIPE_VALUES = {"frames", "epochs", "batch_size", "lr", "time_length", "sliding_step", "balance"}
@@ -101,3 +110,16 @@ def test_a_small_dataset_trains_more_epochs_to_make_the_minimum_steps(data, tmp_
     assert epochs_for_min_steps(config_from_dict(TrainConfig, saved), split, 3) == expected
     exact = main(tiny_config(data, tmp_path / "exact", epochs=1))  # --epochs given: exact
     assert exact["epochs"] == 1 and exact["steps"] == units
+
+
+def test_docs_nets_md_holds_the_recipes_table_and_check_finds_a_stale_one(tmp_path, capsys):
+    docs = Path(__file__).resolve().parents[2] / "docs" / "nets.md"
+    assert recipes_main(RecipesConfig(docs=docs, check=True)) == recipes_markdown()
+    stale = tmp_path / "nets.md"
+    stale.write_text(docs.read_text().replace("`--epochs 60`", "`--epochs 50`", 1))
+    with pytest.raises(CommandFailed, match="out of date: run python -m bc.recipes"):
+        recipes_main(RecipesConfig(docs=stale, check=True))
+    recipes_main(RecipesConfig(docs=stale))
+    assert stale.read_text() == docs.read_text()
+    for recipe in RECIPES:
+        assert recipe.why in recipes_markdown()
