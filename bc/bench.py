@@ -22,7 +22,6 @@ onnxruntime side by side, the net's own time against a whole ``act`` step, no tr
 
 from __future__ import annotations
 
-import json
 import statistics
 import sys
 import tempfile
@@ -37,6 +36,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from artifacts.atomic import write_json_atomic
 from bc.config import TrainConfig, check_range
 from bc.data import InputNorm, load_dataset
 from bc.errors import ConfigError
@@ -240,7 +240,7 @@ def main(config: BenchConfig) -> list[dict[str, Any]]:
         )
     console.print(table)
     if config.json:
-        Path(config.json).write_text(json.dumps(results, indent=2) + "\n")
+        write_json_atomic(Path(config.json), results, indent=2)
     return results
 
 
@@ -261,7 +261,7 @@ def main_runtimes(config: BenchConfig) -> list[dict[str, Any]]:
             console.print(note)
         results.extend(rows)
     if config.json:
-        Path(config.json).write_text(json.dumps(results, indent=2) + "\n")
+        write_json_atomic(Path(config.json), results, indent=2)
     return results
 
 

@@ -78,14 +78,11 @@ class Quantiser:
 
     def bins(self, commands: torch.Tensor) -> torch.Tensor:
         """The bins of independent commands ``(M,)`` (no previous step: frame by frame)."""
-        bins = yaw_to_bin(commands, self.n_bins)
         if self.deadband is None:
-            return bins
-        centre = (self.n_bins - 1) // 2
-        # outside the deadband never straight: one bin towards the command's side (+ is left)
-        towards = torch.where(commands > 0, centre - 1, centre + 1)
-        bins = torch.where(bins == centre, towards, bins)
-        return torch.where(commands.abs() < self.deadband, torch.full_like(bins, centre), bins)
+            return yaw_to_bin(commands, self.n_bins)
+        # the expert's own rule, one command at a time: a batch is a few hundred at most
+        bins = [self.bin(command) for command in commands.tolist()]
+        return torch.tensor(bins, dtype=torch.int64, device=commands.device)
 
 
 def label_quantiser(n_bins: int, target: str, expert_config: dict[str, Any] | None) -> Quantiser:

@@ -11,7 +11,6 @@ loop's own evaluation (``bc.step_engine.Trainer.evaluate``), so its figures are 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from artifacts.atomic import write_json_atomic
 from bc.checkpoint import checkpoint_dir
 from bc.checkpoint_names import CHECKPOINT_NAMES, DEFAULT_CHECKPOINT
 from bc.config import TrainConfig, config_from_dict
@@ -91,7 +91,7 @@ def main(config: EvaluateConfig) -> dict[str, Any]:
         metrics["majority_rate"] = float(counts[majority]) / max(int(counts.sum()), 1)
         results[name] = metrics
     if config.json_out is not None:
-        config.json_out.write_text(json.dumps(results, indent=2) + "\n")
+        write_json_atomic(config.json_out, results, indent=2)
     if not config.quiet:
         Console().print(metrics_table(results, config.splits))
     return results

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from artifacts.atomic import copy_file_atomic, write_json_atomic
+from artifacts.atomic import copy_file_atomic, write_json_atomic, write_text_atomic
 from bc.checkpoint import LAST, checkpoint_dir, read_checkpoint
 from bc.config import SESSION_FIELDS, TrainConfig, config_from_dict, config_to_dict
 from bc.errors import ConfigError, TrainError
@@ -216,7 +216,7 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 def _truncate_after(path: Path, step: int) -> None:
     records = [r for r in _read_jsonl(path) if r["step"] <= step]
-    path.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+    write_text_atomic(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
 
 
 def run_start_time(run_dir: Path) -> float:

@@ -174,10 +174,13 @@ class TrainingRun:
                 f"--resume {config.resume}: {config.data} does not hold the runs this run"
                 " trained on"
             )
-        epochs = epochs_for_min_steps(config, self.train_split, self.dataset.n_bins)
-        if self.resume is None and epochs != config.epochs:  # config.json records them
-            self.console.print(f"training {epochs} epochs to make --min-steps {config.min_steps}")
-            config = self.config = replace(config, epochs=epochs)
+        if self.resume is None:  # a resumed run's config.json holds the epochs it trains
+            epochs = epochs_for_min_steps(config, self.train_split, self.dataset.n_bins)
+            if epochs != config.epochs:
+                self.console.print(
+                    f"training {epochs} epochs to make --min-steps {config.min_steps}"
+                )
+                config = self.config = replace(config, epochs=epochs)
         self.head = build_head(config, self.dataset)
         self.norm = (
             InputNorm.from_dict(self.resume["norm"])

@@ -193,7 +193,7 @@ def _check_same_config(out: Path, identity: dict[str, Any]) -> None:
                     f" {identity.get(key)!r}: rerun with the same flags, or choose another --out"
                 )
     out.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(identity, indent=2) + "\n")
+    write_json_atomic(path, identity, indent=2)
 
 
 def _base_train_config(run: Path) -> TrainConfig:
@@ -392,7 +392,7 @@ class Dagger:
             key = str(iteration)
             if key not in timings:
                 timings[key] = time.perf_counter() - started
-                timings_path.write_text(json.dumps(timings, indent=2) + "\n")
+                write_json_atomic(timings_path, timings, indent=2)
             rows.append(self.row(iteration, results, timings[key]))
             self.console.print(
                 f"  success {rows[-1]['success_rate']:.1%} on {rows[-1]['episodes']} held-out"
