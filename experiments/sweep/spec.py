@@ -7,8 +7,9 @@ has the format). Flag names are the fields of the commands' own config dataclass
 (``train.lr``, ``collect.image_size``; dashes are accepted for underscores), and every trial's
 three configs are built, and so validated, before anything runs.
 
-A trial's id is a readable slug of its swept values and seed plus a hash of all its flags,
-so a rerun finds the trials it already ran, and a changed spec never reuses a stale result.
+A trial's id is a readable slug of its swept values and seed plus a hash of all its flags and
+of the training recipe values they resolve to (``bc.recipes``), so a rerun finds the trials it
+already ran, and neither a changed spec nor a changed recipe reuses a stale result.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import configflags
+from bc.recipes import RECIPE_FIELDS
 from configflags import ConfigField, UserError, coerce_value, config_fields
 from expert.collect_config import config_hash
 
@@ -195,15 +197,35 @@ def show_value(value: Any) -> str:
     return str(value)
 
 
-def _trial_id(values: dict[str, Any], seed: int, flags: dict[str, dict[str, Any]]) -> str:
+def _trial_id(
+    values: dict[str, Any],
+    seed: int,
+    flags: dict[str, dict[str, Any]],
+    recipe: dict[str, Any],
+) -> str:
     slug = "_".join(f"{key.rpartition('.')[2]}-{show_value(v)}" for key, v in values.items())
     slug = re.sub(r"[^A-Za-z0-9.+-]+", "_", f"{slug}_seed-{seed}".strip("_"))[:80]
     identity = {
         section: {k: v for k, v in fields.items() if f"{section}.{k}" not in NOT_IN_ID}
         for section, fields in flags.items()
     }
+    if recipe:
+        identity["recipe"] = recipe
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:8]
     return f"{slug}-{digest}"
+
+
+def _recipe_values(train_flags: dict[str, Any]) -> dict[str, Any]:
+    """The recipe fields (and step floor) the trial leaves unset, as its recipe resolves them.
+
+    Empty when the trial would not build: ``check_trial`` then says why in one line.
+    """
+    unset = [name for name in (*RECIPE_FIELDS, "min_steps") if name not in train_flags]
+    try:
+        train = build_config("train", train_flags, data="-", run_dir="-", progress=False)
+    except (ValueError, TypeError, UserError):
+        return {}
+    return {name: getattr(train, name) for name in unset}
 
 
 def build_config(section: str, flags: dict[str, Any], **sweep_values: Any) -> Any:
@@ -271,8 +293,8 @@ class SweepSpec:
                     section, name = split_key(key, "flag")
                     flags[section][name] = value
                 collect = build_config("collect", flags["collect"], out="-", quiet=True)
-                trial = Trial(_trial_id(point, seed, flags), point, seed, flags,
-                              config_hash(collect.identity()))  # fmt: skip
+                trial = Trial(_trial_id(point, seed, flags, _recipe_values(flags["train"])),
+                              point, seed, flags, config_hash(collect.identity()))  # fmt: skip
                 check_trial(trial)
                 trials.append(trial)
         ids = [t.id for t in trials]

@@ -88,6 +88,19 @@ def test_trial_ids_follow_the_flags_but_not_session_flags():
     assert [t.id for t in session.trials()] == [t.id for t in base]
 
 
+def test_trial_ids_follow_the_recipe_values_the_trial_leaves_to_its_recipe(monkeypatch):
+    from bc import recipes
+
+    def ids(train):
+        raw = {**TINY, "train": train, "grid": {"train.frames": [1, 3]}}
+        return [t.id for t in spec_from_dict(raw, "t").trials()]
+
+    unset, given = ids({"batch_size": 4}), ids({"batch_size": 4, "epochs": 2})
+    monkeypatch.setitem(recipes.BASE_DEFAULTS, "epochs", 9)
+    assert ids({"batch_size": 4}) != unset, "a recipe change must not reuse a stale result"
+    assert ids({"batch_size": 4, "epochs": 2}) == given, "a flag given keeps its trial's id"
+
+
 def test_random_samples_are_drawn_in_range_and_repeat_with_their_seed():
     fixed = {key: value for key, value in TINY.items() if key != "eval"}
     table = {"samples": 5, "seed": 7, "train": {"lr": {"loguniform": [1e-4, 1e-2]}},
