@@ -8,6 +8,7 @@ Call ``reset()`` at the start of every episode.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -140,9 +141,19 @@ class Policy:
         self.act(np.zeros(self._observation_shape, np.uint8))
         self.reset()
 
-    @torch.inference_mode()
-    def act(self, observation: np.ndarray) -> PolicyOutput:
-        """The action for ``observation`` (uint8 ``(H, W, C)``), the next step of the episode."""
+    def fork(self) -> Policy:
+        """The same net, head and normalisation with an episode state of its own.
+
+        Forks fly episodes side by side and decide together (:func:`act_batch`): one
+        forward pass of the shared net for all of them.
+        """
+        return Policy(
+            self.model, self.head_module, self.norm, self.spec, self.net, self.recurrent,
+            self.env_kwargs, self.config, self.device, self.expert_config,
+        )  # fmt: skip
+
+    def _push(self, observation: np.ndarray) -> np.ndarray:
+        """Add ``observation`` to the episode's frame stack; returns the stack (1, F, C, H, W)."""
         frame = self._frame(observation)  # checked before the stack changes
         stack = self._stack
         if self._started:
@@ -152,14 +163,60 @@ class Policy:
             # The episode's first observation fills the stack, as the dataset pads runs.
             stack[0] = frame
             self._started = True
+        return stack
+
+    @torch.inference_mode()
+    def act(self, observation: np.ndarray) -> PolicyOutput:
+        """The action for ``observation`` (uint8 ``(H, W, C)``), the next step of the episode."""
         # a fresh tensor per step: the stack is the policy's, whatever the net does with it
-        inputs = torch.from_numpy(stack.copy())  # (1, F, C, H, W); F = 1 for an LSTM
+        inputs = torch.from_numpy(self._push(observation).copy())  # (1, F, C, H, W)
         if self.device.type != "cpu":
             inputs = inputs.to(self.device)
         if self.recurrent:
             outputs, self._state = self.model(inputs, self._state)
             return self._decide(outputs[:, -1])  # (1, n_outputs)
         return self._decide(self.model(inputs))  # (1, n_outputs)
+
+
+@torch.inference_mode()
+def act_batch(policies: Sequence[Policy], observations: Sequence[np.ndarray]) -> list[PolicyOutput]:
+    """Each policy's action for its observation, from one forward pass over all of them.
+
+    ``policies`` are forks of one policy (:meth:`Policy.fork`), each in its own episode;
+    each decides as its ``act`` would, on the batch's outputs. A net's outputs for one row
+    of a batch may differ from batch 1's in the last float bits (the kernels differ).
+    """
+    if len(policies) != len(observations):
+        raise ValueError(f"{len(policies)} policies but {len(observations)} observations")
+    first = policies[0]
+    if any(policy.model is not first.model for policy in policies):
+        raise ValueError("act_batch needs forks of one policy (Policy.fork)")
+    inputs = torch.from_numpy(
+        np.concatenate(
+            [policy._push(obs) for policy, obs in zip(policies, observations, strict=True)]
+        )
+    )  # (B, F, C, H, W)
+    if first.device.type != "cpu":
+        inputs = inputs.to(first.device)
+    if not first.recurrent:
+        outputs = first.model(inputs)
+    else:
+        outputs, (hidden, cell) = first.model(inputs, _batch_state(policies))
+        for row, policy in enumerate(policies):
+            policy._state = (hidden[:, row : row + 1], cell[:, row : row + 1])
+        outputs = outputs[:, -1]
+    return [policy._decide(outputs[row : row + 1]) for row, policy in enumerate(policies)]
+
+
+def _batch_state(policies: Sequence[Policy]) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The policies' LSTM states side by side (None when every episode has just begun)."""
+    states = [policy._state for policy in policies]
+    known = next((state for state in states if state is not None), None)
+    if known is None:
+        return None
+    # a fresh episode's state is zero, as the LSTM's own default
+    states = [state or (torch.zeros_like(known[0]), torch.zeros_like(known[1])) for state in states]
+    return (torch.cat([s[0] for s in states], dim=1), torch.cat([s[1] for s in states], dim=1))
 
 
 def load_policy(checkpoint: str | Path, device: str = "cpu") -> Policy:

@@ -11,16 +11,21 @@ import numpy as np
 import pybullet as pb
 from gymnasium import spaces
 
+from envs.arguments import RENDER_MODES, check_arguments
 from envs.geometry import (
     CorridorLayout,
     generate_centreline,
     generate_clutter,
     generate_obstacles,
 )
-from envs.scene import SceneBodies, SceneBuilder, fixed_appearance, random_appearance
+from envs.scene import (
+    SceneBodies,
+    SceneBuilder,
+    fixed_appearance,
+    lighting,
+    random_appearance,
+)
 from envs.spaces import (
-    ACTION_TYPES,
-    OBS_MODES,
     bin_yaw_commands,
     image_shape,
     obs_channels,
@@ -28,7 +33,6 @@ from envs.spaces import (
     yaw_command_to_bin,
 )
 
-RENDER_MODES = ("rgb_array",)
 OUTCOMES = ("running", "collision", "goal")
 
 _NEAR_PLANE = 0.05
@@ -124,6 +128,8 @@ class CorridorEnv(gym.Env):
         clutter_density: float = 0.5,
         randomize: bool = True,
         randomize_textures: bool = False,
+        held_out_textures: bool = False,
+        light: str = "training",
         start_offset: float = 1.0,
         start_lateral_jitter: float = 0.3,
         start_yaw_jitter: float = 10.0,
@@ -133,56 +139,8 @@ class CorridorEnv(gym.Env):
         # kept for pickling: an unpickled env is rebuilt from these, then replayed
         self._init_kwargs = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
 
-        def require(ok: bool, name: str, allowed: str, value: Any) -> None:
-            if not ok:
-                raise ValueError(f"{name} must be {allowed}, got {value!r}")
-
-        require(render_mode is None or render_mode in RENDER_MODES, "render_mode",
-                f"None or one of {RENDER_MODES}", render_mode)  # fmt: skip
-        require(action_type in ACTION_TYPES, "action_type", f"one of {ACTION_TYPES}", action_type)
-        require(isinstance(n_bins, (int, np.integer)) and n_bins >= 3 and n_bins % 2 == 1,
-                "n_bins", "an odd integer >= 3", n_bins)  # fmt: skip
+        check_arguments(self._init_kwargs)
         self.height, self.width = image_shape(image_size)
-        require(0.0 < fov < 180.0, "fov", "in (0, 180) degrees", fov)
-        require(obs_mode in OBS_MODES, "obs_mode", f"one of {OBS_MODES}", obs_mode)
-        require(depth_range > 0, "depth_range", "> 0 metres", depth_range)
-        require(speed > 0, "speed", "> 0 m/s", speed)
-        require(turn_speed is None or turn_speed >= 0, "turn_speed", "None or >= 0 m/s",
-                turn_speed)  # fmt: skip
-        require(max_yaw_rate > 0, "max_yaw_rate", "> 0 rad/s", max_yaw_rate)
-        require(control_hz > 0, "control_hz", "> 0 Hz", control_hz)
-        require(isinstance(physics_substeps, (int, np.integer)) and physics_substeps >= 1,
-                "physics_substeps", "an integer >= 1", physics_substeps)  # fmt: skip
-        require(0 < wall_height, "wall_height", "> 0 metres", wall_height)
-        require(agent_radius > 0, "agent_radius", "> 0 metres", agent_radius)
-        require(agent_radius < camera_height < wall_height - agent_radius, "camera_height",
-                "between agent_radius and wall_height - agent_radius", camera_height)  # fmt: skip
-        require(isinstance(n_segments, (int, np.integer)) and n_segments >= 1, "n_segments",
-                "an integer >= 1", n_segments)  # fmt: skip
-        require(len(segment_length) == 2 and 0 < segment_length[0] <= segment_length[1],
-                "segment_length", "(min, max) with 0 < min <= max metres",
-                segment_length)  # fmt: skip
-        require(len(bend_angles) >= 1 and all(0 < a <= 90 for a in bend_angles), "bend_angles",
-                "a non-empty list of angles in (0, 90] degrees", bend_angles)  # fmt: skip
-        require(corridor_width > 2 * agent_radius + 0.2, "corridor_width",
-                "> 2 * agent_radius + 0.2 metres", corridor_width)  # fmt: skip
-        require(wall_thickness > 0, "wall_thickness", "> 0 metres", wall_thickness)
-        require(0.0 <= obstacle_density <= 1.0, "obstacle_density", "in [0, 1]",
-                obstacle_density)  # fmt: skip
-        require(2 * agent_radius < obstacle_min_gap <= corridor_width - 0.6, "obstacle_min_gap",
-                "in (2 * agent_radius, corridor_width - 0.6] metres",
-                obstacle_min_gap)  # fmt: skip
-        require(0.0 <= clutter_density <= 1.0, "clutter_density", "in [0, 1]", clutter_density)
-        require(0 <= start_offset < segment_length[0] - agent_radius, "start_offset",
-                "in [0, min segment length - agent_radius) metres", start_offset)  # fmt: skip
-        require(0 <= start_lateral_jitter < corridor_width / 2 - agent_radius,
-                "start_lateral_jitter", "in [0, corridor_width / 2 - agent_radius)",
-                start_lateral_jitter)  # fmt: skip
-        require(0 <= start_yaw_jitter < 90, "start_yaw_jitter", "in [0, 90) degrees",
-                start_yaw_jitter)  # fmt: skip
-        require(collision_penalty >= 0, "collision_penalty", ">= 0", collision_penalty)
-        require(isinstance(render_size, (int, np.integer)) and render_size >= 32, "render_size",
-                "an integer >= 32", render_size)  # fmt: skip
 
         self.render_mode = render_mode
         self.action_type = action_type
@@ -208,6 +166,8 @@ class CorridorEnv(gym.Env):
         self.clutter_density = float(clutter_density)
         self.randomize = bool(randomize)
         self.randomize_textures = bool(randomize_textures)
+        self.held_out_textures = bool(held_out_textures)
+        self.light = light
         self.start_offset = float(start_offset)
         self.start_lateral_jitter = float(start_lateral_jitter)
         self.start_yaw_jitter = math.radians(start_yaw_jitter)
@@ -302,16 +262,12 @@ class CorridorEnv(gym.Env):
         clutter = generate_clutter(rng, centreline, self.clutter_density, self.wall_height)
         self.layout = CorridorLayout(centreline, self.corridor_width, obstacles, clutter)
         if self.randomize:
-            look = random_appearance(rng, len(clutter), self.randomize_textures)
+            look = random_appearance(
+                rng, len(clutter), self.randomize_textures, self.held_out_textures
+            )
         else:
             look = fixed_appearance(len(clutter))
-        self._light = {
-            "lightDirection": list(look.light_direction),
-            "lightColor": list(look.light_color),
-            "lightAmbientCoeff": look.light_ambient,
-            "lightDiffuseCoeff": 0.55,
-            "lightSpecularCoeff": 0.05,
-        }
+        look, self._light = lighting(look, self.light, rng)
 
         pb.resetSimulation(physicsClientId=self._client)
         self._builder.load_textures()

@@ -17,6 +17,7 @@ from typing import Any
 
 from configflags import flag_name, option
 from envs.corridor_env import CorridorEnv
+from envs.scene import LIGHTS
 from envs.spaces import OBS_MODES
 
 # keyword arguments that choose how an env is shown, not what world it simulates
@@ -50,6 +51,10 @@ OPTION_HELP = {
     "randomize": "random tints and light per world",
     "randomize_textures": "random wall, floor and ceiling textures per world too (needs far more "
     "than 10 runs to learn; docs/env.md)",
+    "held_out_textures": "draw the random textures from the family no training world uses "
+    "(with --randomize-textures; the generalisation suite's unseen textures)",
+    "light": "training: the light every world has drawn; outside: dimmer and harsher than "
+    "any of them (docs/env.md)",
     "start_offset": "metres into the corridor the agent starts",
     "start_lateral_jitter": "max start offset from the centreline (m)",
     "start_yaw_jitter": "max start heading error in degrees",
@@ -61,7 +66,10 @@ OPTION_TYPES: dict[str, Any] = {
     "segment_length": tuple[float, float],
     "bend_angles": tuple[float, ...],
 }
-OPTION_CHOICES = {"obs_mode": OBS_MODES}
+OPTION_CHOICES = {"obs_mode": OBS_MODES, "light": LIGHTS}
+# arguments added after datasets were first fingerprinted: recorded only when not at their
+# default, so that datasets (and their fingerprints) made before them stay the same
+LATE_ARGUMENTS = ("held_out_textures", "light")
 
 
 def _keyword_defaults() -> dict[str, Any]:
@@ -88,10 +96,15 @@ def recorded_env_kwargs(options: EnvOptions, action_type: str) -> dict[str, Any]
     """What a dataset's manifest records: every argument but render_mode, JSON-ready.
 
     ``render_size`` is recorded too: manifests have always held it, and their ``config_hash``
-    (which decides whether a collection resumes) covers it.
+    (which decides whether a collection resumes) covers it. The :data:`LATE_ARGUMENTS` are
+    left out at their defaults (an absent argument means its default).
     """
-    kwargs = {**_keyword_defaults(), **dataclasses.asdict(options), "action_type": action_type}
+    defaults = _keyword_defaults()
+    kwargs = {**defaults, **dataclasses.asdict(options), "action_type": action_type}
     del kwargs["render_mode"]
+    for name in LATE_ARGUMENTS:
+        if kwargs[name] == defaults[name]:
+            del kwargs[name]
     return json.loads(json.dumps(kwargs))  # tuples -> lists, like the manifest will hold
 
 

@@ -8,14 +8,16 @@ stretching over a long wall.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pybullet as pb
 
 from envs.geometry import CorridorLayout, wall_polylines
-from envs.textures import texture_files
+from envs.textures import HELD_OUT_TEXTURES, TRAINING_TEXTURES, texture_files
 
 TEXTURE_TILE_M = 1.25  # metres covered by one repetition of a texture
 
@@ -38,13 +40,16 @@ class Appearance:
     clutter_rgba: list[tuple[float, float, float, float]] = field(default_factory=list)
 
 
-def random_appearance(rng: np.random.Generator, n_clutter: int, textures: bool) -> Appearance:
+def random_appearance(
+    rng: np.random.Generator, n_clutter: int, textures: bool, held_out: bool = False
+) -> Appearance:
     """Tints and light drawn from ``rng``, and the textures too if ``textures``.
 
     The texture indices are drawn either way, so a world has the same layout, tints and light
-    with and without texture randomisation.
+    with and without texture randomisation. Textures come from the training family, or with
+    ``held_out`` from the held-out family (``envs.textures``) in place of the drawn ones.
     """
-    n_textures = len(texture_files())
+    n_textures = len(TRAINING_TEXTURES)
 
     def tint(low: float, high: float) -> tuple[float, float, float, float]:
         r, g, b = rng.uniform(low, high, 3)
@@ -59,6 +64,8 @@ def random_appearance(rng: np.random.Generator, n_clutter: int, textures: bool) 
     if not textures:
         drawn = [fixed.wall_texture, fixed.floor_texture, fixed.ceiling_texture,
                  fixed.obstacle_texture]  # fmt: skip
+    elif held_out:
+        drawn = [HELD_OUT_TEXTURES[i] for i in rng.integers(len(HELD_OUT_TEXTURES), size=4)]
     return Appearance(
         wall_rgba=wall_rgba,
         floor_rgba=floor_rgba,
@@ -73,6 +80,42 @@ def random_appearance(rng: np.random.Generator, n_clutter: int, textures: bool) 
         light_ambient=float(rng.uniform(0.45, 0.75)),
         clutter_rgba=[tint(0.1, 1.0) for _ in range(n_clutter)],
     )
+
+
+# the light a world is lit with: "training" is what fixed and randomised worlds have always
+# drawn (ambient 0.45-0.75, colour 0.75-1); "outside" is dimmer and harsher than any of them
+LIGHTS = ("training", "outside")
+TRAINING_DIFFUSE, TRAINING_SPECULAR = 0.55, 0.05
+OUTSIDE_AMBIENT, OUTSIDE_COLOUR = (0.15, 0.3), (0.5, 0.7)
+OUTSIDE_DIFFUSE, OUTSIDE_SPECULAR = 0.9, 0.35
+
+
+def lighting(
+    look: Appearance, light: str, rng: np.random.Generator
+) -> tuple[Appearance, dict[str, Any]]:
+    """The world's appearance and PyBullet's light arguments for it.
+
+    ``light="outside"`` replaces the appearance's ambient level and colour with ones drawn
+    from ``rng`` below the training range, and strengthens the directional light, so that the
+    shading is darker and starker than any training world's.
+    """
+    diffuse, specular = TRAINING_DIFFUSE, TRAINING_SPECULAR
+    if light == "outside":
+        look = dataclasses.replace(
+            look,
+            light_color=tuple(float(v) for v in rng.uniform(*OUTSIDE_COLOUR, 3)),
+            light_ambient=float(rng.uniform(*OUTSIDE_AMBIENT)),
+        )
+        diffuse, specular = OUTSIDE_DIFFUSE, OUTSIDE_SPECULAR
+    elif light != "training":
+        raise ValueError(f"light must be one of {', '.join(LIGHTS)}, got {light!r}")
+    return look, {
+        "lightDirection": list(look.light_direction),
+        "lightColor": list(look.light_color),
+        "lightAmbientCoeff": look.light_ambient,
+        "lightDiffuseCoeff": diffuse,
+        "lightSpecularCoeff": specular,
+    }
 
 
 def fixed_appearance(n_clutter: int) -> Appearance:

@@ -3,6 +3,12 @@
 The patterns never change (they come from a fixed seed), so a world depends only on which
 pattern and which tint the reset seed picks. They are written once per machine as PNG files,
 since PyBullet loads textures from disk.
+
+The bank holds two families. The training family (:data:`TRAINING_PATTERNS`) is what every
+world draws from, fixed or randomised; the held-out family (:data:`HELD_OUT_PATTERNS`) is
+drawn only by worlds made with ``held_out_textures``, so no dataset recorded without that
+option has seen one of its patterns: a policy flown there meets texture families it has
+never seen (the generalisation suite's ``held_out_textures`` track).
 """
 
 from __future__ import annotations
@@ -71,8 +77,40 @@ def _plain(rng: np.random.Generator, n: int) -> np.ndarray:
     return 205 + rng.normal(0, 3, (n, n))
 
 
-PATTERNS = (_bricks, _tiles, _stripes, _checker, _noise, _planks, _plain)
+def _dots(rng: np.random.Generator, n: int) -> np.ndarray:
+    spacing = int(rng.choice([8, 16]))
+    y, x = np.mgrid[0:n, 0:n] % spacing - spacing / 2 + 0.5
+    return np.where(x**2 + y**2 < (spacing / 3) ** 2, 100.0, 215.0) + rng.normal(0, 4, (n, n))
+
+
+def _zigzag(rng: np.random.Generator, n: int) -> np.ndarray:
+    period = int(rng.choice([8, 16]))
+    y, x = np.mgrid[0:n, 0:n]
+    triangle = np.abs((x % period) - period / 2)
+    return np.where(((y + triangle) // (period / 2)) % 2 == 0, 215.0, 120.0)
+
+
+def _rings(rng: np.random.Generator, n: int) -> np.ndarray:
+    y, x = np.mgrid[0:n, 0:n] - n / 2 + 0.5
+    radius = np.sqrt(x**2 + y**2)
+    return 170 + 50 * np.sin(radius / rng.uniform(1.2, 2.0)) + rng.normal(0, 5, (n, n))
+
+
+def _marble(rng: np.random.Generator, n: int) -> np.ndarray:
+    coarse = rng.normal(0, 1, (n // 16, n // 16))
+    smooth = np.kron(coarse, np.ones((16, 16)))
+    x = np.arange(n)[None, :]
+    return 165 + 55 * np.sin(x / 3.0 + 2.5 * smooth) + rng.normal(0, 4, (n, n))
+
+
+# Appended families keep every earlier pattern's index and pixels (the bank draws in order).
+TRAINING_PATTERNS = (_bricks, _tiles, _stripes, _checker, _noise, _planks, _plain)
+HELD_OUT_PATTERNS = (_dots, _zigzag, _rings, _marble)
+PATTERNS = TRAINING_PATTERNS + HELD_OUT_PATTERNS
 PATTERN_NAMES = tuple(pattern.__name__.lstrip("_") for pattern in PATTERNS)
+# indices into texture_files() of each family
+TRAINING_TEXTURES = tuple(range(len(TRAINING_PATTERNS)))
+HELD_OUT_TEXTURES = tuple(range(len(TRAINING_PATTERNS), len(PATTERNS)))
 
 
 @functools.cache

@@ -9,6 +9,7 @@ own in ``eval.policy_agent``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -52,6 +53,18 @@ class AgentFactory(Protocol):
 
     def build(self, env: gym.Env) -> Agent:
         """The agent, for this worker's env."""
+
+
+def build_agents(factory: AgentFactory, envs: Sequence[gym.Env]) -> list[Agent]:
+    """One agent per env, each for its own episodes.
+
+    A factory with ``build_group`` builds them together (a policy: one net shared by all);
+    any other builds one agent per env.
+    """
+    build_group = getattr(factory, "build_group", None)
+    if build_group is not None:
+        return list(build_group(envs))
+    return [factory.build(env) for env in envs]
 
 
 class Labeller(Protocol):

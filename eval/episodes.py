@@ -28,7 +28,14 @@ import numpy as np
 import envs
 from envs.options import PRESENTATION_KWARGS
 from envs.seeds import eval_seed
-from eval.agents import AgentFactory, ExpertLabeller, Labeller, LabellerFactory, same_expert
+from eval.agents import (
+    AgentFactory,
+    Decision,
+    ExpertLabeller,
+    Labeller,
+    LabellerFactory,
+    same_expert,
+)
 from eval.errors import EvalError
 from eval.video import EpisodeVideo, FrameOverlay
 
@@ -110,6 +117,8 @@ class WorkerSetup:
     agent: AgentFactory
     labeller: LabellerFactory | None
     torch_threads: int = 1
+    # episodes flown side by side by one worker (eval.episode_group); 1 = one at a time
+    batch: int = 1
 
 
 class EpisodeWorker:
@@ -157,28 +166,17 @@ class EpisodeWorker:
         self, task: EpisodeTask, obs: np.ndarray, info: dict[str, Any], video: EpisodeVideo | None
     ) -> EpisodeRecord:
         env = self.env
-        steps = agreed = nll_steps = 0
-        nll_sum = squared_error_sum = latency_sum = episode_return = 0.0
-        outcome = "running"
+        tally = EpisodeTally(self.n_bins, self.labeller is not None)
         while True:
             start = time.perf_counter()
             decision = self.agent.act(env, obs)
-            latency_sum += time.perf_counter() - start
+            latency = time.perf_counter() - start
             # the label of the same state (the env has not stepped): no side effects
             label = None if self.labeller is None else self.labeller.label(env)
-            if not 0 <= decision.action < self.n_bins:
-                raise RuntimeError(
-                    f"{self.agent.name} chose bin {decision.action}, outside [0, {self.n_bins})"
-                )
-            if label is not None:
-                agreed += int(decision.action == label[0])
-                squared_error_sum += (decision.yaw - label[1]) ** 2
-                if decision.probs is not None:
-                    nll_sum -= math.log(max(float(decision.probs[label[0]]), 1e-12))
-                    nll_steps += 1
+            tally.decided(self.agent.name, decision, label, latency)
             if video is not None:
                 video.add(env.render(), FrameOverlay(
-                    episode=task.index, step=steps, progress_m=info["progress_m"],
+                    episode=task.index, step=tally.steps, progress_m=info["progress_m"],
                     progress_frac=info["progress_frac"], action=decision.action,
                     yaw=decision.yaw, probs=decision.probs,
                     expert_action=None if label is None else label[0],
@@ -186,19 +184,55 @@ class EpisodeWorker:
                     agent_name=self.agent.name,
                 ))  # fmt: skip
             obs, reward, terminated, truncated, info = env.step(decision.env_action)
-            steps += 1
-            episode_return += float(reward)
-            if terminated or truncated:
-                # the env says running when only the time limit ended the episode
-                outcome = info["outcome"] if terminated else "timeout"
+            outcome = tally.stepped(reward, terminated, truncated, info)
+            if outcome is not None:
                 break
         if video is not None:
             video.add(env.render(), FrameOverlay(
-                episode=task.index, step=steps, progress_m=info["progress_m"],
+                episode=task.index, step=tally.steps, progress_m=info["progress_m"],
                 progress_frac=info["progress_frac"], outcome=outcome,
                 agent_name=self.agent.name,
             ))  # fmt: skip
-        labelled = self.labeller is not None
+        return tally.record(task, outcome, info)
+
+
+class EpisodeTally:
+    """What one episode adds up step by step, and the record it ends with."""
+
+    def __init__(self, n_bins: int, labelled: bool):
+        self.n_bins = n_bins
+        self.labelled = labelled
+        self.steps = self.agreed = self.nll_steps = 0
+        self.nll_sum = self.squared_error_sum = self.latency_sum = self.episode_return = 0.0
+
+    def decided(
+        self, agent: str, decision: Decision, label: tuple[int, float] | None, latency: float
+    ) -> None:
+        """Count a decision (``latency`` seconds) against the expert's ``label`` of its state."""
+        if not 0 <= decision.action < self.n_bins:
+            raise RuntimeError(f"{agent} chose bin {decision.action}, outside [0, {self.n_bins})")
+        self.latency_sum += latency
+        if label is not None:
+            self.agreed += int(decision.action == label[0])
+            self.squared_error_sum += (decision.yaw - label[1]) ** 2
+            if decision.probs is not None:
+                self.nll_sum -= math.log(max(float(decision.probs[label[0]]), 1e-12))
+                self.nll_steps += 1
+
+    def stepped(
+        self, reward: float, terminated: bool, truncated: bool, info: dict[str, Any]
+    ) -> str | None:
+        """Count an env step; the episode's outcome if it ended, else None."""
+        self.steps += 1
+        self.episode_return += float(reward)
+        if terminated:
+            return str(info["outcome"])
+        # the env says running when only the time limit ended the episode
+        return "timeout" if truncated else None
+
+    def record(self, task: EpisodeTask, outcome: str, info: dict[str, Any]) -> EpisodeRecord:
+        """The episode's record, from the last step's ``info``."""
+        steps = self.steps
         return EpisodeRecord(
             index=task.index,
             seed=task.seed,
@@ -207,12 +241,12 @@ class EpisodeWorker:
             progress_m=float(info["progress_m"]),
             progress_frac=float(info["progress_frac"]),
             corridor_length_m=float(info["corridor_length_m"]),
-            episode_return=episode_return,
-            agreement=agreed / steps if labelled else None,
-            agreed_steps=agreed,
-            expert_nll=nll_sum / nll_steps if nll_steps else None,
-            yaw_mse=squared_error_sum / steps if labelled else None,
-            latency_ms=1000.0 * latency_sum / steps,
+            episode_return=self.episode_return,
+            agreement=self.agreed / steps if self.labelled else None,
+            agreed_steps=self.agreed,
+            expert_nll=self.nll_sum / self.nll_steps if self.nll_steps else None,
+            yaw_mse=self.squared_error_sum / steps if self.labelled else None,
+            latency_ms=1000.0 * self.latency_sum / steps,
             video=task.video_path,
         )
 

@@ -51,7 +51,8 @@ from expert.experts import EXPERT_KINDS
 MAX_EPISODES = 1_000_000
 # env arguments an evaluation may change freely: the world, not what the net sees or outputs
 WORLD_OVERRIDES = ("obstacle_density", "clutter_density", "randomize", "randomize_textures",
-                   "n_segments", "segment_length")  # fmt: skip
+                   "held_out_textures", "light", "n_segments", "segment_length",
+                   "corridor_width")  # fmt: skip
 # env arguments that fix the net's input and output: a checkpoint only fits its own values
 STRUCTURAL_OVERRIDES = ("image_size", "obs_mode", "n_bins")
 
@@ -272,16 +273,25 @@ def fly(
     workers: int = 1,
     videos: Videos | None = None,
     on_result: Callable[[EpisodeRecord], None] | None = None,
+    batch: int = 1,
+    agreement: bool = True,
 ) -> Flight:
     """Fly ``pilot`` through ``worlds`` with ``workers`` workers (0 = the usable cores).
 
     The labeller is the dataset's expert when the checkpoint records it, else the default
-    expert of the env's action type, as a full expert config either way; ``on_result`` is
+    expert of the env's action type, as a full expert config either way; ``agreement=False``
+    flies without it (no agreement, expert NLL or yaw error in the records, and no expert ray
+    scan per step). ``batch`` episodes fly side by side in each worker, the policy deciding
+    for all of them in one forward pass (``eval.episode_group``; no videos). ``on_result`` is
     called with each record as it comes in (a progress bar). Records come back in episode
     order, whatever the worker count.
     """
     if workers < 0:
         raise ValueError(f"workers must be >= 0 (0 = the usable cores), got {workers}")
+    if batch < 1:
+        raise ValueError(f"batch must be >= 1, got {batch}")
+    if batch > 1 and videos is not None and videos.count > 0:
+        raise ValueError("videos are recorded one episode at a time: fly them with batch 1")
     action_type = pilot.action_type
     env_spec = env_spec_from_kwargs(pilot.env_kwargs, None if videos is None else videos.size)
     labeller = ExpertLabellerFactory(expert_config_dict(labeller_config(pilot.policy), action_type))
@@ -289,7 +299,9 @@ def fly(
         agent: AgentFactory = ExpertAgentFactory(expert_config_dict(None, action_type))
     else:
         agent = PolicyAgentFactory(str(pilot.checkpoint), preloaded=pilot.policy)
-    setup = WorkerSetup(env=env_spec, agent=agent, labeller=labeller)
+    setup = WorkerSetup(
+        env=env_spec, agent=agent, labeller=labeller if agreement else None, batch=batch
+    )
     tasks = make_tasks(
         worlds.seed,
         worlds.episodes,

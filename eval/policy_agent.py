@@ -9,6 +9,7 @@ starts in ~1.5 s, one that imports torch in ~3-5 s.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import numpy as np
 import torch
 
 from bc.export.runtime import is_exported, load_exported_policy
-from bc.policy import load_policy
+from bc.policy import Policy, act_batch, load_policy
 from eval.agents import Agent, Decision, is_discrete
 from eval.errors import EvalError
 
@@ -59,7 +60,25 @@ class PolicyAgent:
 
     def act(self, env: gym.Env, obs: np.ndarray) -> Decision:
         """The policy's decision for this observation."""
-        output = self.policy.act(obs)
+        return self._decision(env, self.policy.act(obs))
+
+    @staticmethod
+    def act_group(
+        agents: Sequence[PolicyAgent], envs: Sequence[gym.Env], observations: Sequence[np.ndarray]
+    ) -> list[Decision]:
+        """The decisions of agents flying forks of one policy: one forward pass for all."""
+        policies = [agent.policy for agent in agents]
+        if all(isinstance(policy, Policy) for policy in policies):
+            outputs = act_batch(policies, observations)
+        else:  # an exported policy decides one observation at a time
+            outputs = [p.act(obs) for p, obs in zip(policies, observations, strict=True)]
+        return [
+            agent._decision(env, output)
+            for agent, env, output in zip(agents, envs, outputs, strict=True)
+        ]
+
+    @staticmethod
+    def _decision(env: gym.Env, output: Any) -> Decision:
         action = int(output.action)
         yaw = float(output.yaw)
         if is_discrete(env):
@@ -87,6 +106,13 @@ class PolicyAgentFactory:
         if self.preloaded is not None:
             return PolicyAgent(self.preloaded)
         return PolicyAgent(load_any_policy(self.checkpoint, device=self.device))
+
+    def build_group(self, envs: Sequence[gym.Env]) -> list[Agent]:
+        """One agent per env, flying forks of one loaded policy (one net in memory)."""
+        policy = self.preloaded
+        if policy is None:
+            policy = load_any_policy(self.checkpoint, device=self.device)
+        return [PolicyAgent(policy.fork()) for _ in envs]
 
     def __getstate__(self) -> dict[str, Any]:
         return {"checkpoint": self.checkpoint, "device": self.device, "preloaded": None}

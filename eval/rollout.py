@@ -114,6 +114,17 @@ class RolloutConfig:
     randomize_textures: bool | None = option(
         None, "override random textures (default: the checkpoint's env)"
     )
+    held_out_textures: bool | None = option(
+        None, "draw random textures from the held-out family (with --randomize-textures)"
+    )
+    light: str | None = option(
+        None,
+        "override the light: training or outside (default: the checkpoint's env)",
+        choices=("training", "outside"),
+    )
+    corridor_width: float | None = option(
+        None, "override the corridor width in metres (default: the checkpoint's env)"
+    )
     n_segments: int | None = option(
         None, "override the corridor's number of straight segments (default: the checkpoint's)"
     )

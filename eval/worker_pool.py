@@ -3,7 +3,9 @@
 One worker runs in the calling process (no start-up cost, plain tracebacks); more run in a
 'spawn' process pool, each worker with its own :class:`~eval.episodes.EpisodeWorker` (its own
 env and PyBullet client) and one torch thread, so that N workers do not oversubscribe N cores.
-Records come back ordered by episode index, whatever worker flew them.
+With ``setup.batch`` above 1 a worker is an :class:`~eval.episode_group.EpisodeGroupWorker`
+and flies the tasks in groups of that size, cut in task order. Records come back ordered by
+episode index, whatever worker flew them.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 
+from eval.episode_group import EpisodeGroupWorker
 from eval.episodes import EpisodeRecord, EpisodeTask, EpisodeWorker, WorkerSetup
 from eval.errors import EvalError
 
@@ -32,7 +35,25 @@ def usable_cores() -> int:
 # or open file is inherited from the parent, on every platform
 MP_CONTEXT = "spawn"
 
-_worker: EpisodeWorker | None = None
+_worker: EpisodeWorker | EpisodeGroupWorker | None = None
+
+
+def _make_worker(setup: WorkerSetup) -> EpisodeWorker | EpisodeGroupWorker:
+    return EpisodeGroupWorker(setup) if setup.batch > 1 else EpisodeWorker(setup)
+
+
+def _groups(setup: WorkerSetup, tasks: Sequence[EpisodeTask]) -> list[list[EpisodeTask]]:
+    """The units of work: single tasks, or groups of ``setup.batch`` in task order."""
+    size = max(1, setup.batch)
+    return [list(tasks[start : start + size]) for start in range(0, len(tasks), size)]
+
+
+def _run_unit(
+    worker: EpisodeWorker | EpisodeGroupWorker, unit: list[EpisodeTask]
+) -> list[EpisodeRecord]:
+    if isinstance(worker, EpisodeGroupWorker):
+        return worker.run(unit)
+    return [worker.run(task) for task in unit]
 
 
 def _limit_torch_threads(threads: int) -> None:
@@ -55,14 +76,14 @@ def _init_worker(setup: WorkerSetup) -> None:
     # variable covers torch imported later, the call below torch imported already (unpickling
     # a policy's factory imports it before this initializer runs)
     os.environ["OMP_NUM_THREADS"] = str(setup.torch_threads)
-    _worker = EpisodeWorker(setup)
+    _worker = _make_worker(setup)
     _limit_torch_threads(setup.torch_threads)
 
 
-def _run_in_worker(task: EpisodeTask) -> EpisodeRecord:
+def _run_in_worker(unit: list[EpisodeTask]) -> list[EpisodeRecord]:
     if _worker is None:
         raise RuntimeError("worker used before its initializer ran")
-    return _worker.run(task)
+    return _run_unit(_worker, unit)
 
 
 def run_episodes(
@@ -79,19 +100,20 @@ def run_episodes(
     """
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    if workers == 1 or len(tasks) <= 1:
-        records = list(_run_here(setup, tasks, on_result))
+    units = _groups(setup, tasks)
+    if workers == 1 or len(units) <= 1:
+        records = list(_run_here(setup, units, on_result))
     else:
-        records = _run_pool(setup, tasks, min(workers, len(tasks)), on_result)
+        records = _run_pool(setup, units, min(workers, len(units)), on_result)
     return sorted(records, key=lambda r: r.index)
 
 
 def _run_here(
     setup: WorkerSetup,
-    tasks: Sequence[EpisodeTask],
+    units: Sequence[list[EpisodeTask]],
     on_result: Callable[[EpisodeRecord], None] | None,
 ) -> Iterator[EpisodeRecord]:
-    worker = EpisodeWorker(setup)
+    worker = _make_worker(setup)
     torch = sys.modules.get("torch")
     with contextlib.ExitStack() as stack:
         stack.callback(worker.close)
@@ -102,16 +124,16 @@ def _run_here(
             # episodes re-seed torch's generator; the caller's (a trainer mid-run) must not
             # notice
             stack.enter_context(torch.random.fork_rng(devices=[]))
-        for task in tasks:
-            record = worker.run(task)
-            if on_result is not None:
-                on_result(record)
-            yield record
+        for unit in units:
+            for record in _run_unit(worker, unit):
+                if on_result is not None:
+                    on_result(record)
+                yield record
 
 
 def _run_pool(
     setup: WorkerSetup,
-    tasks: Sequence[EpisodeTask],
+    units: Sequence[list[EpisodeTask]],
     workers: int,
     on_result: Callable[[EpisodeRecord], None] | None,
 ) -> list[EpisodeRecord]:
@@ -119,15 +141,15 @@ def _run_pool(
     records = []
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
                              initargs=(setup,)) as pool:  # fmt: skip
-        pending = {pool.submit(_run_in_worker, task) for task in tasks}
+        pending = {pool.submit(_run_in_worker, unit) for unit in units}
         try:
             while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
-                    record = future.result()
-                    records.append(record)
-                    if on_result is not None:
-                        on_result(record)
+                    for record in future.result():
+                        records.append(record)
+                        if on_result is not None:
+                            on_result(record)
         except BrokenProcessPool as error:
             raise EvalError(
                 f"an evaluation worker died ({error}); rerun with --workers 1 to see why"

@@ -167,6 +167,12 @@ class ExportedPolicy:
         )
         self._previous_bin: int | None = None
 
+    def fork(self) -> ExportedPolicy:
+        """The same graph (one session) with an episode state of its own."""
+        policy = ExportedPolicy(self.runner, self.metadata, self.path)
+        policy.reset()
+        return policy
+
     def reset(self) -> None:
         """Forget the episode: the next observation fills the frame stack, the state is zero."""
         self._started = False

@@ -184,3 +184,28 @@ def test_classifier_policy_maps_bins_to_yaw(runs) -> None:
     output = policy.act(np.full((32, 32, 4), 128, np.uint8))
     assert output.yaw == {0: 1.0, 1: 0.0, 2: -1.0}[output.action]
     assert output.probs.dtype == np.float32 and output.probs.argmax() == output.action
+
+
+@pytest.mark.parametrize("name", ["frames", "lstm", "gaussian"])
+def test_forks_deciding_together_act_as_each_would_alone(runs, data, name) -> None:
+    """act_batch over forks in different episodes gives each fork's own act() decisions."""
+    from bc.policy import act_batch
+
+    policy = load_policy(runs[name])
+    episodes = [_run_frames(data, "val"), _run_frames(data, "train")]
+    length = min(len(frames) for frames in episodes)
+    alone = [policy.fork() for _ in episodes]
+    together = [policy.fork() for _ in episodes]
+    for step in range(length):
+        observations = [frames[step] for frames in episodes]
+        singles = [fork.act(obs) for fork, obs in zip(alone, observations, strict=True)]
+        batched = act_batch(together, observations)
+        for single, joint in zip(singles, batched, strict=True):
+            assert joint.action == single.action
+            assert joint.yaw == pytest.approx(single.yaw, abs=1e-5)
+            if single.probs is not None:
+                np.testing.assert_allclose(joint.probs, single.probs, atol=1e-5)
+    # a fork is an episode of its own: the original policy never moved
+    assert not policy._started and policy._state is None
+    with pytest.raises(ValueError, match="forks of one policy"):
+        act_batch([policy.fork(), load_policy(runs[name])], observations)

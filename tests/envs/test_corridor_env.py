@@ -117,6 +117,61 @@ def test_texture_randomisation_changes_textures_only():
     assert any(not np.array_equal(a, b) for a, b in zip(plain_obs, textured_obs, strict=True))
 
 
+def test_held_out_textures_come_only_from_the_family_no_training_world_draws():
+    from envs.scene import fixed_appearance
+    from envs.textures import HELD_OUT_TEXTURES, TRAINING_TEXTURES, texture_files
+
+    assert not set(HELD_OUT_TEXTURES) & set(TRAINING_TEXTURES)
+    assert len(texture_files()) == len(TRAINING_TEXTURES) + len(HELD_OUT_TEXTURES)
+    names = ("wall_texture", "floor_texture", "ceiling_texture", "obstacle_texture")
+    training, held_out = set(), set()
+    for seed in range(40):
+        for textures in (False, True):
+            look = random_appearance(np.random.default_rng(seed), 2, textures=textures)
+            training |= {getattr(look, name) for name in names}
+        look = random_appearance(np.random.default_rng(seed), 2, textures=True, held_out=True)
+        held_out |= {getattr(look, name) for name in names}
+    training |= {getattr(fixed_appearance(2), name) for name in names}
+    assert training == set(TRAINING_TEXTURES) and held_out == set(HELD_OUT_TEXTURES)
+    with pytest.raises(ValueError, match="held_out_textures must be used with --randomize"):
+        CorridorEnv(held_out_textures=True)
+
+
+def test_outside_light_is_dimmer_and_harsher_than_any_training_world():
+    from envs.scene import (
+        OUTSIDE_AMBIENT,
+        OUTSIDE_DIFFUSE,
+        TRAINING_DIFFUSE,
+        fixed_appearance,
+        lighting,
+    )
+
+    ambients = []
+    for seed in range(50):
+        look = random_appearance(np.random.default_rng(seed), 2, textures=False)
+        ambients.append(lighting(look, "training", np.random.default_rng(seed))[1])
+    outside = [
+        lighting(fixed_appearance(2), "outside", np.random.default_rng(seed))[1]
+        for seed in range(50)
+    ]
+    assert max(o["lightAmbientCoeff"] for o in outside) <= OUTSIDE_AMBIENT[1]
+    assert OUTSIDE_AMBIENT[1] < min(a["lightAmbientCoeff"] for a in ambients)
+    assert max(max(o["lightColor"]) for o in outside) < min(min(a["lightColor"]) for a in ambients)
+    assert all(o["lightDiffuseCoeff"] == OUTSIDE_DIFFUSE > TRAINING_DIFFUSE for o in outside)
+    bright = CorridorEnv(image_size=32, n_segments=1).reset(seed=3)[0].mean()
+    dim = CorridorEnv(image_size=32, n_segments=1, light="outside").reset(seed=3)[0].mean()
+    assert dim < 0.8 * bright
+
+
+def test_arguments_added_later_are_left_out_of_a_dataset_at_their_defaults():
+    from envs.options import LATE_ARGUMENTS, recorded_env_kwargs
+
+    assert not set(LATE_ARGUMENTS) & set(recorded_env_kwargs(EnvOptions(), "discrete"))
+    changed = EnvOptions(light="outside", randomize_textures=True, held_out_textures=True)
+    recorded = recorded_env_kwargs(changed, "discrete")
+    assert recorded["light"] == "outside" and recorded["held_out_textures"] is True
+
+
 def test_driving_into_a_wall_terminates_with_collision():
     env = CorridorEnv(**STRAIGHT)
     env.reset(seed=0)

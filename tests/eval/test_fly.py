@@ -144,3 +144,35 @@ def test_every_caller_labels_with_the_same_full_expert_config(
     assert expected["kind"] == ("continuous" if dataset_expert is None else "stochastic")
     assert {setup.labeller.config == expected for setup in flown} == {True}
     assert {setup.env.env_id for setup in flown} == {"CorridorContinuous-v0"}
+
+
+def _without_timing(records) -> list[dict]:
+    """The records but their latency, the expert NLL rounded to 5 significant digits."""
+    rows = [{k: v for k, v in r.to_dict().items() if k != "latency_ms"} for r in records]
+    for row in rows:
+        row["expert_nll"] = None if row["expert_nll"] is None else float(f"{row['expert_nll']:.5g}")
+    return rows
+
+
+@pytest.mark.parametrize("expert", [False, True])
+def test_episodes_flown_side_by_side_give_the_records_of_one_at_a_time(checkpoint, expert):
+    pilot = fly.load_pilot(checkpoint, expert=expert)
+    worlds = fly.HeldOutWorlds(seed=3, episodes=5)
+    alone = fly.fly(pilot, worlds, workers=1)
+    grouped = fly.fly(pilot, worlds, workers=1, batch=3)
+    pooled = fly.fly(pilot, worlds, workers=2, batch=2)
+    # the same decisions, trajectories and outcomes; a batch's float outputs may differ from
+    # batch 1's in the last bits, so the expert NLL is compared to float precision
+    expected = _without_timing(alone.records)
+    assert _without_timing(grouped.records) == expected
+    assert _without_timing(pooled.records) == expected
+    assert len({r.steps for r in alone.records}) > 1, "episodes of different lengths leave groups"
+
+
+def test_a_flight_without_agreement_builds_no_labeller(checkpoint, flown):
+    pilot = fly.load_pilot(checkpoint)
+    flight = fly.fly(pilot, fly.HeldOutWorlds(seed=3, episodes=2), batch=2, agreement=False)
+    assert flown[-1].labeller is None and flown[-1].batch == 2
+    assert all(r.agreement is None and r.yaw_mse is None for r in flight.records)
+    with pytest.raises(ValueError, match="batch 1"):
+        fly.fly(pilot, fly.HeldOutWorlds(episodes=2), batch=2, videos=fly.Videos(ROOT, 1))
