@@ -7,10 +7,13 @@ asks all agents still flying for their decisions at once (a trained policy decid
 them in one forward pass, ``bc.policy.act_batch``), then steps each env. An episode that ends
 leaves the group; the others fly on.
 
-Groups are fixed by task order (``eval.worker_pool`` cuts them), so a record depends on the
-group size, not on the number of workers or the order groups run in. A policy's outputs in a
-batch may differ from batch 1's in the last float bits, so a batched evaluation can differ
-from a one-at-a-time one where a decision is that close.
+A worker flies its share of the tasks in order, ``batch`` at a time, and a slot whose
+episode ends takes the next task, so the batch stays full until the share runs out. Which
+episodes fly side by side depends only on the share and the batch size. A policy's outputs
+for one observation may differ with the batch around it in the last float bits, so a
+batched evaluation can differ from a one-at-a-time one (or from one with another batch size
+or worker count) where two actions' scores tie to within float rounding; everything else is
+the same.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ def decide_together(agents: Sequence[Agent], envs: Sequence, observations: list)
 
 
 class EpisodeGroupWorker:
-    """Owns ``setup.batch`` envs, agents and labellers; flies groups of tasks in lockstep."""
+    """Owns ``setup.batch`` envs, agents and labellers; flies tasks side by side in lockstep."""
 
     def __init__(self, setup: WorkerSetup):
         if setup.batch < 1:
@@ -56,41 +59,49 @@ class EpisodeGroupWorker:
             env.close()
 
     def run(self, tasks: Sequence[EpisodeTask]) -> list[EpisodeRecord]:
-        """Fly ``tasks`` (at most ``batch``, without videos) side by side to their ends."""
-        if not 1 <= len(tasks) <= len(self.envs):
-            raise ValueError(f"a group holds 1 to {len(self.envs)} tasks, got {len(tasks)}")
+        """Fly ``tasks`` (without videos), ``batch`` at a time; a slot that ends takes the next.
+
+        Tasks start in order, so which episodes fly side by side depends only on ``tasks`` and
+        the batch size.
+        """
         if any(task.video_path is not None for task in tasks):
             raise ValueError("episodes flown in groups record no video: fly them one at a time")
+        waiting = list(reversed(tasks))
+        flying: dict[int, tuple[EpisodeTask, EpisodeTally]] = {}
         observations: dict[int, np.ndarray] = {}
-        infos: dict[int, dict] = {}
-        tallies: dict[int, EpisodeTally] = {}
-        for slot, task in enumerate(tasks):
-            env = self.envs[slot]
-            observations[slot], infos[slot] = env.reset(seed=task.seed)
+        records: list[EpisodeRecord] = []
+
+        def start(slot: int) -> None:
+            task, env = waiting.pop(), self.envs[slot]
+            observations[slot], _ = env.reset(seed=task.seed)
             self.agents[slot].reset(env, task.seed)
             if self.labellers is not None:
                 self.labellers[slot].reset(env)
-            tallies[slot] = EpisodeTally(self.n_bins, self.labellers is not None)
-        records: list[EpisodeRecord] = []
-        while tallies:
-            flying = list(tallies)
-            start = time.perf_counter()
+            flying[slot] = (task, EpisodeTally(self.n_bins, self.labellers is not None))
+
+        for slot in range(min(len(self.envs), len(waiting))):
+            start(slot)
+        while flying:
+            slots = sorted(flying)
+            started = time.perf_counter()
             decisions = decide_together(
-                [self.agents[s] for s in flying],
-                [self.envs[s] for s in flying],
-                [observations[s] for s in flying],
+                [self.agents[s] for s in slots],
+                [self.envs[s] for s in slots],
+                [observations[s] for s in slots],
             )
             # each episode is charged its share of the group's decision time
-            latency = (time.perf_counter() - start) / len(flying)
-            for slot, decision in zip(flying, decisions, strict=True):
-                env, tally = self.envs[slot], tallies[slot]
+            latency = (time.perf_counter() - started) / len(slots)
+            for slot, decision in zip(slots, decisions, strict=True):
+                env, (task, tally) = self.envs[slot], flying[slot]
                 label = None if self.labellers is None else self.labellers[slot].label(env)
                 tally.decided(self.agents[slot].name, decision, label, latency)
-                observations[slot], reward, terminated, truncated, infos[slot] = env.step(
+                observations[slot], reward, terminated, truncated, info = env.step(
                     decision.env_action
                 )
-                outcome = tally.stepped(reward, terminated, truncated, infos[slot])
+                outcome = tally.stepped(reward, terminated, truncated, info)
                 if outcome is not None:
-                    records.append(tally.record(tasks[slot], outcome, infos[slot]))
-                    del tallies[slot]
+                    records.append(tally.record(task, outcome, info))
+                    del flying[slot]
+                    if waiting:
+                        start(slot)
         return sorted(records, key=lambda record: record.index)

@@ -266,6 +266,30 @@ class Flight:
         return [task.seed for task in self.tasks]
 
 
+def _labeller(pilot: Pilot) -> ExpertLabellerFactory:
+    return ExpertLabellerFactory(
+        expert_config_dict(labeller_config(pilot.policy), pilot.action_type)
+    )
+
+
+def worker_setup(
+    pilot: Pilot, *, render_size: int | None = None, agreement: bool = True, batch: int = 1
+) -> WorkerSetup:
+    """What every worker builds to fly ``pilot``: its env, its agent and the labeller.
+
+    The labeller is the dataset's expert when the checkpoint records it, else the default
+    expert of the env's action type (None without ``agreement``).
+    """
+    action_type = pilot.action_type
+    env_spec = env_spec_from_kwargs(pilot.env_kwargs, render_size)
+    if pilot.expert:
+        agent: AgentFactory = ExpertAgentFactory(expert_config_dict(None, action_type))
+    else:
+        agent = PolicyAgentFactory(str(pilot.checkpoint), preloaded=pilot.policy)
+    labeller = _labeller(pilot) if agreement else None
+    return WorkerSetup(env=env_spec, agent=agent, labeller=labeller, batch=batch)
+
+
 def fly(
     pilot: Pilot,
     worlds: HeldOutWorlds,
@@ -292,16 +316,14 @@ def fly(
         raise ValueError(f"batch must be >= 1, got {batch}")
     if batch > 1 and videos is not None and videos.count > 0:
         raise ValueError("videos are recorded one episode at a time: fly them with batch 1")
-    action_type = pilot.action_type
-    env_spec = env_spec_from_kwargs(pilot.env_kwargs, None if videos is None else videos.size)
-    labeller = ExpertLabellerFactory(expert_config_dict(labeller_config(pilot.policy), action_type))
-    if pilot.expert:
-        agent: AgentFactory = ExpertAgentFactory(expert_config_dict(None, action_type))
-    else:
-        agent = PolicyAgentFactory(str(pilot.checkpoint), preloaded=pilot.policy)
-    setup = WorkerSetup(
-        env=env_spec, agent=agent, labeller=labeller if agreement else None, batch=batch
+    setup = worker_setup(
+        pilot,
+        render_size=None if videos is None else videos.size,
+        agreement=agreement,
+        batch=batch,
     )
+    env_spec, agent = setup.env, setup.agent
+    labeller = _labeller(pilot)
     tasks = make_tasks(
         worlds.seed,
         worlds.episodes,

@@ -4,8 +4,8 @@ One worker runs in the calling process (no start-up cost, plain tracebacks); mor
 'spawn' process pool, each worker with its own :class:`~eval.episodes.EpisodeWorker` (its own
 env and PyBullet client) and one torch thread, so that N workers do not oversubscribe N cores.
 With ``setup.batch`` above 1 a worker is an :class:`~eval.episode_group.EpisodeGroupWorker`
-and flies the tasks in groups of that size, cut in task order. Records come back ordered by
-episode index, whatever worker flew them.
+and flies one contiguous share of the tasks, ``batch`` episodes side by side. Records come
+back ordered by episode index, whatever worker flew them.
 """
 
 from __future__ import annotations
@@ -42,10 +42,19 @@ def _make_worker(setup: WorkerSetup) -> EpisodeWorker | EpisodeGroupWorker:
     return EpisodeGroupWorker(setup) if setup.batch > 1 else EpisodeWorker(setup)
 
 
-def _groups(setup: WorkerSetup, tasks: Sequence[EpisodeTask]) -> list[list[EpisodeTask]]:
-    """The units of work: single tasks, or groups of ``setup.batch`` in task order."""
-    size = max(1, setup.batch)
-    return [list(tasks[start : start + size]) for start in range(0, len(tasks), size)]
+def _units(
+    setup: WorkerSetup, tasks: Sequence[EpisodeTask], workers: int
+) -> list[list[EpisodeTask]]:
+    """The units of work: single tasks, or one contiguous share of them per worker.
+
+    A share (``setup.batch`` above 1) is flown ``batch`` at a time, each slot refilled in
+    task order.
+    """
+    if setup.batch <= 1:
+        return [[task] for task in tasks]
+    shares = min(workers, len(tasks))
+    bounds = [len(tasks) * share // shares for share in range(shares + 1)]
+    return [list(tasks[bounds[i] : bounds[i + 1]]) for i in range(shares)]
 
 
 def _run_unit(
@@ -56,7 +65,8 @@ def _run_unit(
     return [worker.run(task) for task in unit]
 
 
-def _limit_torch_threads(threads: int) -> None:
+def limit_torch_threads(threads: int) -> None:
+    """Limit torch (if imported) to ``threads`` intra- and inter-op threads."""
     torch = sys.modules.get("torch")
     if torch is None:
         # the agent does not use torch (the expert): importing it would only cost start-up
@@ -77,7 +87,7 @@ def _init_worker(setup: WorkerSetup) -> None:
     # a policy's factory imports it before this initializer runs)
     os.environ["OMP_NUM_THREADS"] = str(setup.torch_threads)
     _worker = _make_worker(setup)
-    _limit_torch_threads(setup.torch_threads)
+    limit_torch_threads(setup.torch_threads)
 
 
 def _run_in_worker(unit: list[EpisodeTask]) -> list[EpisodeRecord]:
@@ -100,7 +110,7 @@ def run_episodes(
     """
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    units = _groups(setup, tasks)
+    units = _units(setup, tasks, workers)
     if workers == 1 or len(units) <= 1:
         records = list(_run_here(setup, units, on_result))
     else:

@@ -1,0 +1,140 @@
+"""Closed-loop steps per second of the suite beside the env's own, on the same cores.
+
+``python -m eval.suite_bench`` starts ``--workers`` processes (one per usable core by
+default). Each first steps its env alone with a fixed weave of actions, resetting at every
+episode end (env-only steps/s: the ceiling), then flies its share of the suite's own-world
+episodes closed loop, the policy deciding for ``--batch`` episodes at once, as
+``eval.suite`` flies them (policy included). Both are timed inside the workers, in the same
+run, so start-up is left out of both and the ratio is what the policy's decisions cost.
+Every ``--batches`` value is measured; batch 1 is one episode at a time, as
+``eval.rollout`` flies.
+
+Figures from a machine shared with other jobs drop and swing: run it on an idle one.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from configflags import option, run_main
+from eval.episode_group import EpisodeGroupWorker
+from eval.episodes import EpisodeTask, WorkerSetup, make_tasks
+from eval.errors import EvalError
+from eval.fly import load_pilot, worker_setup
+from eval.run_files import newest_run, resolve_checkpoint
+from eval.tracks import tracks_named
+from eval.worker_pool import MP_CONTEXT, limit_torch_threads, usable_cores
+
+# the weave envs.bench steps with: the agent keeps flying for a while in most corridors
+WEAVE = (0, 1, 1, 2, 2, 1, 1, 0)
+
+
+@dataclass(frozen=True)
+class SuiteBenchConfig:
+    """What to fly and how."""
+
+    checkpoint: Path | None = option(
+        None, "a .pt, exported file or run folder (default: the newest run's last checkpoint)"
+    )
+    episodes: int = option(40, "closed-loop episodes over all workers, per batch size")
+    env_steps: int = option(4000, "env-only steps per worker")
+    workers: int = option(0, "worker processes (0: one per usable core)")
+    batches: tuple[int, ...] = option((1, 16), "batch sizes to measure")
+
+    def __post_init__(self) -> None:
+        if self.episodes < 1 or self.env_steps < 100 or self.workers < 0:
+            raise EvalError("needs --episodes >= 1, --env-steps >= 100 and --workers >= 0")
+        if any(batch < 1 for batch in self.batches):
+            raise EvalError(f"--batches must all be >= 1, got {self.batches}")
+
+
+def _env_only(setup: WorkerSetup, steps: int) -> tuple[int, float]:
+    env = setup.env.make()
+    env.reset(seed=0)
+    started = time.perf_counter()
+    episodes = 0
+    for step in range(steps):
+        _, _, terminated, truncated, _ = env.step(WEAVE[(step // 3) % len(WEAVE)])
+        if terminated or truncated:
+            episodes += 1
+            env.reset(seed=episodes)
+    seconds = time.perf_counter() - started
+    env.close()
+    return steps, seconds
+
+
+def _closed_loop(setup: WorkerSetup, tasks: list[EpisodeTask]) -> tuple[int, float]:
+    worker = EpisodeGroupWorker(setup)
+    # the policy's first calls allocate: one short group before the clock starts
+    worker.run(tasks[:1])
+    started = time.perf_counter()
+    steps = 0
+    for start in range(0, len(tasks), setup.batch):
+        steps += sum(record.steps for record in worker.run(tasks[start : start + setup.batch]))
+    seconds = time.perf_counter() - started
+    worker.close()
+    return steps, seconds
+
+
+def _measure(job: tuple[WorkerSetup, list[EpisodeTask], int]) -> dict[str, float]:
+    setup, tasks, env_steps = job
+    limit_torch_threads(setup.torch_threads)
+    env_count, env_seconds = _env_only(setup, env_steps)
+    loop_count, loop_seconds = _closed_loop(setup, tasks)
+    return {"env_steps": env_count, "env_seconds": env_seconds,
+            "loop_steps": loop_count, "loop_seconds": loop_seconds}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SuiteBenchRow:
+    """One batch size: env-only and closed-loop steps/s over all workers, and their ratio."""
+
+    batch: int
+    workers: int
+    env_steps_per_s: float
+    loop_steps_per_s: float
+
+    @property
+    def ratio(self) -> float:
+        return self.loop_steps_per_s / self.env_steps_per_s
+
+
+def main(config: SuiteBenchConfig) -> list[SuiteBenchRow]:
+    """Measure every batch size; print and return the rows."""
+    checkpoint = config.checkpoint
+    if checkpoint is None or checkpoint.is_dir():
+        checkpoint = resolve_checkpoint(checkpoint or newest_run(), None, "last")[0]
+    track = tracks_named(("own",))[0]
+    pilot = load_pilot(checkpoint, env_overrides=track.overrides)
+    workers = config.workers or usable_cores()
+    tasks = make_tasks(track.seed, config.episodes)
+    rows = []
+    context = multiprocessing.get_context(MP_CONTEXT)
+    for batch in config.batches:
+        setup = replace(worker_setup(pilot, agreement=False), batch=batch)
+        shares = [tasks[w::workers] for w in range(workers)]
+        jobs = [(setup, share, config.env_steps) for share in shares if share]
+        with ProcessPoolExecutor(len(jobs), mp_context=context) as pool:
+            results = list(pool.map(_measure, jobs))
+        env_rate = sum(r["env_steps"] / r["env_seconds"] for r in results)
+        loop_rate = sum(r["loop_steps"] / r["loop_seconds"] for r in results)
+        rows.append(SuiteBenchRow(batch, len(jobs), env_rate, loop_rate))
+    table = Table(title=f"suite throughput, {checkpoint}, {usable_cores()} usable cores")
+    for column in ("batch", "workers", "env-only steps/s", "closed-loop steps/s", "ratio"):
+        table.add_column(column, justify="right")
+    for row in rows:
+        table.add_row(str(row.batch), str(row.workers), f"{row.env_steps_per_s:,.0f}",
+                      f"{row.loop_steps_per_s:,.0f}", f"{row.ratio:.2f}")  # fmt: skip
+    Console().print(table)
+    return rows
+
+
+if __name__ == "__main__":
+    run_main(main, SuiteBenchConfig, "python -m eval.suite_bench", __doc__)
