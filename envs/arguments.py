@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from envs.mixtures import MIXTURES
 from envs.scene import LIGHTS
 from envs.spaces import ACTION_TYPES, OBS_MODES
 
@@ -45,6 +46,7 @@ def check_arguments(arguments: Mapping[str, Any]) -> None:
     randomize_textures = arguments["randomize_textures"]
     held_out_textures = arguments["held_out_textures"]
     light = arguments["light"]
+    mixture = arguments["mixture"]
     start_offset = arguments["start_offset"]
     start_lateral_jitter = arguments["start_lateral_jitter"]
     start_yaw_jitter = arguments["start_yaw_jitter"]
@@ -100,6 +102,7 @@ def check_arguments(arguments: Mapping[str, Any]) -> None:
     require(not held_out_textures or (randomize and randomize_textures), "held_out_textures",
             "used with --randomize and --randomize-textures", held_out_textures)  # fmt: skip
     require(light in LIGHTS, "light", f"one of {', '.join(LIGHTS)}", light)
+    require(mixture in MIXTURES, "mixture", f"one of {', '.join(MIXTURES)}", mixture)
     require(collision_penalty >= 0, "collision_penalty", ">= 0", collision_penalty)
     require(isinstance(render_size, (int, np.integer)) and render_size >= 32, "render_size",
             "an integer >= 32", render_size)  # fmt: skip

@@ -18,6 +18,7 @@ from envs.geometry import (
     generate_clutter,
     generate_obstacles,
 )
+from envs.mixtures import MIXABLE, draw_world, every_world
 from envs.scene import (
     SceneBodies,
     SceneBuilder,
@@ -130,6 +131,7 @@ class CorridorEnv(gym.Env):
         randomize_textures: bool = False,
         held_out_textures: bool = False,
         light: str = "training",
+        mixture: str = "none",
         start_offset: float = 1.0,
         start_lateral_jitter: float = 0.3,
         start_yaw_jitter: float = 10.0,
@@ -140,6 +142,8 @@ class CorridorEnv(gym.Env):
         self._init_kwargs = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
 
         check_arguments(self._init_kwargs)
+        for changes in every_world(mixture):  # every world of the mixture is a valid env
+            check_arguments({**self._init_kwargs, **changes})
         self.height, self.width = image_shape(image_size)
 
         self.render_mode = render_mode
@@ -168,6 +172,9 @@ class CorridorEnv(gym.Env):
         self.randomize_textures = bool(randomize_textures)
         self.held_out_textures = bool(held_out_textures)
         self.light = light
+        self.mixture = mixture
+        # the mixable arguments as given: a mixture's world changes them from these
+        self._base_world = {name: self._init_kwargs[name] for name in MIXABLE}
         self.start_offset = float(start_offset)
         self.start_lateral_jitter = float(start_lateral_jitter)
         self.start_yaw_jitter = math.radians(start_yaw_jitter)
@@ -252,6 +259,8 @@ class CorridorEnv(gym.Env):
 
     def _start_episode(self) -> tuple[np.ndarray, dict[str, Any]]:
         rng = self.np_random
+        if self.mixture != "none":
+            self._set_world({**self._base_world, **draw_world(self.mixture, rng)})
         centreline = generate_centreline(
             rng, self.n_segments, self.segment_length, self.bend_angles,
             self.corridor_width, self.wall_thickness,
@@ -293,6 +302,14 @@ class CorridorEnv(gym.Env):
         self.progress = projection[0]
         self.outcome = "running"
         return self._observation(), self._info(projection, collision=False, progress_delta=0.0)
+
+    def _set_world(self, world: dict[str, Any]) -> None:
+        """Set the episode's values of the mixable arguments (a mixture's world)."""
+        self.randomize_textures = bool(world["randomize_textures"])
+        self.obstacle_density = float(world["obstacle_density"])
+        self.n_segments = int(world["n_segments"])
+        self.corridor_width = float(world["corridor_width"])
+        self.clutter_density = float(world["clutter_density"])
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         if self.layout is None:

@@ -17,6 +17,7 @@ from typing import Any
 
 from configflags import flag_name, option
 from envs.corridor_env import CorridorEnv
+from envs.mixtures import MIXTURES
 from envs.scene import LIGHTS
 from envs.spaces import OBS_MODES
 
@@ -55,6 +56,8 @@ OPTION_HELP = {
     "(with --randomize-textures; the generalisation suite's unseen textures)",
     "light": "training: the light every world has drawn; outside: dimmer and harsher than "
     "any of them (docs/env.md)",
+    "mixture": "draw every world from a mixture of kinds of world: none, or generalist "
+    "(textures, obstacles, long, narrow: each in half the worlds; docs/env.md)",
     "start_offset": "metres into the corridor the agent starts",
     "start_lateral_jitter": "max start offset from the centreline (m)",
     "start_yaw_jitter": "max start heading error in degrees",
@@ -66,10 +69,10 @@ OPTION_TYPES: dict[str, Any] = {
     "segment_length": tuple[float, float],
     "bend_angles": tuple[float, ...],
 }
-OPTION_CHOICES = {"obs_mode": OBS_MODES, "light": LIGHTS}
+OPTION_CHOICES = {"obs_mode": OBS_MODES, "light": LIGHTS, "mixture": tuple(MIXTURES)}
 # arguments added after datasets were first fingerprinted: recorded only when not at their
 # default, so that datasets (and their fingerprints) made before them stay the same
-LATE_ARGUMENTS = ("held_out_textures", "light")
+LATE_ARGUMENTS = ("held_out_textures", "light", "mixture")
 
 
 def _keyword_defaults() -> dict[str, Any]:

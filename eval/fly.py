@@ -51,7 +51,7 @@ from expert.experts import EXPERT_KINDS
 MAX_EPISODES = 1_000_000
 # env arguments an evaluation may change freely: the world, not what the net sees or outputs
 WORLD_OVERRIDES = ("obstacle_density", "clutter_density", "randomize", "randomize_textures",
-                   "held_out_textures", "light", "n_segments", "segment_length",
+                   "held_out_textures", "light", "mixture", "n_segments", "segment_length",
                    "corridor_width")  # fmt: skip
 # env arguments that fix the net's input and output: a checkpoint only fits its own values
 STRUCTURAL_OVERRIDES = ("image_size", "obs_mode", "n_bins")

@@ -35,7 +35,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 import envs
 from bc.checkpoint_names import DEFAULT_CHECKPOINT
 from configflags import flag_name, option, run_main
+from envs.mixtures import MIXTURES
 from envs.options import full_env_kwargs
+from envs.scene import LIGHTS
 from envs.spaces import MIN_IMAGE_SIZE
 from eval.episodes import EpisodeRecord
 from eval.errors import EvalError
@@ -120,7 +122,12 @@ class RolloutConfig:
     light: str | None = option(
         None,
         "override the light: training or outside (default: the checkpoint's env)",
-        choices=("training", "outside"),
+        choices=LIGHTS,
+    )
+    mixture: str | None = option(
+        None,
+        "override the world mixture (default: the checkpoint's env)",
+        choices=tuple(MIXTURES),
     )
     corridor_width: float | None = option(
         None, "override the corridor width in metres (default: the checkpoint's env)"

@@ -60,7 +60,7 @@ def suite_table(data: dict[str, Any]) -> Table:
     """The success table for the console."""
     names = [track["name"] for track in data["tracks"]]
     table = Table(title=f"generalisation suite v{data['suite_version']}: success [95% CI]")
-    table.add_column("policy")
+    table.add_column("policy", no_wrap=True)
     for name in names:
         table.add_column(name, justify="right")
     for row in data["rows"]:

@@ -1,7 +1,9 @@
 """The generalisation suite's tracks: which worlds a policy is flown in, defined once.
 
 A track is a set of env overrides applied on top of the policy's own env (the env its
-checkpoint records; the default env for the expert alone) and a base seed of its own: episode
+checkpoint records; the default env for the expert alone) and a base seed of its own. Every
+track but ``own`` switches a world mixture off (``mixture none``, ``envs.mixtures``), so that
+a policy trained on mixed worlds meets the track's world, not its mixture's: episode
 ``i`` of track ``t`` flies ``envs.seeds.eval_seed(t.seed, i)``, so every track's worlds are
 fixed, disjoint from every recording seed, and different from the other tracks' and from
 ``eval.rollout``'s (base 0).
@@ -35,12 +37,13 @@ class Track:
                 "what": self.what}  # fmt: skip
 
 
-_TEXTURES = {"randomize": True, "randomize_textures": True}
+_UNMIXED = {"mixture": "none"}
+_TEXTURES = {**_UNMIXED, "randomize": True, "randomize_textures": True}
 _UNSEEN_TEXTURES = {**_TEXTURES, "held_out_textures": True}
-_OBSTACLES = {"obstacle_density": 0.5}
-_LONG = {"n_segments": 8}
-_LIGHT = {"light": "outside"}
-_NARROW = {"corridor_width": 2.2}
+_OBSTACLES = {**_UNMIXED, "obstacle_density": 0.5}
+_LONG = {**_UNMIXED, "n_segments": 8}
+_LIGHT = {**_UNMIXED, "light": "outside"}
+_NARROW = {**_UNMIXED, "corridor_width": 2.2}
 
 TRACKS: tuple[Track, ...] = (
     Track("own", {}, 1001, "the policy's own world"),

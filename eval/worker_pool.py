@@ -164,7 +164,20 @@ def _run_pool(
             raise EvalError(
                 f"an evaluation worker died ({error}); rerun with --workers 1 to see why"
             ) from error
+        except BaseException:
+            # interrupted (Ctrl-C, SIGTERM) or failed: the episodes in flight are lost anyway,
+            # so the workers stop now instead of finishing their shares first
+            _stop_workers(pool)
+            raise
         finally:
             for future in pending:
                 future.cancel()
     return records
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    # ProcessPoolExecutor has no public way to stop busy workers before Python 3.14
+    # (terminate_workers); its _processes maps pid -> Process
+    for process in list(getattr(pool, "_processes", {}).values()):
+        process.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)

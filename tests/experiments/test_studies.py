@@ -49,3 +49,16 @@ def test_a_study_expands_into_three_seeds_of_100_episodes_and_names_its_table(pa
     text = RESULTS_PAGE.read_text()
     assert f"<!-- {spec.name}:start -->" in text and f"<!-- {spec.name}:end -->" in text
     assert f"experiments/studies/{path.name} --table-into docs/results.md" in text
+
+
+def test_the_suite_command_of_the_results_page_names_the_families_default_trials():
+    """docs/results.md flies the families study's README-default trials: their ids must hold."""
+    path = ROOT / "experiments" / "studies" / "families.toml"
+    spec = spec_from_dict(read_toml(path), str(path), path.stem)
+    default = [t for t in spec.trials() if t.values == {"train.net": "tiny_nfc"}]
+    assert [t.seed for t in default] == [0, 1, 2]
+    command = next(
+        line for line in RESULTS_PAGE.read_text().splitlines()
+        if line.startswith("python -m eval.suite ")
+    )  # fmt: skip
+    assert [f"$S/{t.id}/run" for t in default] == command.split("=", 1)[1].split('"')[0].split(",")

@@ -21,7 +21,7 @@ from dataset import STEP_FIELDS, DatasetError, load_run, read_manifest, temp_fil
 from dataset.verify import VerifyConfig, check_dataset
 from dataset.verify import main as verify_main
 from envs.corridor_env import CorridorEnv
-from envs.options import EnvOptions
+from envs.options import LATE_ARGUMENTS, EnvOptions
 from envs.seeds import collect_seed
 from expert import ExpertConfig
 from expert.collect import main
@@ -70,7 +70,8 @@ def test_dataset_follows_the_documented_format(tmp_path):
     assert manifest["complete"] is True
     assert manifest["env_id"] == "Corridor-v0"
     signature = set(inspect.signature(CorridorEnv.__init__).parameters) - {"self", "render_mode"}
-    assert set(manifest["env_kwargs"]) == signature
+    # arguments added after datasets were fingerprinted are recorded only off their defaults
+    assert set(manifest["env_kwargs"]) == signature - set(LATE_ARGUMENTS)
     assert manifest["env_kwargs"]["segment_length"] == [4.0, 5.0]
     assert manifest["splits"] == {
         "val": ["run_000000"],
@@ -385,7 +386,7 @@ def test_every_flag_reaches_the_config():
         "--bend-angles", "45", "90", "--corridor-width", "3.0", "--wall-height", "2.4",
         "--wall-thickness", "0.3", "--obstacle-density", "0.5", "--obstacle-min-gap", "1.3",
         "--clutter-density", "0.2", "--no-randomize", "--randomize-textures",
-        "--start-offset", "0.5",
+        "--light", "outside", "--mixture", "generalist", "--start-offset", "0.5",
         "--start-lateral-jitter", "0.2", "--start-yaw-jitter", "5", "--collision-penalty", "5",
         "--expert", "stochastic", "--noise-sigma", "0.3", "--epsilon", "0.1", "--alpha", "0.9",
         "--mix-policy", "straight", "--deadband", "0.3", "--release", "0.1",
@@ -407,8 +408,13 @@ def test_every_flag_reaches_the_config():
 
     changed = dict(leaves(config))
     unchanged = [k for k, v in leaves(defaults) if changed[k] == v]
-    assert unchanged == [], f"flags that did not reach the config: {unchanged}"
+    # held-out textures need random looks, which the argv above turns off to change them
+    assert unchanged == ["env.held_out_textures"], (
+        f"flags that did not reach the config: {unchanged}"
+    )
     assert config.env.segment_length == (6.0, 7.0) and config.env.bend_angles == (45.0, 90.0)
+    held_out = ["--out", "x", "--randomize-textures", "--held-out-textures"]
+    assert parse_config(CollectConfig, held_out, "test", None).env.held_out_textures is True
 
 
 def test_plan_depends_on_the_results_alone():
