@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
-from eval.agents import Agent, Decision, ExpertLabeller, Labeller, build_agents, same_expert
-from eval.episodes import EpisodeRecord, EpisodeTally, EpisodeTask, WorkerSetup
+from eval.agents import Agent, Decision, build_agents
+from eval.episodes import EnvSpec, EpisodeRecord, EpisodeTally, EpisodeTask, Seat, WorkerSetup
 
 
 def decide_together(agents: Sequence[Agent], envs: Sequence, observations: list) -> list[Decision]:
@@ -36,72 +37,85 @@ def decide_together(agents: Sequence[Agent], envs: Sequence, observations: list)
 
 
 class EpisodeGroupWorker:
-    """Owns ``setup.batch`` envs, agents and labellers; flies tasks side by side in lockstep."""
+    """Owns ``setup.batch`` seats (env, agent, labeller); flies tasks side by side in lockstep.
+
+    A seat is built when a task first needs it, and built again when a task brings another
+    flight's env (``EpisodeTask.env``); its agent flies a fork of the worker's one policy.
+    """
 
     def __init__(self, setup: WorkerSetup):
         if setup.batch < 1:
             raise ValueError(f"batch must be >= 1, got {setup.batch}")
         self.setup = setup
-        self.envs = [setup.env.make() for _ in range(setup.batch)]
-        self.agents = build_agents(setup.agent, self.envs)
-        self.labellers: list[Labeller] | None = None
-        if setup.labeller is not None:
-            if same_expert(setup.agent, setup.labeller):
-                # the flying expert labels its own states, reusing act()'s ray scan
-                self.labellers = [ExpertLabeller(agent.expert) for agent in self.agents]
-            else:
-                self.labellers = [setup.labeller.build(env) for env in self.envs]
-        self.n_bins = int(self.envs[0].unwrapped.n_bins)
+        self.seats: list[Seat | None] = [None] * setup.batch
+        self.n_bins: int | None = None
+
+    def _agent(self, env: Any) -> Agent:
+        return build_agents(self.setup.agent, [env])[0]
+
+    def _seat(self, slot: int, spec: EnvSpec) -> Seat:
+        seat = self.seats[slot]
+        if seat is None or seat.spec != spec:
+            if seat is not None:
+                seat.env.close()
+            seat = self.seats[slot] = Seat.build(self.setup, spec, self._agent)
+            if self.n_bins is None:
+                self.n_bins = int(seat.env.unwrapped.n_bins)
+        return seat
 
     def close(self) -> None:
         """Release the envs' PyBullet clients."""
-        for env in self.envs:
-            env.close()
+        for seat in self.seats:
+            if seat is not None:
+                seat.env.close()
 
     def run(self, tasks: Sequence[EpisodeTask]) -> list[EpisodeRecord]:
         """Fly ``tasks`` (without videos), ``batch`` at a time; a slot that ends takes the next.
 
         Tasks start in order, so which episodes fly side by side depends only on ``tasks`` and
-        the batch size.
+        the batch size. Records come back in task order.
         """
         if any(task.video_path is not None for task in tasks):
             raise ValueError("episodes flown in groups record no video: fly them one at a time")
-        waiting = list(reversed(tasks))
-        flying: dict[int, tuple[EpisodeTask, EpisodeTally]] = {}
+        waiting = list(reversed(list(enumerate(tasks))))
+        flying: dict[int, tuple[int, EpisodeTask, EpisodeTally, Seat]] = {}
         observations: dict[int, np.ndarray] = {}
-        records: list[EpisodeRecord] = []
+        records: dict[int, EpisodeRecord] = {}
 
         def start(slot: int) -> None:
-            task, env = waiting.pop(), self.envs[slot]
-            observations[slot], _ = env.reset(seed=task.seed)
-            self.agents[slot].reset(env, task.seed)
-            if self.labellers is not None:
-                self.labellers[slot].reset(env)
-            flying[slot] = (task, EpisodeTally(self.n_bins, self.labellers is not None))
+            position, task = waiting.pop()
+            seat = self._seat(slot, task.env or self.setup.env)
+            observations[slot], _ = seat.env.reset(seed=task.seed)
+            seat.agent.reset(seat.env, task.seed)
+            if seat.labeller is not None:
+                seat.labeller.reset(seat.env)
+            tally = EpisodeTally(int(self.n_bins or 0), seat.labeller is not None)
+            flying[slot] = (position, task, tally, seat)
 
-        for slot in range(min(len(self.envs), len(waiting))):
+        for slot in range(min(len(self.seats), len(waiting))):
             start(slot)
         while flying:
             slots = sorted(flying)
+            seats = [flying[s][3] for s in slots]
             started = time.perf_counter()
             decisions = decide_together(
-                [self.agents[s] for s in slots],
-                [self.envs[s] for s in slots],
+                [seat.agent for seat in seats],
+                [seat.env for seat in seats],
                 [observations[s] for s in slots],
             )
             # each episode is charged its share of the group's decision time
             latency = (time.perf_counter() - started) / len(slots)
-            for slot, decision in zip(slots, decisions, strict=True):
-                env, (task, tally) = self.envs[slot], flying[slot]
-                label = None if self.labellers is None else self.labellers[slot].label(env)
-                tally.decided(self.agents[slot].name, decision, label, latency)
-                observations[slot], reward, terminated, truncated, info = env.step(
+            for slot, seat, decision in zip(slots, seats, decisions, strict=True):
+                position, task, tally, _ = flying[slot]
+                label = None if seat.labeller is None else seat.labeller.label(seat.env)
+                tally.decided(seat.agent.name, decision, label, latency)
+                observations[slot], reward, terminated, truncated, info = seat.env.step(
                     decision.env_action
                 )
                 outcome = tally.stepped(reward, terminated, truncated, info)
                 if outcome is not None:
-                    records.append(tally.record(task, outcome, info))
+                    records[position] = tally.record(task, outcome, info)
                     del flying[slot]
                     if waiting:
                         start(slot)
-        return sorted(records, key=lambda record: record.index)
+        return [records[position] for position in range(len(tasks))]

@@ -74,6 +74,9 @@ class EpisodeTask:
     index: int
     seed: int
     video_path: str | None = None
+    # the world of another flight flown in the same call (eval.fly.fly_together); None: the
+    # setup's env
+    env: EnvSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -121,28 +124,63 @@ class WorkerSetup:
     batch: int = 1
 
 
-class EpisodeWorker:
-    """Owns one env (one PyBullet client), one agent and one labeller; runs episodes."""
+@dataclass
+class Seat:
+    """One env with the agent that flies it and the labeller that labels it."""
 
-    def __init__(self, setup: WorkerSetup):
-        self.setup = setup
-        self.env = setup.env.make()
-        self.agent = setup.agent.build(self.env)
-        self.labeller: Labeller | None = None
+    spec: EnvSpec
+    env: gym.Env
+    agent: Any
+    labeller: Labeller | None
+
+    @classmethod
+    def build(cls, setup: WorkerSetup, spec: EnvSpec, agent_for: Any) -> Seat:
+        """The env of ``spec``, its agent (``agent_for(env)``) and the setup's labeller."""
+        env = spec.make()
+        agent = agent_for(env)
+        labeller: Labeller | None = None
         if setup.labeller is not None:
             if same_expert(setup.agent, setup.labeller):
                 # the flying expert labels its own states: label() then reuses act()'s ray scan
-                self.labeller = ExpertLabeller(self.agent.expert)
+                labeller = ExpertLabeller(agent.expert)
             else:
-                self.labeller = setup.labeller.build(self.env)
-        self.n_bins = int(self.env.unwrapped.n_bins)
+                labeller = setup.labeller.build(env)
+        return cls(spec, env, agent, labeller)
+
+
+class EpisodeWorker:
+    """Owns one env (one PyBullet client), one agent and one labeller; runs episodes.
+
+    A task with an env of its own (another flight's world) gets a new env, agent and labeller.
+    """
+
+    def __init__(self, setup: WorkerSetup):
+        self.setup = setup
+        self.seat = Seat.build(setup, setup.env, setup.agent.build)
+        self.n_bins = int(self.seat.env.unwrapped.n_bins)
+
+    @property
+    def env(self) -> gym.Env:
+        return self.seat.env
+
+    @property
+    def agent(self) -> Any:
+        return self.seat.agent
+
+    @property
+    def labeller(self) -> Labeller | None:
+        return self.seat.labeller
 
     def close(self) -> None:
         """Release the env's PyBullet client."""
-        self.env.close()
+        self.seat.env.close()
 
     def run(self, task: EpisodeTask) -> EpisodeRecord:
         """Fly one episode to its end (goal, collision or the time limit)."""
+        spec = task.env or self.setup.env
+        if spec != self.seat.spec:
+            self.seat.env.close()
+            self.seat = Seat.build(self.setup, spec, self.setup.agent.build)
         env = self.env
         obs, info = env.reset(seed=task.seed)
         self.agent.reset(env, task.seed)

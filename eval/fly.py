@@ -20,8 +20,8 @@ env, and ``eval.bench`` flies the same pilot once per worker count.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -310,32 +310,69 @@ def fly(
     called with each record as it comes in (a progress bar). Records come back in episode
     order, whatever the worker count.
     """
+    if batch > 1 and videos is not None and videos.count > 0:
+        raise ValueError("videos are recorded one episode at a time: fly them with batch 1")
+    return fly_together([pilot], [worlds], workers=workers, videos=videos,
+                        on_result=on_result, batch=batch, agreement=agreement)[0]  # fmt: skip
+
+
+def fly_together(
+    pilots: Sequence[Pilot],
+    worlds: Sequence[HeldOutWorlds],
+    *,
+    workers: int = 1,
+    videos: Videos | None = None,
+    on_result: Callable[[EpisodeRecord], None] | None = None,
+    batch: int = 1,
+    agreement: bool = True,
+) -> list[Flight]:
+    """Fly each pilot through its worlds in one call: one :class:`Flight` per pilot.
+
+    The pilots fly the same thing (one checkpoint, or the expert) in different envs (the
+    tracks of ``eval.suite``): one pool of workers flies every flight's episodes, so a batch
+    stays full across flights and the workers start once. Otherwise as :func:`fly`.
+    """
     if workers < 0:
         raise ValueError(f"workers must be >= 0 (0 = the usable cores), got {workers}")
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
-    if batch > 1 and videos is not None and videos.count > 0:
-        raise ValueError("videos are recorded one episode at a time: fly them with batch 1")
-    setup = worker_setup(
-        pilot,
-        render_size=None if videos is None else videos.size,
-        agreement=agreement,
-        batch=batch,
-    )
-    env_spec, agent = setup.env, setup.agent
-    labeller = _labeller(pilot)
-    tasks = make_tasks(
-        worlds.seed,
-        worlds.episodes,
-        None if videos is None else videos.folder,
-        0 if videos is None else videos.count,
-        "mp4" if videos is None else videos.format,
-        first_world=worlds.first_world,
-        indices=worlds.indices,
-    )
+    if len(pilots) != len(worlds) or not pilots:
+        raise ValueError("fly_together needs one HeldOutWorlds per pilot, and a pilot")
+    first = pilots[0]
+    if any((p.checkpoint, p.expert) != (first.checkpoint, first.expert) for p in pilots):
+        raise ValueError("fly_together flies one checkpoint (or the expert) in several envs")
+    setups = [
+        worker_setup(
+            pilot,
+            render_size=None if videos is None else videos.size,
+            agreement=agreement,
+            batch=batch,
+        )
+        for pilot in pilots
+    ]
+    flights_tasks = []
+    for number, (setup, world) in enumerate(zip(setups, worlds, strict=True)):
+        tasks = make_tasks(
+            world.seed,
+            world.episodes,
+            None if videos is None else videos.folder,
+            0 if videos is None else videos.count,
+            "mp4" if videos is None else videos.format,
+            first_world=world.first_world,
+            indices=world.indices,
+        )
+        # the first flight's env is the setup's own; the others' tasks carry theirs
+        flights_tasks.append([replace(task, env=setup.env) if number else task for task in tasks])
     used = workers or usable_cores()
     started = time.perf_counter()
-    records = run_episodes(setup, tasks, used, on_result=on_result)
+    records = run_episodes(setups[0], [t for tasks in flights_tasks for t in tasks], used,
+                           on_result=on_result)  # fmt: skip
     seconds = time.perf_counter() - started
-    summary = summarize([record.to_dict() for record in records])
-    return Flight(pilot, env_spec, agent, labeller, tasks, used, records, summary, seconds)
+    flights, offset = [], 0
+    for pilot, setup, tasks in zip(pilots, setups, flights_tasks, strict=True):
+        own = sorted(records[offset : offset + len(tasks)], key=lambda record: record.index)
+        offset += len(tasks)
+        summary = summarize([record.to_dict() for record in own])
+        flights.append(Flight(pilot, setup.env, setup.agent, _labeller(pilot), tasks, used, own,
+                              summary, seconds))  # fmt: skip
+    return flights

@@ -108,11 +108,13 @@ class PolicyAgentFactory:
         return PolicyAgent(load_any_policy(self.checkpoint, device=self.device))
 
     def build_group(self, envs: Sequence[gym.Env]) -> list[Agent]:
-        """One agent per env, flying forks of one loaded policy (one net in memory)."""
-        policy = self.preloaded
-        if policy is None:
-            policy = load_any_policy(self.checkpoint, device=self.device)
-        return [PolicyAgent(policy.fork()) for _ in envs]
+        """One agent per env, flying forks of one loaded policy (one net in memory).
+
+        The policy is loaded once per process and kept for the groups built later.
+        """
+        if self.preloaded is None:
+            self.preloaded = load_any_policy(self.checkpoint, device=self.device)
+        return [PolicyAgent(self.preloaded.fork()) for _ in envs]
 
     def __getstate__(self) -> dict[str, Any]:
         return {"checkpoint": self.checkpoint, "device": self.device, "preloaded": None}

@@ -11,9 +11,11 @@ row, whose cells then count every seed's episodes.
 
 Each worker flies ``--batch`` episodes side by side and the policy decides for all of them
 in one forward pass (``eval.episode_group``), so the suite runs close to the env's own
-speed. Every flight (one checkpoint on one track) is written to ``OUT/flights/`` as it
-ends; a rerun reuses the flights whose checkpoint file, track definition, episodes and batch
-are unchanged, so an interrupted suite loses at most the flight in progress. The table goes
+speed; one checkpoint's tracks fly together in one pool (``eval.fly.fly_together``), so the
+batch stays full from track to track and the workers start once per checkpoint. Every flight
+(one checkpoint on one track) is written to ``OUT/flights/``; a rerun reuses the flights
+whose checkpoint file, track definition, episodes and batch are unchanged, so an interrupted
+suite loses at most the checkpoint in progress (its tracks still to fly). The table goes
 to ``OUT/suite.json``, ``OUT/suite.md`` and ``OUT/suite.png``, and with ``--table-into`` into
 a marker block of a results page.
 """
@@ -37,7 +39,7 @@ from artifacts.markdown_block import write_block
 from bc.checkpoint_names import DEFAULT_CHECKPOINT
 from configflags import option, run_main
 from eval.errors import EvalError
-from eval.fly import HeldOutWorlds, Pilot, fly, load_pilot
+from eval.fly import HeldOutWorlds, Pilot, fly_together, load_pilot
 from eval.run_files import (
     CHECKPOINTS,
     DEFAULT_RUNS_DIR,
@@ -157,7 +159,7 @@ def _digest(path: Path) -> str:
 
 
 @dataclass
-class Flight:
+class PlannedFlight:
     """One checkpoint (or the expert) on one track: where its result goes, what it is."""
 
     row: Row
@@ -167,7 +169,9 @@ class Flight:
     identity: dict[str, Any] = field(default_factory=dict)
 
 
-def plan_flights(rows: list[Row], tracks: tuple[Track, ...], config: SuiteConfig) -> list[Flight]:
+def plan_flights(
+    rows: list[Row], tracks: tuple[Track, ...], config: SuiteConfig
+) -> list[PlannedFlight]:
     """Every flight, track-major; each with the identity a reusable result must match."""
     flights = []
     for row in rows:
@@ -185,11 +189,11 @@ def plan_flights(rows: list[Row], tracks: tuple[Track, ...], config: SuiteConfig
                     "checkpoint_sha256": digests[checkpoint],
                 }
                 path = config.out / "flights" / slug / f"{position}_{track.name}.json"
-                flights.append(Flight(row, checkpoint, track, path, identity))
+                flights.append(PlannedFlight(row, checkpoint, track, path, identity))
     return flights
 
 
-def _reusable(flight: Flight) -> dict[str, Any] | None:
+def _reusable(flight: PlannedFlight) -> dict[str, Any] | None:
     if not flight.path.is_file():
         return None
     try:
@@ -201,29 +205,38 @@ def _reusable(flight: Flight) -> dict[str, Any] | None:
     return data if data.get("identity") == flight.identity else None
 
 
-def _pilot(flight: Flight) -> Pilot:
+def _pilot(flight: PlannedFlight) -> Pilot:
     return load_pilot(flight.checkpoint, expert=flight.row.expert,
                       env_overrides=flight.track.overrides)  # fmt: skip
 
 
-def _fly_one(flight: Flight, pilot: Pilot, config: SuiteConfig, on_result: Any) -> dict[str, Any]:
-    worlds = HeldOutWorlds(seed=flight.track.seed, episodes=config.episodes)
-    done = fly(pilot, worlds, workers=config.workers, batch=config.batch,
-               agreement=config.agreement, on_result=on_result)  # fmt: skip
-    data = {
-        "format": FLIGHT_FORMAT,
-        "format_version": FORMAT_VERSION,
-        "identity": flight.identity,
-        "row": flight.row.label,
-        "checkpoint": None if flight.checkpoint is None else str(flight.checkpoint),
-        "env_kwargs": pilot.env_kwargs,
-        "workers": done.workers,
-        "seconds": done.seconds,
-        "summary": done.summary,
-        "records": [record.to_dict() for record in done.records],
-    }
-    write_json(flight.path, data)
-    return data
+def _fly_group(
+    planned: list[PlannedFlight], config: SuiteConfig, on_result: Any
+) -> list[dict[str, Any]]:
+    """Fly one checkpoint's flights in one pool; write and return each flight's data."""
+    pilots = [_pilot(flight) for flight in planned]
+    worlds = [HeldOutWorlds(seed=f.track.seed, episodes=config.episodes) for f in planned]
+    flown = fly_together(pilots, worlds, workers=config.workers, batch=config.batch,
+                         agreement=config.agreement, on_result=on_result)  # fmt: skip
+    steps = sum(done.summary["total_steps"] for done in flown)
+    results = []
+    for flight, pilot, done in zip(planned, pilots, flown, strict=True):
+        data = {
+            "format": FLIGHT_FORMAT,
+            "format_version": FORMAT_VERSION,
+            "identity": flight.identity,
+            "row": flight.row.label,
+            "checkpoint": None if flight.checkpoint is None else str(flight.checkpoint),
+            "env_kwargs": pilot.env_kwargs,
+            "workers": done.workers,
+            # the flights of a checkpoint fly together: each gets its steps' share of the time
+            "seconds": done.seconds * done.summary["total_steps"] / steps,
+            "summary": done.summary,
+            "records": [record.to_dict() for record in done.records],
+        }
+        write_json(flight.path, data)
+        results.append(data)
+    return results
 
 
 def _cell(flights: list[dict[str, Any]]) -> dict[str, Any]:
@@ -270,11 +283,16 @@ def main(config: SuiteConfig) -> SuiteResult:
         TimeElapsedColumn(), console=console, transient=True, disable=config.quiet,
     ) as progress:  # fmt: skip
         bar = progress.add_task("suite episodes", total=len(todo) * config.episodes)
+        groups: dict[tuple[str, Path | None], list[int]] = {}
         for index in todo:
-            flight = flights[index]
-            progress.update(bar, description=f"{flight.row.label} on {flight.track.name}")
-            advance = lambda _: progress.advance(bar)  # noqa: E731
-            results[index] = _fly_one(flight, _pilot(flight), config, advance)
+            groups.setdefault((flights[index].row.label, flights[index].checkpoint), []).append(
+                index
+            )
+        for (label, _), indices in groups.items():
+            progress.update(bar, description=f"{label}: {len(indices)} tracks")
+            flown = _fly_group([flights[i] for i in indices], config,
+                               lambda _: progress.advance(bar))  # fmt: skip
+            results.update(zip(indices, flown, strict=True))
     table_rows = []
     for row in rows:
         cells = {}

@@ -5,7 +5,7 @@ One worker runs in the calling process (no start-up cost, plain tracebacks); mor
 env and PyBullet client) and one torch thread, so that N workers do not oversubscribe N cores.
 With ``setup.batch`` above 1 a worker is an :class:`~eval.episode_group.EpisodeGroupWorker`
 and flies one contiguous share of the tasks, ``batch`` episodes side by side. Records come
-back ordered by episode index, whatever worker flew them.
+back in task order, whatever worker flew them.
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ def run_episodes(
     workers: int = 1,
     on_result: Callable[[EpisodeRecord], None] | None = None,
 ) -> list[EpisodeRecord]:
-    """Run ``tasks`` and return their records ordered by episode index.
+    """Run ``tasks`` and return their records in task order.
 
     ``workers == 1`` runs in this process (no start-up cost, plain tracebacks), with torch
     limited to ``setup.torch_threads`` for the duration so that its numbers match a worker's;
@@ -112,10 +112,8 @@ def run_episodes(
         raise ValueError(f"workers must be >= 1, got {workers}")
     units = _units(setup, tasks, workers)
     if workers == 1 or len(units) <= 1:
-        records = list(_run_here(setup, units, on_result))
-    else:
-        records = _run_pool(setup, units, min(workers, len(units)), on_result)
-    return sorted(records, key=lambda r: r.index)
+        return list(_run_here(setup, units, on_result))
+    return _run_pool(setup, units, min(workers, len(units)), on_result)
 
 
 def _run_here(
@@ -148,16 +146,17 @@ def _run_pool(
     on_result: Callable[[EpisodeRecord], None] | None,
 ) -> list[EpisodeRecord]:
     context = multiprocessing.get_context(MP_CONTEXT)
-    records = []
+    results: dict[int, list[EpisodeRecord]] = {}
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
                              initargs=(setup,)) as pool:  # fmt: skip
-        pending = {pool.submit(_run_in_worker, unit) for unit in units}
+        position = {pool.submit(_run_in_worker, unit): i for i, unit in enumerate(units)}
+        pending = set(position)
         try:
             while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
-                    for record in future.result():
-                        records.append(record)
+                    results[position[future]] = future.result()
+                    for record in results[position[future]]:
                         if on_result is not None:
                             on_result(record)
         except BrokenProcessPool as error:
@@ -172,7 +171,7 @@ def _run_pool(
         finally:
             for future in pending:
                 future.cancel()
-    return records
+    return [record for i in range(len(units)) for record in results[i]]
 
 
 def _stop_workers(pool: ProcessPoolExecutor) -> None:

@@ -176,3 +176,19 @@ def test_a_flight_without_agreement_builds_no_labeller(checkpoint, flown):
     assert all(r.agreement is None and r.yaw_mse is None for r in flight.records)
     with pytest.raises(ValueError, match="batch 1"):
         fly.fly(pilot, fly.HeldOutWorlds(episodes=2), batch=2, videos=fly.Videos(ROOT, 1))
+
+
+def test_flights_flown_together_each_fly_their_own_env_as_alone(checkpoint):
+    """One pool, one batch across flights: each flight's records are its own flight's."""
+    overrides = [{}, {"n_segments": 2}, {"light": "outside"}]
+    pilots = [fly.load_pilot(checkpoint, env_overrides=o) for o in overrides]
+    worlds = [fly.HeldOutWorlds(seed=s, episodes=3) for s in (3, 4, 5)]
+    together = fly.fly_together(pilots, worlds, workers=2, batch=4, agreement=False)
+    for pilot, world, flight in zip(pilots, worlds, together, strict=True):
+        alone = fly.fly(pilot, world, agreement=False)
+        assert _without_timing(flight.records) == _without_timing(alone.records)
+        assert flight.env_spec.kwargs == pilot.env_kwargs
+    long, short = together[1].summary, together[0].summary
+    assert long["corridor_length_m"] > short["corridor_length_m"], "2 segments, not 1"
+    with pytest.raises(ValueError, match="one checkpoint"):
+        fly.fly_together([pilots[0], fly.load_pilot(None, expert=True)], worlds[:2])

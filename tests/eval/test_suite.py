@@ -86,8 +86,8 @@ def test_a_rerun_reuses_finished_flights_and_flies_only_what_changed(
 ):
     _suite(tmp_path, "expert", str(checkpoint))
     flown = []
-    real = suite._fly_one
-    monkeypatch.setattr(suite, "_fly_one", lambda f, p, c, o: flown.append(f) or real(f, p, c, o))
+    real = suite._fly_group
+    monkeypatch.setattr(suite, "_fly_group", lambda fs, c, o: flown.extend(fs) or real(fs, c, o))
     _suite(tmp_path, "expert", str(checkpoint))
     assert flown == []
     _suite(tmp_path, "expert", str(checkpoint), tracks="own,light,textures")
