@@ -19,7 +19,7 @@ the same.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -69,11 +69,16 @@ class EpisodeGroupWorker:
             if seat is not None:
                 seat.env.close()
 
-    def run(self, tasks: Sequence[EpisodeTask]) -> list[EpisodeRecord]:
+    def run(
+        self,
+        tasks: Sequence[EpisodeTask],
+        on_record: Callable[[EpisodeRecord], None] | None = None,
+    ) -> list[EpisodeRecord]:
         """Fly ``tasks`` (without videos), ``batch`` at a time; a slot that ends takes the next.
 
         Tasks start in order, so which episodes fly side by side depends only on ``tasks`` and
-        the batch size. Records come back in task order.
+        the batch size. Records come back in task order; ``on_record`` gets each one as its
+        episode ends.
         """
         if any(task.video_path is not None for task in tasks):
             raise ValueError("episodes flown in groups record no video: fly them one at a time")
@@ -115,6 +120,8 @@ class EpisodeGroupWorker:
                 outcome = tally.stepped(reward, terminated, truncated, info)
                 if outcome is not None:
                     records[position] = tally.record(task, outcome, info)
+                    if on_record is not None:
+                        on_record(records[position])
                     del flying[slot]
                     if waiting:
                         start(slot)

@@ -13,10 +13,12 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import queue
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from typing import Any
 
 from eval.episode_group import EpisodeGroupWorker
 from eval.episodes import EpisodeRecord, EpisodeTask, EpisodeWorker, WorkerSetup
@@ -36,6 +38,10 @@ def usable_cores() -> int:
 MP_CONTEXT = "spawn"
 
 _worker: EpisodeWorker | EpisodeGroupWorker | None = None
+# where a pool worker reports each record as its episode ends (the parent's progress)
+_finished: Any = None
+# how often the parent looks for finished episodes while its workers fly (seconds)
+POLL_S = 0.2
 
 
 def _make_worker(setup: WorkerSetup) -> EpisodeWorker | EpisodeGroupWorker:
@@ -58,11 +64,18 @@ def _units(
 
 
 def _run_unit(
-    worker: EpisodeWorker | EpisodeGroupWorker, unit: list[EpisodeTask]
+    worker: EpisodeWorker | EpisodeGroupWorker,
+    unit: list[EpisodeTask],
+    on_record: Callable[[EpisodeRecord], None] | None = None,
 ) -> list[EpisodeRecord]:
     if isinstance(worker, EpisodeGroupWorker):
-        return worker.run(unit)
-    return [worker.run(task) for task in unit]
+        return worker.run(unit, on_record)
+    records = []
+    for task in unit:
+        records.append(worker.run(task))
+        if on_record is not None:
+            on_record(records[-1])
+    return records
 
 
 def limit_torch_threads(threads: int) -> None:
@@ -80,8 +93,9 @@ def limit_torch_threads(threads: int) -> None:
         pass
 
 
-def _init_worker(setup: WorkerSetup) -> None:
-    global _worker
+def _init_worker(setup: WorkerSetup, finished: Any) -> None:
+    global _worker, _finished
+    _finished = finished
     # several workers each with a full thread pool would fight over the same cores; the
     # variable covers torch imported later, the call below torch imported already (unpickling
     # a policy's factory imports it before this initializer runs)
@@ -93,7 +107,7 @@ def _init_worker(setup: WorkerSetup) -> None:
 def _run_in_worker(unit: list[EpisodeTask]) -> list[EpisodeRecord]:
     if _worker is None:
         raise RuntimeError("worker used before its initializer ran")
-    return _run_unit(_worker, unit)
+    return _run_unit(_worker, unit, _finished.put)
 
 
 def run_episodes(
@@ -133,10 +147,7 @@ def _run_here(
             # notice
             stack.enter_context(torch.random.fork_rng(devices=[]))
         for unit in units:
-            for record in _run_unit(worker, unit):
-                if on_result is not None:
-                    on_result(record)
-                yield record
+            yield from _run_unit(worker, unit, on_result)
 
 
 def _run_pool(
@@ -147,18 +158,32 @@ def _run_pool(
 ) -> list[EpisodeRecord]:
     context = multiprocessing.get_context(MP_CONTEXT)
     results: dict[int, list[EpisodeRecord]] = {}
+    # each record also comes through this queue as its episode ends, so that progress moves
+    # while a worker's unit (a whole share of the tasks when flying in groups) is in flight
+    finished = context.Queue()
+    reported = 0
+
+    def report(wait_s: float = 0.0) -> None:
+        nonlocal reported
+        while True:
+            try:
+                record = finished.get(timeout=wait_s) if wait_s else finished.get_nowait()
+            except queue.Empty:
+                return
+            reported += 1
+            if on_result is not None:
+                on_result(record)
+
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                             initargs=(setup,)) as pool:  # fmt: skip
+                             initargs=(setup, finished)) as pool:  # fmt: skip
         position = {pool.submit(_run_in_worker, unit): i for i, unit in enumerate(units)}
         pending = set(position)
         try:
             while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                done, pending = wait(pending, timeout=POLL_S, return_when=FIRST_COMPLETED)
+                report()
                 for future in done:
                     results[position[future]] = future.result()
-                    for record in results[position[future]]:
-                        if on_result is not None:
-                            on_result(record)
         except BrokenProcessPool as error:
             raise EvalError(
                 f"an evaluation worker died ({error}); rerun with --workers 1 to see why"
@@ -171,6 +196,13 @@ def _run_pool(
         finally:
             for future in pending:
                 future.cancel()
+    # a record put just before its unit returned may still be on its way through the pipe
+    total = sum(len(records) for records in results.values())
+    while reported < total:
+        before = reported
+        report(wait_s=5.0)
+        if reported == before:  # nothing came in 5 s: it never will
+            break
     return [record for i in range(len(units)) for record in results[i]]
 
 

@@ -160,7 +160,10 @@ def test_episodes_flown_side_by_side_give_the_records_of_one_at_a_time(checkpoin
     worlds = fly.HeldOutWorlds(seed=3, episodes=5)
     alone = fly.fly(pilot, worlds, workers=1)
     grouped = fly.fly(pilot, worlds, workers=1, batch=3)
-    pooled = fly.fly(pilot, worlds, workers=2, batch=2)
+    seen = []
+    pooled = fly.fly(pilot, worlds, workers=2, batch=2, on_result=seen.append)
+    # every record reaches the progress callback once, as its episode ends
+    assert sorted(r.index for r in seen) == [0, 1, 2, 3, 4]
     # the same decisions, trajectories and outcomes; a batch's float outputs may differ from
     # batch 1's in the last bits, so the expert NLL is compared to float precision
     expected = _without_timing(alone.records)
