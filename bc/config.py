@@ -196,6 +196,12 @@ class TrainConfig:
         " learns as under MSE)",
         group="net",
     )
+    input_size: int | None = option(
+        None,
+        "classic nets: resize frames to this square size instead of the architecture's 224"
+        " (299 inception); e.g. 64 to train at the recorded size on a CPU",
+        group="net",
+    )
     pretrained: str = option(
         "",
         "weights file handed to the net's encoder.load_pretrained(path) before training",
@@ -330,6 +336,13 @@ class TrainConfig:
                 f"unknown --net {self.net!r}; choose one of: {', '.join(sorted(NETS))}"
             )
         check_declared_choices(self)
+        if self.input_size is not None and not NETS[self.net].resizes:
+            raise ConfigError(
+                f"--input-size is for the classic nets, which resize their frames; {self.net}"
+                " takes them at the recorded size"
+            )
+        if self.input_size is not None and self.input_size < 32:
+            raise ConfigError(f"--input-size must be >= 32, got {self.input_size}")
         if self.min_steps is None:
             # the recipe's epoch count is a floor of steps too; an --epochs given is exact
             self.min_steps = RECIPE_MIN_STEPS if self.epochs is None else 0

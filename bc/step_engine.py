@@ -385,6 +385,7 @@ def build_model(config: TrainConfig, dataset: Dataset, head: Head) -> tuple[nn.M
             height=dataset.height,
             width=dataset.width,
             n_outputs=head.n_outputs,
+            input_size=config.input_size,
         )
         return build_net(config.net, spec), spec
     except ValueError as error:

@@ -25,6 +25,9 @@ class NetSpec:
     height: int = 64
     width: int = 64
     n_outputs: int = 3
+    # classic nets: the square size frames are resized to (None: the architecture's own,
+    # 224 or 299); nets that take frames at their size refuse any other value
+    input_size: int | None = None
 
     def __post_init__(self) -> None:
         if self.frames < 1:
@@ -47,6 +50,8 @@ class NetEntry:
     recurrent: bool = False
     slow: bool = False
     description: str = ""
+    # resizes its frames to an input size of its own (NetSpec.input_size may change it)
+    resizes: bool = False
 
 
 NETS: dict[str, NetEntry] = {}
@@ -59,13 +64,14 @@ def register_net(
     recurrent: bool = False,
     slow: bool = False,
     description: str = "",
+    resizes: bool = False,
 ) -> Callable[[Callable[[NetSpec], nn.Module]], Callable[[NetSpec], nn.Module]]:
     """Register ``builder(spec) -> nn.Module`` under ``name``."""
 
     def decorate(builder: Callable[[NetSpec], nn.Module]) -> Callable[[NetSpec], nn.Module]:
         if name in NETS:
             raise ValueError(f"net {name!r} is registered twice")
-        NETS[name] = NetEntry(name, builder, tuple(frames), recurrent, slow, description)
+        NETS[name] = NetEntry(name, builder, tuple(frames), recurrent, slow, description, resizes)
         return builder
 
     return decorate
@@ -85,4 +91,9 @@ def build_net(name: str, spec: NetSpec) -> nn.Module:
     if spec.frames not in entry.frames:
         allowed = ", ".join(map(str, entry.frames))
         raise ValueError(f"net {name!r} takes --frames in {{{allowed}}}, got {spec.frames}")
+    if spec.input_size is not None and not entry.resizes:
+        raise ValueError(
+            f"net {name!r} takes frames at their recorded size: --input-size is for the"
+            " classic nets"
+        )
     return entry.builder(spec)

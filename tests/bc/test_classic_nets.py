@@ -609,3 +609,25 @@ def test_specs_refuses_unknown_nets_and_docs_without_markers(tmp_path):
     with pytest.raises(ValueError, match="specs:start"):
         net_table_main(config)
     assert docs.read_text() == "# no markers\n"
+
+
+def test_input_size_trains_a_classic_net_at_the_recorded_size_and_the_policy_keeps_it(
+    data, tmp_path
+):
+    """--input-size 32: the backbone sees 32x32 frames, and the checkpoint rebuilds it so."""
+    from bc.config import TrainConfig
+    from bc.errors import ConfigError
+    from bc.policy import load_policy
+    from bc.train import main as train
+    from tests.bc.helpers import tiny_config
+
+    summary = train(tiny_config(data, tmp_path, net="squeeze11", frames=1, input_size=32,
+                                steps=2))  # fmt: skip
+    policy = load_policy(summary["checkpoints"]["last"])
+    assert policy.spec.input_size == 32 and policy.model.encoder.input_size == 32
+    frame = torch.zeros(1, 1, 3, 32, 32)
+    assert policy.model(frame).shape == (1, 3)
+    with pytest.raises(ValueError, match="classic nets"):
+        build_net("tiny_nfc", NetSpec(input_size=64))
+    with pytest.raises(ConfigError, match="--input-size is for the classic nets"):
+        TrainConfig(net="tiny_nfc", input_size=64)

@@ -88,9 +88,10 @@ def _register(name: str, arch: str, slow: bool) -> None:
         frames=(1, 3, 5),
         slow=slow,
         description=f"{arch} (torchvision layout, {size}px input), frames share it, MLP head",
+        resizes=True,
     )
     def build_frame_stack(spec: NetSpec) -> nn.Module:
-        encoder = ClassicBackbone(arch, channels=spec.channels)
+        encoder = ClassicBackbone(arch, channels=spec.channels, input_size=spec.input_size)
         return FrameStackPolicy(encoder, spec.frames, spec.n_outputs)
 
     @register_net(
@@ -99,9 +100,11 @@ def _register(name: str, arch: str, slow: bool) -> None:
         recurrent=True,
         slow=slow,
         description=f"{arch} (torchvision layout, {size}px input) per frame, then a 2-layer LSTM",
+        resizes=True,
     )
     def build_recurrent(spec: NetSpec) -> nn.Module:
-        return RecurrentPolicy(ClassicBackbone(arch, channels=spec.channels), spec.n_outputs)
+        encoder = ClassicBackbone(arch, channels=spec.channels, input_size=spec.input_size)
+        return RecurrentPolicy(encoder, spec.n_outputs)
 
 
 for _name, (_arch, _slow) in CLASSIC_NETS.items():
