@@ -43,7 +43,10 @@ class SuiteBenchConfig:
     checkpoint: Path | None = option(
         None, "a .pt, exported file or run folder (default: the newest run's last checkpoint)"
     )
-    episodes: int = option(40, "closed-loop episodes over all workers, per batch size")
+    episodes: int = option(
+        200, "closed-loop episodes over all workers, per batch size (the suite gives a worker"
+        " hundreds, so its batch stays full; a few dozen leave it a long tail of stragglers)",
+    )  # fmt: skip
     env_steps: int = option(4000, "env-only steps per worker")
     workers: int = option(0, "worker processes (0: one per usable core)")
     batches: tuple[int, ...] = option((1, 16), "batch sizes to measure")
