@@ -79,7 +79,49 @@ class MetricTracker:
         }
 
 
-METRIC_COLUMNS = ("loss", "accuracy", "per-bin accuracy", "yaw MSE", "samples")
+def shortcut_metrics(
+    bins: torch.Tensor, run_of: torch.Tensor, predicted: torch.Tensor
+) -> dict[str, Any]:
+    """How much of an accuracy the copycat shortcut could give, and where the policy errs.
+
+    ``bins`` are a split's label bins, ``run_of`` each frame's run and ``predicted`` the
+    policy's bin per frame (-1: not predicted). A keyframe is a frame whose label differs from
+    the previous frame's in the same run (the expert changes its action); a steady frame one
+    whose label repeats it. ``repeat_accuracy`` is what "repeat the previous action" scores on
+    the frames that have one; ``keyframe_accuracy`` and ``steady_accuracy`` are the policy's
+    accuracy on each kind. A policy that copies its previous action scores its repeat accuracy
+    on steady frames and nothing on keyframes.
+    """
+    bins, run_of, predicted = bins.cpu(), run_of.cpu(), predicted.cpu()
+    previous = torch.full_like(bins, -1)
+    same_run = run_of[1:] == run_of[:-1]
+    previous[1:] = torch.where(same_run, bins[:-1], -1)
+    has_previous = (previous >= 0) & (predicted >= 0)
+    keyframes = has_previous & (bins != previous)
+    steady = has_previous & (bins == previous)
+    hit = predicted == bins
+
+    def share(chosen: torch.Tensor, of: torch.Tensor) -> float | None:
+        count = int(of.sum())
+        return int((chosen & of).sum()) / count if count else None
+
+    return {
+        "repeat_accuracy": share(steady, has_previous),
+        "keyframe_accuracy": share(hit, keyframes),
+        "steady_accuracy": share(hit, steady),
+        "keyframes": int(keyframes.sum()),
+    }
+
+
+METRIC_COLUMNS = (
+    "loss",
+    "accuracy",
+    "per-bin accuracy",
+    "keyframe / steady acc.",
+    "repeat-previous acc.",
+    "yaw MSE",
+    "samples",
+)
 
 
 def metric_cells(metrics: dict[str, Any]) -> list[str]:
@@ -87,12 +129,20 @@ def metric_cells(metrics: dict[str, Any]) -> list[str]:
 
     Per-bin accuracy shows one figure per action bin: a 0.00 is a bin the policy never gets
     right (a one-class policy has 0.00 on both turns), ``-`` a bin the split does not hold.
+    Keyframe / steady accuracy and the repeat-previous baseline: :func:`shortcut_metrics`.
     """
     per_bin = metrics.get("per_class_accuracy") or []
+
+    def rate(key: str) -> str:
+        value = metrics.get(key)
+        return "-" if value is None else f"{value:.2f}"
+
     return [
         f"{metrics['loss']:.4f}",
         f"{metrics['accuracy']:.3f}",
         " ".join("-" if value is None else f"{value:.2f}" for value in per_bin),
+        f"{rate('keyframe_accuracy')} / {rate('steady_accuracy')}",
+        rate("repeat_accuracy"),
         f"{metrics['yaw_mse']:.4f}",
         str(metrics["samples"]),
     ]

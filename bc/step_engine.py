@@ -20,7 +20,7 @@ from bc.config import TrainConfig
 from bc.data import Dataset, InputNorm, SplitData
 from bc.errors import ConfigError, TrainError
 from bc.heads import Head, make_head
-from bc.metrics import MetricTracker
+from bc.metrics import MetricTracker, shortcut_metrics
 from bc.nets import NetSpec, build_net
 from bc.sampling import (
     FrameUnit,
@@ -298,6 +298,8 @@ class Trainer:
         """
         self.model.eval()
         tracker = MetricTracker(self.head.n_bins)
+        # the predicted bin of every frame, for the keyframe and copycat figures
+        predicted = torch.full((split.n_frames,), -1, dtype=torch.int64)
         if self.recurrent:
             units = sliding_plan(
                 split,
@@ -315,15 +317,20 @@ class Trainer:
                     batch, None if unit.reset else state, unit.carry
                 )
                 loss = self.head.loss(outputs, bins, yaw, reduction="sum")
-                tracker.update(float(loss), self.head.predict(outputs), bins, yaw)
+                prediction = self.head.predict(outputs)
+                tracker.update(float(loss), prediction, bins, yaw)
+                idx, mask = split.window_indices(unit.runs, unit.offsets, unit.valid, unit.length)
+                predicted[idx[mask]] = prediction.bins.detach().cpu()
         else:
             for targets in torch.arange(split.n_frames).split(EVAL_FRAMES):
                 batch = self.frame_batch(split, targets)
                 outputs, bins, yaw, _ = self.outputs(batch)
                 loss = self.head.loss(outputs, bins, yaw, reduction="sum")
-                tracker.update(float(loss), self.head.predict(outputs), bins, yaw)
+                prediction = self.head.predict(outputs)
+                tracker.update(float(loss), prediction, bins, yaw)
+                predicted[targets] = prediction.bins.detach().cpu()
         self.train_mode()
-        return tracker.result()
+        return {**tracker.result(), **shortcut_metrics(split.bins, split.run_of, predicted)}
 
     def train_mode(self) -> None:
         """``model.train()``, keeping fully frozen modules (batch-norm statistics) in eval."""

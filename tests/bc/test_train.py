@@ -165,6 +165,7 @@ def test_run_directory_holds_everything(data, tmp_path) -> None:
         "height": 32,
         "width": 32,
         "n_outputs": 3,
+        "input_size": None,
     }
     assert payload["norm"]["mode"] == "shift" and payload["epoch"] == 2
     assert payload["env_kwargs"]["n_bins"] == 3
