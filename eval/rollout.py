@@ -96,6 +96,10 @@ class RolloutConfig:
     workers: int = option(
         0, "episodes run in parallel, each worker with its own env (0 = the usable cores)"
     )
+    batch: int = option(
+        1, "episodes each worker flies side by side, the policy deciding for all in one"
+        " forward pass (faster; no videos; docs/evaluation.md)",
+    )  # fmt: skip
     video: bool = option(False, "write one annotated video per episode")
     video_format: str = option("mp4", "video file format", choices=VIDEO_FORMATS)
     video_episodes: int | None = option(
@@ -166,6 +170,9 @@ class RolloutConfig:
 
         require(self.which in CHECKPOINTS, f"unknown --which {self.which!r}; choose one of "
                 f"{', '.join(CHECKPOINTS)}")  # fmt: skip
+        require(self.batch >= 1, f"--batch must be >= 1, got {self.batch}")
+        require(self.batch == 1 or not self.videos,
+                "--video records one episode at a time: drop --batch or the videos")  # fmt: skip
         require(1 <= self.episodes <= MAX_EPISODES,
                 f"--episodes must be in [1, {MAX_EPISODES}], got {self.episodes}")  # fmt: skip
         if self.only_episodes is not None:
@@ -288,7 +295,8 @@ def main(config: RolloutConfig) -> RolloutResult:
             goals += record.outcome == "goal"
             progress.update(bar, advance=1, goals=goals)
 
-        flight = fly(pilot, worlds, workers=config.workers, videos=videos, on_result=advance)
+        flight = fly(pilot, worlds, workers=config.workers, videos=videos, on_result=advance,
+                     batch=config.batch)  # fmt: skip
 
     records = flight.records
     data = {
@@ -305,6 +313,7 @@ def main(config: RolloutConfig) -> RolloutResult:
         # a chosen subset of the episodes (--only-episodes), or None for episodes 0..N-1
         "episode_indices": chosen,
         "workers": flight.workers,
+        "batch": config.batch,
         "env_id": flight.env_spec.env_id,
         "env_kwargs": full_env_kwargs(pilot.env_kwargs),
         "overrides": changed,
