@@ -290,9 +290,14 @@ def main(config: SuiteConfig) -> SuiteResult:
             )
         for (label, _), indices in groups.items():
             progress.update(bar, description=f"{label}: {len(indices)} tracks")
+            group_started = time.perf_counter()
             flown = _fly_group([flights[i] for i in indices], config,
                                lambda _: progress.advance(bar))  # fmt: skip
             results.update(zip(indices, flown, strict=True))
+            console.print(
+                f"flew {label}: {len(indices)} tracks x {config.episodes} episodes in"
+                f" {time.perf_counter() - group_started:.0f} s"
+            )
     table_rows = []
     for row in rows:
         cells = {}

@@ -124,3 +124,32 @@ def test_the_benchmark_measures_env_only_and_closed_loop_steps_in_one_run(checkp
                                         workers=1, batches=(1, 2)))  # fmt: skip
     assert [row.batch for row in rows] == [1, 2]
     assert all(row.env_steps_per_s > 0 and 0 < row.ratio < 5 for row in rows)
+
+
+def test_an_interrupted_suite_stops_at_once_and_a_rerun_flies_only_the_rest(tmp_path, checkpoint):
+    import signal
+    import subprocess
+
+    from tests.commands import module_command, module_env
+
+    args = ["expert", str(checkpoint), "--tracks", "own", "--episodes", "4", "--workers", "2",
+            "--batch", "2", "--out", str(tmp_path / "s")]  # fmt: skip
+    child = subprocess.Popen(
+        module_command("eval.suite", *args),
+        env=module_env(),
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+    lines = []
+    for line in child.stderr:
+        lines.append(line)
+        if line.startswith("flew expert"):
+            child.send_signal(signal.SIGTERM)  # while the policy's flight is in the air
+            break
+    output = "".join(lines) + child.stderr.read()
+    assert child.wait(timeout=60) == 130, output
+    assert output.strip().endswith("error: interrupted"), output
+    rerun = run_module("eval.suite", *args)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "reusing 1 of 2 flights" in rerun.stderr
