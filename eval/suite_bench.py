@@ -1,13 +1,14 @@
 """Closed-loop steps per second of the suite beside the env's own, on the same cores.
 
 ``python -m eval.suite_bench`` starts ``--workers`` processes (one per usable core by
-default). Each first steps its env alone with a fixed weave of actions, resetting at every
-episode end (env-only steps/s: the ceiling), then flies its share of the suite's own-world
-episodes closed loop, the policy deciding for ``--batch`` episodes at once, as
-``eval.suite`` flies them (policy included). Both are timed inside the workers, in the same
-run, so start-up is left out of both and the ratio is what the policy's decisions cost.
-Every ``--batches`` value is measured; batch 1 is one episode at a time, as
-``eval.rollout`` flies.
+default). Each first steps the env of every track alone with a fixed weave of actions,
+resetting at every episode end (env-only steps/s: the ceiling), then flies its share of the
+tracks' episodes closed loop as ``eval.suite`` flies them: ``--batch`` episodes side by side,
+the policy deciding for all of them in one forward pass, a slot that ends taking the next
+episode, from track to track (policy included). Both are timed inside the workers, in the
+same run, so start-up is left out of both and their ratio is what the policy's decisions
+cost. Every ``--batches`` value is measured; batch 1 is one episode at a time, as
+``eval.rollout`` flies by default.
 
 Figures from a machine shared with other jobs drop and swing: run it on an idle one.
 """
@@ -25,7 +26,7 @@ from rich.table import Table
 
 from configflags import option, run_main
 from eval.episode_group import EpisodeGroupWorker
-from eval.episodes import EpisodeTask, WorkerSetup, make_tasks
+from eval.episodes import EnvSpec, EpisodeTask, WorkerSetup, make_tasks
 from eval.errors import EvalError
 from eval.fly import load_pilot, worker_setup
 from eval.run_files import newest_run, resolve_checkpoint
@@ -43,11 +44,9 @@ class SuiteBenchConfig:
     checkpoint: Path | None = option(
         None, "a .pt, exported file or run folder (default: the newest run's last checkpoint)"
     )
-    episodes: int = option(
-        200, "closed-loop episodes over all workers, per batch size (the suite gives a worker"
-        " hundreds, so its batch stays full; a few dozen leave it a long tail of stragglers)",
-    )  # fmt: skip
-    env_steps: int = option(4000, "env-only steps per worker")
+    tracks: str = option("", "comma-separated tracks (default: all, as the suite flies them)")
+    episodes: int = option(25, "closed-loop episodes per track, per batch size")
+    env_steps: int = option(4000, "env-only steps per worker, shared between the tracks")
     workers: int = option(0, "worker processes (0: one per usable core)")
     batches: tuple[int, ...] = option((1, 16), "batch sizes to measure")
 
@@ -58,38 +57,38 @@ class SuiteBenchConfig:
             raise EvalError(f"--batches must all be >= 1, got {self.batches}")
 
 
-def _env_only(setup: WorkerSetup, steps: int) -> tuple[int, float]:
-    env = setup.env.make()
-    env.reset(seed=0)
-    started = time.perf_counter()
-    episodes = 0
-    for step in range(steps):
-        _, _, terminated, truncated, _ = env.step(WEAVE[(step // 3) % len(WEAVE)])
-        if terminated or truncated:
-            episodes += 1
-            env.reset(seed=episodes)
-    seconds = time.perf_counter() - started
-    env.close()
-    return steps, seconds
+def _env_only(specs: list[EnvSpec], steps: int) -> tuple[int, float]:
+    seconds = 0.0
+    for spec in specs:
+        env = spec.make()
+        env.reset(seed=0)
+        started = time.perf_counter()
+        episodes = 0
+        for step in range(steps // len(specs)):
+            _, _, terminated, truncated, _ = env.step(WEAVE[(step // 3) % len(WEAVE)])
+            if terminated or truncated:
+                episodes += 1
+                env.reset(seed=episodes)
+        seconds += time.perf_counter() - started
+        env.close()
+    return steps // len(specs) * len(specs), seconds
 
 
 def _closed_loop(setup: WorkerSetup, tasks: list[EpisodeTask]) -> tuple[int, float]:
     worker = EpisodeGroupWorker(setup)
-    # the policy's first calls allocate: one short group before the clock starts
+    # the policy's first calls allocate: one episode before the clock starts
     worker.run(tasks[:1])
     started = time.perf_counter()
-    steps = 0
-    for start in range(0, len(tasks), setup.batch):
-        steps += sum(record.steps for record in worker.run(tasks[start : start + setup.batch]))
+    steps = sum(record.steps for record in worker.run(tasks))
     seconds = time.perf_counter() - started
     worker.close()
     return steps, seconds
 
 
-def _measure(job: tuple[WorkerSetup, list[EpisodeTask], int]) -> dict[str, float]:
-    setup, tasks, env_steps = job
+def _measure(job: tuple[WorkerSetup, list[EnvSpec], list[EpisodeTask], int]) -> dict[str, float]:
+    setup, specs, tasks, env_steps = job
     limit_torch_threads(setup.torch_threads)
-    env_count, env_seconds = _env_only(setup, env_steps)
+    env_count, env_seconds = _env_only(specs, env_steps)
     loop_count, loop_seconds = _closed_loop(setup, tasks)
     return {"env_steps": env_count, "env_seconds": env_seconds,
             "loop_steps": loop_count, "loop_seconds": loop_seconds}  # fmt: skip
@@ -114,16 +113,26 @@ def main(config: SuiteBenchConfig) -> list[SuiteBenchRow]:
     checkpoint = config.checkpoint
     if checkpoint is None or checkpoint.is_dir():
         checkpoint = resolve_checkpoint(checkpoint or newest_run(), None, "last")[0]
-    track = tracks_named(("own",))[0]
-    pilot = load_pilot(checkpoint, env_overrides=track.overrides)
-    workers = config.workers or usable_cores()
-    tasks = make_tasks(track.seed, config.episodes)
+    names = tuple(n.strip() for n in config.tracks.split(",") if n.strip()) or None
+    try:
+        tracks = tracks_named(names)
+    except ValueError as error:
+        raise EvalError(f"--tracks: {error}") from None
+    pilots = [load_pilot(checkpoint, env_overrides=track.overrides) for track in tracks]
+    specs = [worker_setup(pilot).env for pilot in pilots]
+    tasks = [
+        replace(task, env=spec)
+        for track, spec in zip(tracks, specs, strict=True)
+        for task in make_tasks(track.seed, config.episodes)
+    ]
+    workers = min(config.workers or usable_cores(), len(tasks))
+    bounds = [len(tasks) * w // workers for w in range(workers + 1)]  # as the pool cuts them
+    shares = [tasks[bounds[w] : bounds[w + 1]] for w in range(workers)]
     rows = []
     context = multiprocessing.get_context(MP_CONTEXT)
     for batch in config.batches:
-        setup = replace(worker_setup(pilot, agreement=False), batch=batch)
-        shares = [tasks[w::workers] for w in range(workers)]
-        jobs = [(setup, share, config.env_steps) for share in shares if share]
+        setup = replace(worker_setup(pilots[0], agreement=False), batch=batch)
+        jobs = [(setup, specs, share, config.env_steps) for share in shares]
         with ProcessPoolExecutor(len(jobs), mp_context=context) as pool:
             results = list(pool.map(_measure, jobs))
         env_rate = sum(r["env_steps"] / r["env_seconds"] for r in results)
