@@ -1,14 +1,14 @@
 """Closed-loop steps per second of the suite beside the env's own, on the same cores.
 
 ``python -m eval.suite_bench`` starts ``--workers`` processes (one per usable core by
-default). Each first steps the env of every track alone with a fixed weave of actions,
-resetting at every episode end (env-only steps/s: the ceiling), then flies its share of the
-tracks' episodes closed loop as ``eval.suite`` flies them: ``--batch`` episodes side by side,
-the policy deciding for all of them in one forward pass, a slot that ends taking the next
-episode, from track to track (policy included). Both are timed inside the workers, in the
-same run, so start-up is left out of both and their ratio is what the policy's decisions
-cost. Every ``--batches`` value is measured; batch 1 is one episode at a time, as
-``eval.rollout`` flies by default.
+default). Each flies its share of the tracks' episodes closed loop as ``eval.suite`` flies
+them: ``--batch`` episodes side by side, the policy deciding for all of them in one forward
+pass, a slot that ends taking the next episode, from track to track (policy included). It
+then replays the same episodes in the same envs with the actions they took, without the
+policy: the env-only steps/s of exactly those worlds, steps and resets (the ceiling). Both
+are timed inside the workers, in the same run, so start-up is left out of both and their
+ratio is what the policy's decisions cost. Every ``--batches`` value is measured; batch 1 is
+one episode at a time, as ``eval.rollout`` flies by default.
 
 Figures from a machine shared with other jobs drop and swing: run it on an idle one.
 """
@@ -20,21 +20,51 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
+import gymnasium as gym
 from rich.console import Console
 from rich.table import Table
 
 from configflags import option, run_main
 from eval.episode_group import EpisodeGroupWorker
-from eval.episodes import EnvSpec, EpisodeTask, WorkerSetup, make_tasks
+from eval.episodes import EnvSpec, EpisodeTask, make_tasks
 from eval.errors import EvalError
 from eval.fly import load_pilot, worker_setup
 from eval.run_files import newest_run, resolve_checkpoint
 from eval.tracks import tracks_named
-from eval.worker_pool import MP_CONTEXT, limit_torch_threads, usable_cores
+from eval.worker_pool import MP_CONTEXT, limit_torch_threads, usable_cores, work_units
 
-# the weave envs.bench steps with: the agent keeps flying for a while in most corridors
-WEAVE = (0, 1, 1, 2, 2, 1, 1, 0)
+# (env spec index, world seed) -> the env actions of the episode flown there, in this worker
+_flown: dict[tuple[int, int], list[Any]] = {}
+
+
+class _Recorder(gym.Wrapper):
+    """Keeps the actions of each episode (by its reset seed) for the env-only replay."""
+
+    def __init__(self, env: gym.Env, key: int):
+        super().__init__(env)
+        self.key = key
+        self.actions: list[Any] = []
+
+    def reset(self, *, seed: int | None = None, options: Any = None) -> Any:
+        self.actions = _flown.setdefault((self.key, int(seed or 0)), [])
+        self.actions.clear()
+        return self.env.reset(seed=seed, options=options)
+
+    def step(self, action: Any) -> Any:
+        self.actions.append(action)
+        return self.env.step(action)
+
+
+@dataclass(frozen=True)
+class RecordingEnvSpec(EnvSpec):
+    """An EnvSpec whose envs keep the actions they are stepped with (``key``: which env)."""
+
+    key: int = 0
+
+    def make(self) -> gym.Env:
+        return _Recorder(super().make(), self.key)
 
 
 @dataclass(frozen=True)
@@ -46,35 +76,34 @@ class SuiteBenchConfig:
     )
     tracks: str = option("", "comma-separated tracks (default: all, as the suite flies them)")
     episodes: int = option(25, "closed-loop episodes per track, per batch size")
-    env_steps: int = option(4000, "env-only steps per worker, shared between the tracks")
     workers: int = option(0, "worker processes (0: one per usable core)")
     batches: tuple[int, ...] = option((1, 16), "batch sizes to measure")
 
     def __post_init__(self) -> None:
-        if self.episodes < 1 or self.env_steps < 100 or self.workers < 0:
-            raise EvalError("needs --episodes >= 1, --env-steps >= 100 and --workers >= 0")
+        if self.episodes < 1 or self.workers < 0:
+            raise EvalError("needs --episodes >= 1 and --workers >= 0")
         if any(batch < 1 for batch in self.batches):
             raise EvalError(f"--batches must all be >= 1, got {self.batches}")
 
 
-def _env_only(specs: list[EnvSpec], steps: int) -> tuple[int, float]:
-    seconds = 0.0
-    for spec in specs:
-        env = spec.make()
-        env.reset(seed=0)
+def _replay(specs: list[EnvSpec]) -> tuple[int, float]:
+    """Step every episode flown in this worker again with its actions, without the policy."""
+    envs = {spec.key: EnvSpec(spec.env_id, spec.kwargs).make() for spec in specs}
+    steps, seconds = 0, 0.0
+    for (key, seed), actions in sorted(_flown.items()):
+        env = envs[key]
         started = time.perf_counter()
-        episodes = 0
-        for step in range(steps // len(specs)):
-            _, _, terminated, truncated, _ = env.step(WEAVE[(step // 3) % len(WEAVE)])
-            if terminated or truncated:
-                episodes += 1
-                env.reset(seed=episodes)
+        env.reset(seed=seed)
+        for action in actions:
+            env.step(action)
         seconds += time.perf_counter() - started
+        steps += len(actions)
+    for env in envs.values():
         env.close()
-    return steps // len(specs) * len(specs), seconds
+    return steps, seconds
 
 
-def _closed_loop(setup: WorkerSetup, tasks: list[EpisodeTask]) -> tuple[int, float]:
+def _closed_loop(setup: Any, tasks: list[EpisodeTask]) -> tuple[int, float]:
     worker = EpisodeGroupWorker(setup)
     # the policy's first calls allocate: one episode before the clock starts
     worker.run(tasks[:1])
@@ -85,11 +114,12 @@ def _closed_loop(setup: WorkerSetup, tasks: list[EpisodeTask]) -> tuple[int, flo
     return steps, seconds
 
 
-def _measure(job: tuple[WorkerSetup, list[EnvSpec], list[EpisodeTask], int]) -> dict[str, float]:
-    setup, specs, tasks, env_steps = job
+def _measure(job: tuple[Any, list[EnvSpec], list[EpisodeTask]]) -> dict[str, float]:
+    setup, specs, tasks = job
     limit_torch_threads(setup.torch_threads)
-    env_count, env_seconds = _env_only(specs, env_steps)
+    _flown.clear()
     loop_count, loop_seconds = _closed_loop(setup, tasks)
+    env_count, env_seconds = _replay(specs)
     return {"env_steps": env_count, "env_seconds": env_seconds,
             "loop_steps": loop_count, "loop_seconds": loop_seconds}  # fmt: skip
 
@@ -102,6 +132,8 @@ class SuiteBenchRow:
     workers: int
     env_steps_per_s: float
     loop_steps_per_s: float
+    env_steps: int = 0
+    loop_steps: int = 0
 
     @property
     def ratio(self) -> float:
@@ -119,25 +151,30 @@ def main(config: SuiteBenchConfig) -> list[SuiteBenchRow]:
     except ValueError as error:
         raise EvalError(f"--tracks: {error}") from None
     pilots = [load_pilot(checkpoint, env_overrides=track.overrides) for track in tracks]
-    specs = [worker_setup(pilot).env for pilot in pilots]
+    specs = [
+        RecordingEnvSpec(spec.env_id, spec.kwargs, key=key)
+        for key, spec in enumerate(worker_setup(pilot).env for pilot in pilots)
+    ]
     tasks = [
         replace(task, env=spec)
         for track, spec in zip(tracks, specs, strict=True)
         for task in make_tasks(track.seed, config.episodes)
     ]
-    workers = min(config.workers or usable_cores(), len(tasks))
-    bounds = [len(tasks) * w // workers for w in range(workers + 1)]  # as the pool cuts them
-    shares = [tasks[bounds[w] : bounds[w + 1]] for w in range(workers)]
+    workers = config.workers or usable_cores()
     rows = []
     context = multiprocessing.get_context(MP_CONTEXT)
     for batch in config.batches:
-        setup = replace(worker_setup(pilots[0], agreement=False), batch=batch)
-        jobs = [(setup, specs, share, config.env_steps) for share in shares]
+        setup = replace(worker_setup(pilots[0], agreement=False), batch=batch, env=specs[0])
+        # the shares the suite's pool would hand its workers (one episode each at batch 1)
+        shares = work_units(replace(setup, batch=max(batch, 2)), tasks, workers)
+        jobs = [(setup, specs, [tasks[p] for p in share]) for share in shares]
         with ProcessPoolExecutor(len(jobs), mp_context=context) as pool:
             results = list(pool.map(_measure, jobs))
         env_rate = sum(r["env_steps"] / r["env_seconds"] for r in results)
         loop_rate = sum(r["loop_steps"] / r["loop_seconds"] for r in results)
-        rows.append(SuiteBenchRow(batch, len(jobs), env_rate, loop_rate))
+        rows.append(SuiteBenchRow(batch, len(jobs), env_rate, loop_rate,
+                                  sum(r["env_steps"] for r in results),
+                                  sum(r["loop_steps"] for r in results)))  # fmt: skip
     table = Table(title=f"suite throughput, {checkpoint}, {usable_cores()} usable cores")
     for column in ("batch", "workers", "env-only steps/s", "closed-loop steps/s", "ratio"):
         table.add_column(column, justify="right")

@@ -48,19 +48,29 @@ def _make_worker(setup: WorkerSetup) -> EpisodeWorker | EpisodeGroupWorker:
     return EpisodeGroupWorker(setup) if setup.batch > 1 else EpisodeWorker(setup)
 
 
-def _units(
-    setup: WorkerSetup, tasks: Sequence[EpisodeTask], workers: int
-) -> list[list[EpisodeTask]]:
-    """The units of work: single tasks, or one contiguous share of them per worker.
+def work_units(setup: WorkerSetup, tasks: Sequence[EpisodeTask], workers: int) -> list[list[int]]:
+    """The units of work, as positions in ``tasks``: single tasks, or one share per worker.
 
     A share (``setup.batch`` above 1) is flown ``batch`` at a time, each slot refilled in
-    task order.
+    its order. Tasks of several flights (consecutive tasks with the same ``env``) are shared
+    flight by flight: each worker gets a contiguous part of every flight, so that flights of
+    long and short episodes spread evenly and a worker's slots change env only between
+    flights.
     """
     if setup.batch <= 1:
-        return [[task] for task in tasks]
-    shares = min(workers, len(tasks))
-    bounds = [len(tasks) * share // shares for share in range(shares + 1)]
-    return [list(tasks[bounds[i] : bounds[i + 1]]) for i in range(shares)]
+        return [[position] for position in range(len(tasks))]
+    flights: list[list[int]] = []
+    for position, task in enumerate(tasks):
+        if not flights or task.env != tasks[flights[-1][-1]].env:
+            flights.append([])
+        flights[-1].append(position)
+    shares = min(workers, max(len(flight) for flight in flights))
+    units: list[list[int]] = [[] for _ in range(shares)]
+    for flight in flights:
+        bounds = [len(flight) * share // shares for share in range(shares + 1)]
+        for share in range(shares):
+            units[share] += flight[bounds[share] : bounds[share + 1]]
+    return [unit for unit in units if unit]
 
 
 def _run_unit(
@@ -124,10 +134,16 @@ def run_episodes(
     """
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    units = _units(setup, tasks, workers)
+    positions = work_units(setup, tasks, workers)
+    units = [[tasks[position] for position in unit] for unit in positions]
     if workers == 1 or len(units) <= 1:
-        return list(_run_here(setup, units, on_result))
-    return _run_pool(setup, units, min(workers, len(units)), on_result)
+        flown = list(_run_here(setup, units, on_result))
+    else:
+        flown = _run_pool(setup, units, min(workers, len(units)), on_result)
+    records: list[EpisodeRecord | None] = [None] * len(tasks)
+    for position, record in zip((p for unit in positions for p in unit), flown, strict=True):
+        records[position] = record
+    return [record for record in records if record is not None]
 
 
 def _run_here(
