@@ -118,6 +118,11 @@ class Row:
     def expert(self) -> bool:
         return not self.checkpoints
 
+    @property
+    def slug(self) -> str:
+        """The label as a folder name (``OUT/flights/SLUG``)."""
+        return re.sub(r"[^A-Za-z0-9._-]+", "_", self.label)
+
 
 def _checkpoint(text: str, which: str) -> Path:
     path = Path(text)
@@ -147,10 +152,13 @@ def parse_rows(config: SuiteConfig) -> list[Row]:
         if not checkpoints:
             raise EvalError(f"policy {text!r} names no checkpoint: LABEL=PATH[,PATH...]")
         rows.append(Row(label or _default_label(checkpoints[0]), checkpoints))
-    labels = [row.label for row in rows]
-    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    slugs = [row.slug for row in rows]
+    repeated = sorted({row.label for row in rows if slugs.count(row.slug) > 1})
     if repeated:
-        raise EvalError(f"two rows are labelled {repeated[0]!r}: give one LABEL=PATH")
+        raise EvalError(
+            f"two rows are labelled {repeated[0]!r} (or alike as a folder name): give one"
+            " LABEL=PATH"
+        )
     return rows
 
 
@@ -175,7 +183,6 @@ def plan_flights(
     """Every flight, track-major; each with the identity a reusable result must match."""
     flights = []
     for row in rows:
-        slug = re.sub(r"[^A-Za-z0-9._-]+", "_", row.label)
         checkpoints: tuple[Path | None, ...] = row.checkpoints or (None,)
         digests = {c: None if c is None else _digest(c) for c in checkpoints}
         for position, checkpoint in enumerate(checkpoints):
@@ -188,7 +195,7 @@ def plan_flights(
                     "agreement": config.agreement,
                     "checkpoint_sha256": digests[checkpoint],
                 }
-                path = config.out / "flights" / slug / f"{position}_{track.name}.json"
+                path = config.out / "flights" / row.slug / f"{position}_{track.name}.json"
                 flights.append(PlannedFlight(row, checkpoint, track, path, identity))
     return flights
 

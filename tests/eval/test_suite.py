@@ -117,6 +117,10 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, checkpoint, capsys):
         run_module("eval.suite", f"a={checkpoint}", f"a={checkpoint}", *common),
         "two rows are labelled 'a'",
     )
+    assert_exit_2_one_line(  # two labels, one folder name
+        run_module("eval.suite", f"a b={checkpoint}", f"a_b={checkpoint}", *common),
+        "alike as a folder name",
+    )
 
 
 def test_the_benchmark_measures_env_only_and_closed_loop_steps_in_one_run(checkpoint):
