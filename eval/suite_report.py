@@ -57,13 +57,25 @@ def suite_markdown(data: dict[str, Any]) -> str:
 
 
 def suite_table(data: dict[str, Any]) -> Table:
-    """The success table for the console."""
+    """The success table for the console: a row per track and a column per policy.
+
+    Tracks run down the side so that eight of them fit a terminal; with more policies than
+    tracks the table turns to a row per policy, as the markdown has it.
+    """
     names = [track["name"] for track in data["tracks"]]
+    rows = data["rows"]
     table = Table(title=f"generalisation suite v{data['suite_version']}: success [95% CI]")
-    table.add_column("policy", no_wrap=True)
+    if len(rows) <= len(names):
+        table.add_column("track")
+        for row in rows:
+            table.add_column(row["label"], justify="right")
+        for name in names:
+            table.add_row(name, *(_success(row["tracks"][name]) for row in rows))
+        return table
+    table.add_column("policy")
     for name in names:
         table.add_column(name, justify="right")
-    for row in data["rows"]:
+    for row in rows:
         table.add_row(row["label"], *(_success(row["tracks"][name]) for name in names))
     return table
 
