@@ -75,6 +75,11 @@ def test_the_suite_flies_each_row_on_each_track_and_writes_json_markdown_and_plo
     assert "| expert | - | 100.0% [" in markdown and "`light`: light dimmer" in markdown
     assert page.read_text().endswith(markdown + "<!-- suite:end -->\nkept\n")
     assert result.plot_path.read_bytes()[:4] == b"\x89PNG"
+    from eval.suite_report import suite_table
+
+    console = suite_table(data)  # tracks down the side, a column per policy
+    assert [c.header for c in console.columns] == ["track", "expert", "tiny"]
+    assert console.row_count == 2
     flights = sorted((tmp_path / "suite" / "flights").rglob("*.json"))
     assert len(flights) == 2 + 4
     record = json.loads(flights[0].read_text())
