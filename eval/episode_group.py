@@ -48,7 +48,6 @@ class EpisodeGroupWorker:
             raise ValueError(f"batch must be >= 1, got {setup.batch}")
         self.setup = setup
         self.seats: list[Seat | None] = [None] * setup.batch
-        self.n_bins: int | None = None
 
     def _agent(self, env: Any) -> Agent:
         return build_agents(self.setup.agent, [env])[0]
@@ -59,8 +58,6 @@ class EpisodeGroupWorker:
             if seat is not None:
                 seat.env.close()
             seat = self.seats[slot] = Seat.build(self.setup, spec, self._agent)
-            if self.n_bins is None:
-                self.n_bins = int(seat.env.unwrapped.n_bins)
         return seat
 
     def close(self) -> None:
@@ -94,7 +91,7 @@ class EpisodeGroupWorker:
             seat.agent.reset(seat.env, task.seed)
             if seat.labeller is not None:
                 seat.labeller.reset(seat.env)
-            tally = EpisodeTally(int(self.n_bins or 0), seat.labeller is not None)
+            tally = EpisodeTally(int(seat.env.unwrapped.n_bins), seat.labeller is not None)
             flying[slot] = (position, task, tally, seat)
 
         for slot in range(min(len(self.seats), len(waiting))):

@@ -310,8 +310,6 @@ def fly(
     called with each record as it comes in (a progress bar). Records come back in episode
     order, whatever the worker count.
     """
-    if batch > 1 and videos is not None and videos.count > 0:
-        raise ValueError("videos are recorded one episode at a time: fly them with batch 1")
     return fly_together([pilot], [worlds], workers=workers, videos=videos,
                         on_result=on_result, batch=batch, agreement=agreement)[0]  # fmt: skip
 
@@ -336,6 +334,8 @@ def fly_together(
         raise ValueError(f"workers must be >= 0 (0 = the usable cores), got {workers}")
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
+    if batch > 1 and videos is not None and videos.count > 0:
+        raise ValueError("videos are recorded one episode at a time: fly them with batch 1")
     if len(pilots) != len(worlds) or not pilots:
         raise ValueError("fly_together needs one HeldOutWorlds per pilot, and a pilot")
     first = pilots[0]
@@ -351,7 +351,7 @@ def fly_together(
         for pilot in pilots
     ]
     flights_tasks = []
-    for number, (setup, world) in enumerate(zip(setups, worlds, strict=True)):
+    for setup, world in zip(setups, worlds, strict=True):
         tasks = make_tasks(
             world.seed,
             world.episodes,
@@ -361,8 +361,8 @@ def fly_together(
             first_world=world.first_world,
             indices=world.indices,
         )
-        # the first flight's env is the setup's own; the others' tasks carry theirs
-        flights_tasks.append([replace(task, env=setup.env) if number else task for task in tasks])
+        # each task carries its flight's env: one pool flies them all
+        flights_tasks.append([replace(task, env=setup.env) for task in tasks])
     used = workers or usable_cores()
     started = time.perf_counter()
     records = run_episodes(setups[0], [t for tasks in flights_tasks for t in tasks], used,
