@@ -50,7 +50,7 @@ from eval.run_files import (
 )
 from eval.stats import summarize
 from eval.suite_report import plot_suite, suite_markdown, suite_table
-from eval.tracks import SUITE_VERSION, TRACK_NAMES, Track, tracks_named
+from eval.tracks import SUITE_VERSION, TRACK_NAMES, Track, tracks_from_flag
 
 FORMAT = "corridor-bc suite"
 FLIGHT_FORMAT = "corridor-bc suite flight"
@@ -96,15 +96,9 @@ class SuiteConfig:
         if self.batch < 1:
             raise EvalError(f"--batch must be >= 1, got {self.batch}")
         try:
-            tracks_named(self.track_names)
+            tracks_from_flag(self.tracks)
         except ValueError as error:
             raise EvalError(f"--tracks: {error}") from None
-
-    @property
-    def track_names(self) -> tuple[str, ...] | None:
-        """The ``--tracks`` asked for (None: all)."""
-        names = tuple(name.strip() for name in self.tracks.split(",") if name.strip())
-        return names or None
 
 
 @dataclass(frozen=True)
@@ -269,7 +263,7 @@ def main(config: SuiteConfig) -> SuiteResult:
     """Fly what is not flown yet, then write and print the table."""
     started = time.perf_counter()
     console = Console(stderr=True, quiet=config.quiet)
-    tracks = tracks_named(config.track_names)
+    tracks = tracks_from_flag(config.tracks)
     rows = parse_rows(config)
     flights = plan_flights(rows, tracks, config)
     results: dict[int, dict[str, Any]] = {}

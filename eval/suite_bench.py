@@ -32,7 +32,7 @@ from eval.episodes import EnvSpec, EpisodeTask, make_tasks
 from eval.errors import EvalError
 from eval.fly import load_pilot, worker_setup
 from eval.run_files import newest_run, resolve_checkpoint
-from eval.tracks import tracks_named
+from eval.tracks import tracks_from_flag
 from eval.worker_pool import MP_CONTEXT, limit_torch_threads, usable_cores, work_units
 
 # (env spec index, world seed) -> the env actions of the episode flown there, in this worker
@@ -84,6 +84,10 @@ class SuiteBenchConfig:
             raise EvalError("needs --episodes >= 1 and --workers >= 0")
         if any(batch < 1 for batch in self.batches):
             raise EvalError(f"--batches must all be >= 1, got {self.batches}")
+        try:
+            tracks_from_flag(self.tracks)
+        except ValueError as error:
+            raise EvalError(f"--tracks: {error}") from None
 
 
 def _replay(specs: list[EnvSpec]) -> tuple[int, float]:
@@ -145,11 +149,7 @@ def main(config: SuiteBenchConfig) -> list[SuiteBenchRow]:
     checkpoint = config.checkpoint
     if checkpoint is None or checkpoint.is_dir():
         checkpoint = resolve_checkpoint(checkpoint or newest_run(), None, "last")[0]
-    names = tuple(n.strip() for n in config.tracks.split(",") if n.strip()) or None
-    try:
-        tracks = tracks_named(names)
-    except ValueError as error:
-        raise EvalError(f"--tracks: {error}") from None
+    tracks = tracks_from_flag(config.tracks)
     pilots = [load_pilot(checkpoint, env_overrides=track.overrides) for track in tracks]
     specs = [
         RecordingEnvSpec(spec.env_id, spec.kwargs, key=key)

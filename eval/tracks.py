@@ -68,3 +68,9 @@ def tracks_named(names: tuple[str, ...] | None) -> tuple[Track, ...]:
     if unknown:
         raise ValueError(f"unknown track {unknown[0]!r}; the tracks are {', '.join(TRACK_NAMES)}")
     return tuple(track for track in TRACKS if track.name in names)
+
+
+def tracks_from_flag(text: str) -> tuple[Track, ...]:
+    """The tracks of a ``--tracks a,b`` flag (all when empty); ValueError for an unknown."""
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    return tracks_named(names or None)
