@@ -40,6 +40,16 @@ STEP_FIELDS: dict[str, tuple[type, tuple[int, ...] | None]] = {
 }
 # per-step datasets that format 1 files lack
 ADDED_IN_2 = ("terminated", "truncated")
+# per-step datasets of a run in the two-control world (run attribute ``controls`` is
+# ``yaw_speed``; envs.controls): the forward speed the step began at (an observation a policy
+# may be given), the executed speed bin and command, and the expert's speed labels
+SPEED_FIELDS: dict[str, tuple[type, tuple[int, ...] | None]] = {
+    "speed": (np.float32, ()),
+    "speed_action": (np.int64, ()),
+    "speed_continuous": (np.float32, ()),
+    "expert_speed_action": (np.int64, ()),
+    "expert_speed_continuous": (np.float32, ()),
+}
 # the state after the last step (format 2): dataset -> the per-step dataset it continues
 FINAL_FIELDS = {
     "final_frame": "frames",
@@ -79,11 +89,21 @@ TRAINING_KEYS = ("env_kwargs", "runs", "splits")
 TRAINING_ENTRY_KEYS = ("name",)
 
 
-def step_fields(format_version: int) -> dict[str, tuple[type, tuple[int, ...] | None]]:
-    """The per-step datasets a run file of ``format_version`` holds."""
+def step_fields(
+    format_version: int, two_controls: bool = False
+) -> dict[str, tuple[type, tuple[int, ...] | None]]:
+    """The per-step datasets a run file of ``format_version`` holds.
+
+    ``two_controls``: a run of the two-control world, which holds the ``SPEED_FIELDS`` too.
+    """
     if format_version == 1:
         return {k: v for k, v in STEP_FIELDS.items() if k not in ADDED_IN_2}
-    return dict(STEP_FIELDS)
+    return {**STEP_FIELDS, **(SPEED_FIELDS if two_controls else {})}
+
+
+def field_type(name: str) -> tuple[type, tuple[int, ...] | None]:
+    """(dtype, shape after the time axis) of any per-step dataset."""
+    return STEP_FIELDS[name] if name in STEP_FIELDS else SPEED_FIELDS[name]
 
 
 class DatasetError(UserError):

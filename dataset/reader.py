@@ -30,9 +30,11 @@ from dataset.format import (
     RUNS_DIR,
     STEP_FIELDS,
     DatasetError,
+    field_type,
     file_label,
     step_fields,
 )
+from envs.controls import TWO_CONTROLS
 from envs.spaces import ACTION_TYPES, image_shape, obs_channels
 
 
@@ -89,7 +91,8 @@ def load_run(path: Path, frames: bool = True) -> dict[str, Any]:
     path = Path(path)
     attrs = read_run_attrs(path)
     version = check_version(path, attrs["format_version"])
-    names = [name for name in step_fields(version) if frames or name != "frames"]
+    two_controls = attrs.get("controls") == TWO_CONTROLS
+    names = [name for name in step_fields(version, two_controls) if frames or name != "frames"]
     if version >= 2:
         names += [name for name in FINAL_FIELDS if frames or name != "final_frame"]
     try:
@@ -116,9 +119,10 @@ def check_run(path: Path, data: dict[str, np.ndarray], attrs: dict[str, Any]) ->
     version = check_version(path, attrs["format_version"])
     if attrs["outcome"] not in OUTCOMES:
         raise DatasetError(f"{where}: outcome {attrs['outcome']!r} is not one of {OUTCOMES}")
-    steps = {name: data[name] for name in step_fields(version) if name in data}
+    two_controls = attrs.get("controls") == TWO_CONTROLS
+    steps = {name: data[name] for name in step_fields(version, two_controls) if name in data}
     check_steps(path, steps, int(attrs["n_steps"]))
-    check_values(path, data, int(attrs["n_bins"]))
+    check_values(path, data, int(attrs["n_bins"]), int(attrs.get("speed_bins", 0)))
     if version >= 2:
         check_final(path, data)
         check_ends(path, data, attrs["outcome"])
@@ -162,7 +166,7 @@ def check_steps(path: Path, arrays: Mapping[str, Any], n_steps: int) -> None:
     """Dtype, length and shape of per-step arrays (numpy arrays or unread h5py datasets)."""
     where = file_label(path)
     for name, array in arrays.items():
-        dtype, shape = STEP_FIELDS[name]
+        dtype, shape = field_type(name)
         if array.dtype != dtype:
             expected = np.dtype(dtype)
             raise DatasetError(f"{where}: {name} has dtype {array.dtype}, expected {expected}")
@@ -185,16 +189,21 @@ def check_frame_shape(path: Path, frames: Any, frame_shape: tuple[int, int, int]
         )
 
 
-def check_values(path: Path, data: Mapping[str, np.ndarray], n_bins: int) -> None:
+def check_values(
+    path: Path, data: Mapping[str, np.ndarray], n_bins: int, speed_bins: int = 0
+) -> None:
     """Labels and actions in range, per-step measurements finite."""
     where = file_label(path)
-    for name in ("action", "expert_action"):
-        if name in data and (data[name].min() < 0 or data[name].max() >= n_bins):
-            raise DatasetError(f"{where}: {name} has values outside [0, {n_bins})")
-    for name in ("action_continuous", "expert_continuous"):
+    bins = {"action": n_bins, "expert_action": n_bins}
+    bins.update({"speed_action": speed_bins, "expert_speed_action": speed_bins})
+    for name, count in bins.items():
+        if name in data and (data[name].min() < 0 or data[name].max() >= count):
+            raise DatasetError(f"{where}: {name} has values outside [0, {count})")
+    for name in ("action_continuous", "expert_continuous", "speed_continuous",
+                 "expert_speed_continuous"):  # fmt: skip
         if name in data and not np.all(np.abs(data[name]) <= 1.0):
             raise DatasetError(f"{where}: {name} has values outside [-1, 1] (or NaN)")
-    for name in ("pose", "progress", "reward", "lateral_offset", "heading_error"):
+    for name in ("pose", "progress", "reward", "lateral_offset", "heading_error", "speed"):
         if name in data and not np.all(np.isfinite(data[name])):
             raise DatasetError(f"{where}: {name} has NaN or infinite values")
 

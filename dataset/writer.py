@@ -10,8 +10,9 @@ import h5py
 import numpy as np
 
 from artifacts.atomic import commit_file, temp_path
-from dataset.format import COMPRESSIONS, FINAL_FIELDS, FORMAT_VERSION, STEP_FIELDS
+from dataset.format import COMPRESSIONS, FINAL_FIELDS, FORMAT_VERSION, STEP_FIELDS, step_fields
 from dataset.reader import load_run
+from envs.controls import TWO_CONTROLS
 
 
 class RunWriter:
@@ -20,7 +21,9 @@ class RunWriter:
     Frames are chunked one per chunk (random access for training) and compressed losslessly:
     gzip level 1 (readable by any HDF5 library) or lzf (h5py's faster filter). Use as a context
     manager: leaving the block without ``commit`` (an exception, a dropped run) removes the
-    temporary file. Always writes the current ``FORMAT_VERSION``.
+    temporary file. Always writes the current ``FORMAT_VERSION``. ``two_controls``: a run of the
+    two-control world, which holds the ``SPEED_FIELDS`` too (and says so in its ``controls``
+    attribute).
     """
 
     def __init__(
@@ -29,6 +32,7 @@ class RunWriter:
         frame_shape: tuple[int, ...],
         compression: str = "gzip",
         block: int = 64,
+        two_controls: bool = False,
     ) -> None:
         if compression not in COMPRESSIONS:
             raise ValueError(f"compression must be one of {COMPRESSIONS}, got {compression!r}")
@@ -37,13 +41,15 @@ class RunWriter:
         self.frame_shape = tuple(int(v) for v in frame_shape)
         self.block = block
         self.n_steps = 0
-        self._buffers: dict[str, list] = {name: [] for name in STEP_FIELDS}
+        self.two_controls = two_controls
+        self.fields = step_fields(FORMAT_VERSION, two_controls)
+        self._buffers: dict[str, list] = {name: [] for name in self.fields}
         self._file = h5py.File(self.temporary, "w")
         self._frame_options: dict[str, Any] = {"compression": compression}
         if compression == "gzip":
             self._frame_options["compression_opts"] = 1
         self._datasets: dict[str, h5py.Dataset] = {}
-        for name, (dtype, shape) in STEP_FIELDS.items():
+        for name, (dtype, shape) in self.fields.items():
             tail = self.frame_shape if shape is None else shape
             chunks = (1, *tail) if shape is None else (1024, *tail)
             self._datasets[name] = self._file.create_dataset(
@@ -62,8 +68,8 @@ class RunWriter:
         self.discard()
 
     def append(self, **step: Any) -> None:
-        """Add one step: one value for every name in ``STEP_FIELDS`` (others are ignored)."""
-        for name in STEP_FIELDS:
+        """Add one step: one value for every per-step dataset (others are ignored)."""
+        for name in self.fields:
             self._buffers[name].append(step[name])
         self.n_steps += 1
         if len(self._buffers["frames"]) >= self.block:
@@ -73,7 +79,7 @@ class RunWriter:
         count = len(self._buffers["frames"])
         if count == 0:
             return
-        for name, (dtype, _) in STEP_FIELDS.items():
+        for name, (dtype, _) in self.fields.items():
             dataset = self._datasets[name]
             start = dataset.shape[0]
             dataset.resize(start + count, axis=0)
@@ -100,6 +106,8 @@ class RunWriter:
             options = self._frame_options if shape is None else {}
             self._file.create_dataset(name, data=value, **options)
         values = {**attrs, "n_steps": self.n_steps, "format_version": FORMAT_VERSION}
+        if self.two_controls:
+            values["controls"] = TWO_CONTROLS
         for key, value in values.items():
             self._file.attrs[key] = value
         self._file.close()
@@ -126,11 +134,14 @@ def cut_run(path: Path, n_steps: int, compression: str = "gzip", **attrs: Any) -
     if not 1 <= n_steps < int(old["n_steps"]):
         raise ValueError(f"cannot cut a run of {old['n_steps']} steps to {n_steps}")
     final = {name: data[step_name][n_steps] for name, step_name in FINAL_FIELDS.items()}
-    steps = {name: data[name][:n_steps] for name in STEP_FIELDS if name in data}
+    two_controls = old.get("controls") == TWO_CONTROLS
+    fields = step_fields(FORMAT_VERSION, two_controls)
+    steps = {name: data[name][:n_steps] for name in fields if name in data}
     steps["terminated"] = np.zeros(n_steps, bool)
     steps["truncated"] = np.arange(n_steps) == n_steps - 1
     values = {key: value for key, value in old.items() if key != "n_steps"}
-    with RunWriter(path, data["frames"].shape[1:], compression) as writer:
+    shape = data["frames"].shape[1:]
+    with RunWriter(path, shape, compression, two_controls=two_controls) as writer:
         for t in range(n_steps):
             writer.append(**{name: array[t] for name, array in steps.items()})
         return writer.commit({**values, "outcome": "timeout", **attrs}, final)

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from envs.controls import CONTROLS
 from envs.mixtures import MIXTURES
 from envs.scene import LIGHTS
 from envs.spaces import ACTION_TYPES, OBS_MODES
@@ -28,6 +29,10 @@ def check_arguments(arguments: Mapping[str, Any]) -> None:
     depth_range = arguments["depth_range"]
     speed = arguments["speed"]
     turn_speed = arguments["turn_speed"]
+    controls = arguments["controls"]
+    speed_bins = arguments["speed_bins"]
+    speed_range = arguments["speed_range"]
+    acceleration = arguments["acceleration"]
     max_yaw_rate = arguments["max_yaw_rate"]
     control_hz = arguments["control_hz"]
     physics_substeps = arguments["physics_substeps"]
@@ -67,6 +72,19 @@ def check_arguments(arguments: Mapping[str, Any]) -> None:
     require(depth_range > 0, "depth_range", "> 0 metres", depth_range)
     require(speed > 0, "speed", "> 0 m/s", speed)
     require(turn_speed is None or turn_speed >= 0, "turn_speed", "None or >= 0 m/s",
+            turn_speed)  # fmt: skip
+    require(controls in CONTROLS, "controls", f"one of {', '.join(CONTROLS)}", controls)
+    require(isinstance(speed_bins, (int, np.integer)) and speed_bins >= 2, "speed_bins",
+            "an integer >= 2", speed_bins)  # fmt: skip
+    require(len(speed_range) == 2 and 0 < speed_range[0] < speed_range[1], "speed_range",
+            "(min, max) with 0 < min < max m/s", speed_range)  # fmt: skip
+    require(acceleration > 0, "acceleration", "> 0 m/s^2", acceleration)
+    two = controls == "yaw_speed"
+    require(not two or speed_range[0] <= speed <= speed_range[1], "speed",
+            f"within speed_range {tuple(speed_range)} with --controls yaw_speed (the start speed)",
+            speed)  # fmt: skip
+    require(not two or turn_speed is None, "turn_speed",
+            "unset with --controls yaw_speed (the agent commands its speed)",
             turn_speed)  # fmt: skip
     require(max_yaw_rate > 0, "max_yaw_rate", "> 0 rad/s", max_yaw_rate)
     require(control_hz > 0, "control_hz", "> 0 Hz", control_hz)

@@ -12,6 +12,7 @@ import pybullet as pb
 from gymnasium import spaces
 
 from envs.arguments import RENDER_MODES, check_arguments
+from envs.controls import Controls, approach
 from envs.geometry import (
     CorridorLayout,
     generate_centreline,
@@ -26,13 +27,7 @@ from envs.scene import (
     lighting,
     random_appearance,
 )
-from envs.spaces import (
-    bin_yaw_commands,
-    image_shape,
-    obs_channels,
-    one_command,
-    yaw_command_to_bin,
-)
+from envs.spaces import image_shape, obs_channels
 
 OUTCOMES = ("running", "collision", "goal")
 
@@ -61,6 +56,12 @@ class CorridorEnv(gym.Env):
     Box's dtype. A value outside [-1, 1] or NaN is refused with a ValueError, never clipped
     (``gymnasium.wrappers.ClipAction`` clips). While turning the forward speed moves from
     ``speed`` towards ``turn_speed`` in proportion to the command's magnitude.
+
+    ``controls="yaw_speed"`` (the two-control world) adds the forward speed as a second
+    control: ``MultiDiscrete([n_bins, speed_bins])`` (speed bin 0 is the slowest) or
+    ``Box(-1, 1, (2,), float32)`` (yaw, speed command; -1 the slowest of ``speed_range``).
+    The agent starts at ``speed`` and its speed moves towards the commanded one by at most
+    ``acceleration`` m/s^2. See ``envs.controls``.
 
     ## Observation Space
     ``Box(0, 255, (H, W, C), uint8)``: the forward camera's view. ``obs_mode="rgb"`` gives
@@ -113,6 +114,10 @@ class CorridorEnv(gym.Env):
         depth_range: float = 10.0,
         speed: float = 0.8,
         turn_speed: float | None = None,
+        controls: str = "yaw",
+        speed_bins: int = 3,
+        speed_range: Sequence[float] = (0.4, 1.2),
+        acceleration: float = 1.0,
         max_yaw_rate: float = 0.9,
         control_hz: float = 10.0,
         physics_substeps: int = 4,
@@ -154,6 +159,11 @@ class CorridorEnv(gym.Env):
         self.depth_range = float(depth_range)
         self.speed = float(speed)
         self.turn_speed = float(speed if turn_speed is None else turn_speed)
+        self.controls = Controls(
+            action_type, controls, self.n_bins, int(speed_bins),
+            (float(speed_range[0]), float(speed_range[1])),
+        )  # fmt: skip
+        self.acceleration = float(acceleration)
         self.max_yaw_rate = float(max_yaw_rate)
         self.control_dt = 1.0 / float(control_hz)
         self.physics_substeps = int(physics_substeps)
@@ -182,11 +192,7 @@ class CorridorEnv(gym.Env):
         self.render_size = int(render_size)
         self.metadata = {**self.metadata, "render_fps": float(control_hz)}
 
-        self.yaw_commands = bin_yaw_commands(self.n_bins)
-        if action_type == "discrete":
-            self.action_space = spaces.Discrete(self.n_bins)
-        else:
-            self.action_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
+        self.action_space = self.controls.space()
         channels = obs_channels(obs_mode)
         self.observation_space = spaces.Box(0, 255, (self.height, self.width, channels), np.uint8)
 
@@ -202,6 +208,7 @@ class CorridorEnv(gym.Env):
         self._agent = -1
         self._light: dict[str, Any] = {}
         self.x = self.y = self.yaw = 0.0
+        self.forward_speed = self.speed
         self.progress = 0.0
         self.outcome = "running"
         self._episode_rng_state: dict[str, Any] | None = None
@@ -214,9 +221,11 @@ class CorridorEnv(gym.Env):
 
     def action_to_yaw_command(self, action: Any) -> float:
         """The yaw command in [-1, 1] that ``action`` asks for (+ is left)."""
-        if self.action_type == "discrete":
-            return float(self.yaw_commands[int(action)])
-        return float(np.clip(np.asarray(action, dtype=np.float64).reshape(-1)[0], -1.0, 1.0))
+        return self.controls.commands(action)[0]
+
+    def action_to_commands(self, action: Any) -> tuple[float, float | None]:
+        """(yaw, speed) commands in [-1, 1] of ``action``; speed is None with one control."""
+        return self.controls.commands(action)
 
     @property
     def last_yaw_command(self) -> float | None:
@@ -224,11 +233,15 @@ class CorridorEnv(gym.Env):
         actions = self._episode_actions
         return self.action_to_yaw_command(actions[-1]) if actions else None
 
-    def yaw_command_to_action(self, command: float) -> int | np.ndarray:
-        """The env action for a yaw command in [-1, 1]: the nearest bin, or the value itself."""
-        if self.action_type == "discrete":
-            return yaw_command_to_bin(command, self.n_bins)
-        return np.array([np.clip(command, -1.0, 1.0)], dtype=np.float32)
+    def yaw_command_to_action(self, command: float, speed: float | None = None) -> Any:
+        """The env action for a yaw command in [-1, 1]: the nearest bin, or the value itself.
+
+        In the two-control world ``speed`` is the speed command; without it the action asks
+        for the speed the agent flies at now.
+        """
+        if self.controls.two and speed is None:
+            speed = self.controls.speed_command(self.forward_speed)
+        return self.controls.action(command, speed)
 
     def ray_scan(self, angles: np.ndarray, max_range: float = 5.0) -> np.ndarray:
         """Distances (m) from the agent's centre to the first surface along each horizontal ray.
@@ -297,6 +310,7 @@ class CorridorEnv(gym.Env):
         normal = np.array([-math.sin(heading), math.cos(heading)])
         self.x, self.y = (float(v) for v in start + lateral * normal)
         self.yaw = float(heading + rng.uniform(-self.start_yaw_jitter, self.start_yaw_jitter))
+        self.forward_speed = self.speed
         self._place_agent()
         projection = centreline.project(self.x, self.y)
         self.progress = projection[0]
@@ -316,19 +330,24 @@ class CorridorEnv(gym.Env):
             raise RuntimeError("call reset() before step()")
         if self.outcome != "running":
             raise RuntimeError(f"episode is over (outcome {self.outcome}); call reset()")
-        discrete = self.action_type == "discrete"
-        given, action = action, action if discrete else one_command(action)
-        if not self.action_space.contains(action):
-            hint = "" if discrete else " (one number in [-1, 1]; ClipAction clips)"
+        given, action = action, self.controls.parse(action)
+        if action is None or not self.action_space.contains(action):
             raise ValueError(f"action {given!r} is outside the action space {self.action_space}"
-                             f"{hint}")  # fmt: skip
+                             f"{self.controls.hint}")  # fmt: skip
         self._episode_actions.append(np.array(action).copy())
-        command = self.action_to_yaw_command(action)
+        command, speed_command = self.controls.commands(action)
         yaw_rate = command * self.max_yaw_rate
-        forward = self.speed + (self.turn_speed - self.speed) * abs(command)
+        if speed_command is None:
+            target = self.speed + (self.turn_speed - self.speed) * abs(command)
+            self.forward_speed, max_change = target, 0.0
+        else:
+            target = self.controls.target_speed(speed_command)
+            max_change = self.acceleration * self.control_dt / self.physics_substeps
         dt = self.control_dt / self.physics_substeps
         contact = None
         for _ in range(self.physics_substeps):
+            self.forward_speed = approach(self.forward_speed, target, max_change)
+            forward = self.forward_speed
             self.yaw = _wrap_angle(self.yaw + yaw_rate * dt)
             self.x += forward * dt * math.cos(self.yaw)
             self.y += forward * dt * math.sin(self.yaw)
@@ -459,6 +478,7 @@ class CorridorEnv(gym.Env):
             "lateral_offset": float(lateral),
             "heading_error": float(heading_error),
             "wall_distance": float(self.corridor_width / 2.0 - abs(lateral)),
+            "speed": float(self.forward_speed),
             "collision": bool(collision),
             "outcome": self.outcome,
             "reward_progress": float(progress_delta),

@@ -16,6 +16,7 @@ import typing
 from typing import Any
 
 from configflags import flag_name, option
+from envs.controls import CONTROLS
 from envs.corridor_env import CorridorEnv
 from envs.mixtures import MIXTURES
 from envs.scene import LIGHTS
@@ -35,6 +36,11 @@ OPTION_HELP = {
     "depth_range": "metres mapped to depth 255",
     "speed": "forward speed in m/s",
     "turn_speed": "forward speed at full yaw in m/s (unset: speed)",
+    "controls": "yaw: steer only, at --speed; yaw_speed: steer and command the forward speed "
+    "too (the two-control world, docs/env.md)",
+    "speed_bins": "discrete speed bins with --controls yaw_speed (bin 0 slowest)",
+    "speed_range": "slowest and fastest speed (m/s) of --controls yaw_speed",
+    "acceleration": "m/s^2 the speed changes by at most, with --controls yaw_speed",
     "max_yaw_rate": "yaw rate of command 1 in rad/s",
     "control_hz": "control steps (frames) per second",
     "physics_substeps": "collision checks per control step",
@@ -67,12 +73,18 @@ OPTION_HELP = {
 OPTION_TYPES: dict[str, Any] = {
     "image_size": int,
     "segment_length": tuple[float, float],
+    "speed_range": tuple[float, float],
     "bend_angles": tuple[float, ...],
 }
-OPTION_CHOICES = {"obs_mode": OBS_MODES, "light": LIGHTS, "mixture": tuple(MIXTURES)}
+OPTION_CHOICES = {
+    "controls": CONTROLS, "obs_mode": OBS_MODES, "light": LIGHTS, "mixture": tuple(MIXTURES)
+}  # fmt: skip
 # arguments added after datasets were first fingerprinted: recorded only when not at their
 # default, so that datasets (and their fingerprints) made before them stay the same
-LATE_ARGUMENTS = ("held_out_textures", "light", "mixture")
+LATE_ARGUMENTS = (
+    "held_out_textures", "light", "mixture", "controls", "speed_bins", "speed_range",
+    "acceleration",
+)  # fmt: skip
 
 
 def _keyword_defaults() -> dict[str, Any]:

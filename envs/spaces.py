@@ -55,12 +55,3 @@ def yaw_command_to_bin(command: Any, n_bins: int) -> Any:
     commands = np.clip(np.asarray(command, dtype=np.float64), -1.0, 1.0)
     bins = np.clip(np.rint((1.0 - commands) * (n_bins - 1) / 2.0), 0, n_bins - 1).astype(np.int64)
     return int(bins) if bins.ndim == 0 else bins
-
-
-def one_command(action: Any) -> np.ndarray:
-    """A continuous action as the Box's (1,) float32 array; empty (outside it) if not a number."""
-    try:
-        values = np.asarray(action, dtype=np.float32)
-    except (TypeError, ValueError):
-        return np.empty(0, np.float32)
-    return values.reshape(1) if values.shape in ((), (1,)) else np.empty(0, np.float32)

@@ -86,7 +86,8 @@ class EpisodeRecord:
     ``agreement`` is the share of visited steps where the agent's action equals the expert's
     label; ``expert_nll`` the mean negative log-probability the agent gave the expert's
     label (classifiers only); ``yaw_mse`` the mean squared difference between the agent's yaw
-    command and the expert's; ``latency_ms`` the agent's mean decision time per step.
+    command and the expert's; ``latency_ms`` the agent's mean decision time per step;
+    ``speed_mean``, ``speed_min`` and ``speed_max`` the forward speed (m/s) after each step.
     """
 
     index: int
@@ -103,6 +104,9 @@ class EpisodeRecord:
     yaw_mse: float | None
     latency_ms: float
     video: str | None = None
+    speed_mean: float | None = None
+    speed_min: float | None = None
+    speed_max: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -242,6 +246,7 @@ class EpisodeTally:
         self.labelled = labelled
         self.steps = self.agreed = self.nll_steps = 0
         self.nll_sum = self.squared_error_sum = self.latency_sum = self.episode_return = 0.0
+        self.speed_sum, self.speed_min, self.speed_max = 0.0, math.inf, -math.inf
 
     def decided(
         self, agent: str, decision: Decision, label: tuple[int, float] | None, latency: float
@@ -263,6 +268,9 @@ class EpisodeTally:
         """Count an env step; the episode's outcome if it ended, else None."""
         self.steps += 1
         self.episode_return += float(reward)
+        speed = float(info["speed"])
+        self.speed_sum += speed
+        self.speed_min, self.speed_max = min(self.speed_min, speed), max(self.speed_max, speed)
         if terminated:
             return str(info["outcome"])
         # the env says running when only the time limit ended the episode
@@ -286,6 +294,9 @@ class EpisodeTally:
             yaw_mse=self.squared_error_sum / steps if self.labelled else None,
             latency_ms=1000.0 * self.latency_sum / steps,
             video=task.video_path,
+            speed_mean=self.speed_sum / steps,
+            speed_min=self.speed_min,
+            speed_max=self.speed_max,
         )
 
 

@@ -54,7 +54,7 @@ WORLD_OVERRIDES = ("obstacle_density", "clutter_density", "randomize", "randomiz
                    "held_out_textures", "light", "mixture", "n_segments", "segment_length",
                    "corridor_width")  # fmt: skip
 # env arguments that fix the net's input and output: a checkpoint only fits its own values
-STRUCTURAL_OVERRIDES = ("image_size", "obs_mode", "n_bins")
+STRUCTURAL_OVERRIDES = ("image_size", "obs_mode", "n_bins", "controls")
 
 
 def _normalised(name: str, value: Any) -> Any:
@@ -81,9 +81,10 @@ def check_compatible(
 ) -> None:
     """Refuse an env the checkpoint was not made for, saying what differs (one line).
 
-    Compares what fixes the net's input and output: image size, observation mode and action
-    bins of the env the checkpoint was trained on against the requested env, and, where the
-    policy exposes them, the net's own input shape (``spec``) and bin count (``n_bins``).
+    Compares what fixes the net's input and output: image size, observation mode, action
+    bins and controls of the env the checkpoint was trained on against the requested env,
+    and, where the policy exposes them, the net's own input shape (``spec``) and bin count
+    (``n_bins``).
     """
     trained = full_env_kwargs(trained_kwargs)
     requested = full_env_kwargs(requested_kwargs)

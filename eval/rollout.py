@@ -35,6 +35,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 import envs
 from bc.checkpoint_names import DEFAULT_CHECKPOINT
 from configflags import flag_name, option, run_main
+from envs.controls import CONTROLS
 from envs.mixtures import MIXTURES
 from envs.options import full_env_kwargs
 from envs.scene import LIGHTS
@@ -154,6 +155,12 @@ class RolloutConfig:
     )
     n_bins: int | None = option(
         None, "discrete action bins; must match the checkpoint (only free with --expert)"
+    )
+    controls: str | None = option(
+        None,
+        "yaw, or yaw_speed (the two-control world); must match the checkpoint (only free"
+        " with --expert)",
+        choices=CONTROLS,
     )
     runs_dir: Path = option(DEFAULT_RUNS_DIR, "where training runs live")
     out: Path | None = option(

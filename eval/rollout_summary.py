@@ -11,6 +11,7 @@ from typing import Any
 from rich.table import Table
 
 from artifacts.cells import interval_cell, pct
+from envs.controls import TWO_CONTROLS
 
 # failed episodes the line lists by index (the results file has them all)
 FAILURES_SHOWN = 10
@@ -61,6 +62,12 @@ def summary_table(data: dict[str, Any]) -> Table:
         table.add_row("expert label NLL", f"{s['expert_nll']:.3f}")
     if s.get("yaw_mse") is not None:
         table.add_row("yaw MSE vs expert", f"{s['yaw_mse']:.4f}")
+    if data["env_kwargs"].get("controls") == TWO_CONTROLS and s.get("speed_mean") is not None:
+        table.add_row(
+            "speed",
+            f"{s['speed_mean']:.2f} m/s mean, {s['speed_min_median']:.2f}-"
+            f"{s['speed_max_median']:.2f} per episode (medians)",
+        )
     agent = "expert" if data["kind"] == "expert" else "policy"
     table.add_row(f"{agent} latency", f"{s['latency_ms']:.2f} ms/step")
     return table

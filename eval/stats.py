@@ -9,6 +9,7 @@ beyond the standard library is needed.
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
@@ -126,7 +127,17 @@ def summarize(records: Sequence[Mapping[str, Any]], confidence: float = 0.95) ->
         "expert_nll": _pooled(records, "expert_nll"),
         "yaw_mse": _pooled(records, "yaw_mse"),
         "latency_ms": _pooled(records, "latency_ms"),
+        "speed_mean": _pooled(records, "speed_mean"),
+        # the typical episode's slowest and fastest speed (records before speeds: None)
+        "speed_min_median": _median(records, "speed_min"),
+        "speed_max_median": _median(records, "speed_max"),
     }
+
+
+def _median(records: Sequence[Mapping[str, Any]], key: str) -> float | None:
+    """Median over episodes of a per-episode ``key`` (None where no episode has it)."""
+    values = [r[key] for r in records if r.get(key) is not None]
+    return float(statistics.median(values)) if values else None
 
 
 def _log_beta(a: float, b: float) -> float:

@@ -247,7 +247,8 @@ class CorridorController:
         error = _wrap(math.atan2(dy, dx) - env.yaw)
         # pure pursuit: the arc through the target has curvature 2 sin(error) / distance
         curvature = 2.0 * math.sin(error) / distance
-        forward = env.speed
+        # the speed the agent flies at: a constant, or state in the two-control world
+        forward = env.forward_speed if env.controls.two else env.speed
         waypoint = config.pursuit_gain * curvature * forward / env.max_yaw_rate
         if abs(error) > math.pi / 2:
             # target behind: turn towards it at full rate instead of the vanishing arc

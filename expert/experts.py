@@ -30,8 +30,10 @@ from typing import Any, Protocol
 import numpy as np
 
 from configflags import option
-from envs.corridor_env import bin_yaw_commands, yaw_command_to_bin
+from envs.controls import Controls, speed_command_to_bin
+from envs.spaces import bin_yaw_commands, yaw_command_to_bin
 from expert.controller import ControllerConfig, CorridorController, SteeringTerms
+from expert.speed_law import SpeedLawConfig, target_speed
 
 EXPERT_KINDS = ("discrete", "continuous", "stochastic")
 MIX_POLICIES = ("random", "straight")
@@ -85,6 +87,10 @@ class ExpertConfig:
     controller: ControllerConfig = option(
         default_factory=ControllerConfig, help="steering law of the expert"
     )
+    speed: SpeedLawConfig = option(
+        default_factory=SpeedLawConfig,
+        help="speed law of the expert (the two-control world, --controls yaw_speed)",
+    )
 
     def __post_init__(self) -> None:
         if self.kind not in EXPERT_KINDS:
@@ -97,6 +103,8 @@ class ExpertConfig:
             object.__setattr__(self, "epsilon", epsilon)
         if isinstance(self.controller, dict):
             object.__setattr__(self, "controller", ControllerConfig(**self.controller))
+        if isinstance(self.speed, dict):
+            object.__setattr__(self, "speed", SpeedLawConfig(**self.speed))
         if not self.noise_sigma >= 0:
             raise ValueError(f"--noise-sigma must be >= 0, got {self.noise_sigma}")
         if not 0 <= self.epsilon <= 1:
@@ -122,8 +130,15 @@ class ExpertConfig:
         return "discrete" if self.kind == "discrete" else "continuous"
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready, with the noise defaults resolved."""
-        return dataclasses.asdict(self)
+        """JSON-ready, with the noise defaults resolved.
+
+        The speed law is left out at its defaults, so that the fingerprints of datasets
+        recorded before it existed stay the same.
+        """
+        values = dataclasses.asdict(self)
+        if self.speed == SpeedLawConfig():
+            del values["speed"]
+        return values
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ExpertConfig:
@@ -140,6 +155,7 @@ class ExpertConfig:
         if controller and "gap_replan" not in controller:
             controller["gap_replan"] = False
         values["controller"] = ControllerConfig(**controller)
+        values["speed"] = SpeedLawConfig(**values.get("speed", {}))
         return cls(**values)
 
 
@@ -148,11 +164,15 @@ class ExpertLabel:
     """The expert's clean decision for one state.
 
     ``action`` is the bin index (deadband applied) and ``command`` the continuous yaw command
-    in [-1, 1] (a fraction of ``max_yaw_rate``, + = left).
+    in [-1, 1] (a fraction of ``max_yaw_rate``, + = left). In the two-control world
+    ``speed_command`` is the speed command in [-1, 1] (``envs.controls``) and
+    ``speed_action`` its nearest speed bin; both are None in the one-control world.
     """
 
     action: int
     command: float
+    speed_action: int | None = None
+    speed_command: float | None = None
 
 
 @dataclass(frozen=True)
@@ -163,15 +183,21 @@ class Decision:
     action: Any
     command: float
     source: int
+    speed_command: float | None = None
 
 
 class Policy(Protocol):
     """What alpha mixing executes instead of the expert: a yaw command in [-1, 1] per step.
 
+    In the two-control world it may return (yaw, speed) commands; a yaw alone is flown at the
+    expert's speed.
+
     An optional ``reset()`` is called at every ``Expert.reset``.
     """
 
-    def __call__(self, observation: np.ndarray | None, rng: np.random.Generator) -> float: ...
+    def __call__(
+        self, observation: np.ndarray | None, rng: np.random.Generator
+    ) -> float | tuple[float, float]: ...
 
 
 class RandomPolicy:
@@ -265,8 +291,11 @@ class Expert:
         discrete_env: bool,
         policy: Policy | Callable[[np.ndarray | None, np.random.Generator], float] | None = None,
         takeover: Takeover | None = None,
+        controls: Controls | None = None,
     ) -> None:
+        """``controls`` are the env's (``env.unwrapped.controls``): two controls add a speed."""
         self.config = config
+        self.controls = controls or Controls("discrete" if discrete_env else "continuous")
         self.takeover = takeover
         self.n_bins = int(n_bins)
         self.bin_commands = bin_yaw_commands(self.n_bins)
@@ -338,7 +367,14 @@ class Expert:
             self._previous_label = self._hysteresis_reference(env)
             terms = self.controller.steer(env)
             action = self._to_bin(terms.command)
-            self._cache = (ExpertLabel(action, terms.command), terms)
+            label = ExpertLabel(action, terms.command)
+            if self.controls.two:
+                speed = self.controls.speed_command(
+                    target_speed(env, terms.command, self.config.speed)
+                )
+                speed_bin = speed_command_to_bin(speed, self.controls.speed_bins)
+                label = dataclasses.replace(label, speed_action=speed_bin, speed_command=speed)
+            self._cache = (label, terms)
             self._cache_key = key
         return self._cache
 
@@ -363,9 +399,9 @@ class Expert:
         explore = float(rng.random())
         explore_command = random_command(rng, self._random_commands)
         mix = float(rng.random())
-        policy_command = None
+        policy_command = policy_speed = None
         if config.alpha < 1.0:
-            policy_command = float(np.clip(self.policy(observation, rng), -1.0, 1.0))
+            policy_command, policy_speed = _commands(self.policy(observation, rng))
 
         source = SOURCE_EXPERT
         command = label.command + config.noise_sigma * noise
@@ -382,14 +418,25 @@ class Expert:
             if not straying:
                 command, source = policy_command, SOURCE_POLICY
         self._drove_last = source != SOURCE_POLICY
-        if self.discrete_env:
-            index = yaw_command_to_bin(command, self.n_bins)
-            return Decision(label, index, float(self.bin_commands[index]), source)
-        return Decision(label, np.array([command], dtype=np.float32), command, source)
+        speed = label.speed_command
+        if source == SOURCE_POLICY and policy_speed is not None:
+            speed = policy_speed
+        action = self.controls.action(command, speed)
+        if self.discrete_env:  # the commands of the bins executed
+            command, speed = self.controls.commands(action)
+        elif speed is not None:
+            speed = float(np.clip(speed, -1.0, 1.0))
+        return Decision(label, action, command, source, speed)
 
     def act(self, env, rng: np.random.Generator, observation: np.ndarray | None = None) -> Any:
         """The action to pass to ``env.step``: the expert's, perturbed and mixed as configured."""
         return self.decide(env, rng, observation).action
+
+
+def _commands(returned: Any) -> tuple[float, float | None]:
+    """A mixing policy's (yaw, speed or None) commands, each clipped to [-1, 1]."""
+    values = np.clip(np.asarray(returned, dtype=np.float64).reshape(-1), -1.0, 1.0)
+    return float(values[0]), (float(values[1]) if len(values) > 1 else None)
 
 
 def make_expert(
@@ -405,7 +452,8 @@ def make_expert(
     expert act whenever the agent strays too far, whoever the mixing chose.
     """
     unwrapped = env.unwrapped
-    return Expert(config, unwrapped.n_bins, unwrapped.action_type == "discrete", policy, takeover)
+    discrete = unwrapped.action_type == "discrete"
+    return Expert(config, unwrapped.n_bins, discrete, policy, takeover, unwrapped.controls)
 
 
 def expert_rng(world_seed: int) -> np.random.Generator:

@@ -12,9 +12,17 @@ import gymnasium as gym
 import envs
 from dataset import RunWriter, run_path
 from dataset.format import final_state
+from envs.controls import speed_command_to_bin
 from envs.seeds import collect_seed
 from expert.collect_config import CollectConfig
-from expert.experts import ExpertConfig, Policy, Takeover, expert_rng, make_expert
+from expert.experts import (
+    Decision,
+    ExpertConfig,
+    Policy,
+    Takeover,
+    expert_rng,
+    make_expert,
+)
 from expert.plan import RunResult
 
 PROGRESS_EVERY = 25  # steps between progress reports from a recorder
@@ -90,7 +98,9 @@ class RunRecorder:
         self.expert.reset(env)
         rng = expert_rng(seed)
         shape = observation.shape
-        with RunWriter(run_path(Path(job.out), run_index), shape, job.compression) as writer:
+        controls = unwrapped.controls
+        path = run_path(Path(job.out), run_index)
+        with RunWriter(path, shape, job.compression, two_controls=controls.two) as writer:
             while True:
                 decision = self.expert.decide(unwrapped, rng, observation)
                 executed_bin = envs.yaw_command_to_bin(decision.command, unwrapped.n_bins)
@@ -106,6 +116,8 @@ class RunRecorder:
                     "lateral_offset": info["lateral_offset"],
                     "heading_error": info["heading_error"],
                 }
+                if controls.two:
+                    step.update(speed_steps(decision, info["speed"], controls.speed_bins))
                 observation, reward, terminated, truncated, info = env.step(decision.action)
                 writer.append(reward=reward, terminated=terminated, truncated=truncated, **step)
                 if writer.n_steps % PROGRESS_EVERY == 0:
@@ -146,7 +158,19 @@ class RunRecorder:
                     "progress_m": info["progress_m"],
                     "progress_frac": info["progress_frac"],
                     "corridor_length_m": info["corridor_length_m"],
+                    **({"speed_bins": controls.speed_bins} if controls.two else {}),
                 },
                 final,
             )
         return RunResult(run_index, seed, True, outcome, frames, "", info["progress_frac"])
+
+
+def speed_steps(decision: Decision, speed: float, speed_bins: int) -> dict[str, Any]:
+    """A step's ``SPEED_FIELDS`` (two-control world): the speed it began at, what was flown."""
+    return {
+        "speed": speed,
+        "speed_action": speed_command_to_bin(decision.speed_command, speed_bins),
+        "speed_continuous": decision.speed_command,
+        "expert_speed_action": decision.label.speed_action,
+        "expert_speed_continuous": decision.label.speed_command,
+    }
