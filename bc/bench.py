@@ -133,9 +133,9 @@ def bench_net(net: str, frames: int, data: Path, config: BenchConfig) -> dict[st
             assert isinstance(unit, WindowUnit)  # the bench trains with --bptt window
             batch = trainer.window_batch(split, unit)
         started = time.perf_counter()
-        outputs, bins, yaw, _ = trainer.outputs(batch)
-        trainer.optimise(trainer.head.loss(outputs, bins, yaw))
-        return int(bins.numel()), time.perf_counter() - started
+        outputs, labels, _ = trainer.outputs(batch)
+        trainer.optimise(trainer.loss(outputs, labels))
+        return labels.numel(), time.perf_counter() - started
 
     for unit in units[:WARMUP_UNITS]:  # allocator, oneDNN kernel selection
         trainer.train_unit(split, unit)

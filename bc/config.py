@@ -16,6 +16,7 @@ from typing import Any, ClassVar, TypeVar
 
 from bc.augment import AUGMENTS
 from bc.errors import ConfigError
+from bc.extras import EXTRA_MODES, OUTPUT_BALANCING, SPEED_HEADS, check_inputs
 from bc.heads import HEADS
 from bc.lr_schedule import LR_SCHEDULES
 from bc.nets import NETS
@@ -210,9 +211,10 @@ class TrainConfig:
     init_from: list[str] = option(
         [],
         "CKPT[:PART] to copy weights from before training, PART = encoder, lstm, head or any"
-        " parameter-name prefix (whole net if omitted); repeatable, later ones win",
+        " parameter-name prefix (whole net if omitted); PART=DEST puts it at the model's DEST"
+        " (encoder=image.encoder: into an extras policy); repeatable, later ones win",
         group="net",
-        metavar="CKPT[:PART]",
+        metavar="CKPT[:PART[=DEST]]",
     )
     freeze: list[str] = option(
         [],
@@ -243,6 +245,53 @@ class TrainConfig:
         "with --bptt sliding, accumulate the gradients of all windows of a sequence and take"
         " one optimiser step per sequence",
         group="recurrent nets",
+    )
+    extra_inputs: list[str] = option(
+        [],
+        "inputs beside the frames: previous_action (the commands executed on the step"
+        " before) and speed (the speed a step begins at; two-control data); feed-forward"
+        " nets (docs/nets.md, 'Extra inputs')",
+        metavar="INPUT",
+        group="extra inputs and outputs",
+    )
+    extra_mode: str = option(
+        "direct",
+        "how the extra inputs join the image features: direct (concatenated), prediction (an"
+        " LSTM branch over their history predicts the outputs, its prediction is used) or"
+        " thought (that branch's hidden state is used)",
+        choices=EXTRA_MODES,
+        group="extra inputs and outputs",
+    )
+    extra_history: int = option(
+        8, "steps of extra inputs the LSTM branch reads", group="extra inputs and outputs"
+    )
+    extra_dropout: float = option(
+        0.0,
+        "share of training samples whose previous action is zeroed (a copycat fix)",
+        group="extra inputs and outputs",
+    )
+    keyframe_weight: float = option(
+        1.0,
+        "loss weight of keyframes (the label differs from the previous step's) relative to"
+        " steady frames (a copycat fix; 1 = none)",
+        group="extra inputs and outputs",
+    )
+    speed_head: str = option(
+        "auto",
+        "the speed output: classifier (over the speed bins), regressor (the speed command) or"
+        " none; auto = classifier on two-control data, none otherwise",
+        choices=SPEED_HEADS,
+        group="extra inputs and outputs",
+    )
+    speed_weight: float = option(
+        1.0, "loss weight of the speed output", group="extra inputs and outputs"
+    )
+    balance_outputs: str = option(
+        "off",
+        "per-output balancing by loss weights: separate (each output by its own label's"
+        " frequency), joint (by the pair of labels' frequency) or off",
+        choices=OUTPUT_BALANCING,
+        group="extra inputs and outputs",
     )
     optimizer: str = option("adam", "optimiser", choices=OPTIMIZERS, group="optimisation")
     lr: float | None = option(
@@ -380,6 +429,22 @@ class TrainConfig:
             )
         if self.accumulate and not (entry.recurrent and self.bptt == "sliding"):
             raise ConfigError("--accumulate applies to recurrent nets with --bptt sliding")
+        problem = check_inputs(self.extra_inputs, two_controls=True)
+        if problem is not None:
+            raise ConfigError(problem)
+        uses_outputs = self.extra_inputs or self.speed_head not in ("auto", "none")
+        weighted = self.balance_outputs != "off" or self.keyframe_weight != 1.0
+        if entry.recurrent and (uses_outputs or weighted):
+            raise ConfigError(
+                "extra inputs, a speed head and per-output weights are built for feed-forward"
+                f" nets; {self.net} is recurrent"
+            )
+        check_range("extra_history", self.extra_history, low=1)
+        if not 0 <= self.extra_dropout < 1:
+            raise ConfigError(f"--extra-dropout must be in [0, 1), got {self.extra_dropout:g}")
+        if not self.keyframe_weight > 0:
+            raise ConfigError(f"--keyframe-weight must be > 0, got {self.keyframe_weight:g}")
+        check_range("speed_weight", self.speed_weight, low=0)
         if self.balance and entry.recurrent:
             raise ConfigError(
                 "--balance draws single frames; recurrent nets train on sequences, so drop it"

@@ -20,13 +20,14 @@ import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import h5py
 import numpy as np
 import psutil
 import torch
 
+from bc.frame_sources import FrameSource, InRamFrames, LazyFrames
 from dataset import (
     LABEL_FIELDS,
     MANIFEST,
@@ -45,8 +46,16 @@ from dataset import (
     run_file,
     step_datasets,
 )
+from envs.controls import TWO_CONTROLS
 from envs.spaces import yaw_command_to_bin
 
+# per-step datasets read besides the labels: the executed yaw (for extra inputs), and the
+# speed fields of the two-control world (keyed by whether the dataset has two controls)
+MORE_FIELDS = {
+    False: ("action_continuous",),
+    True: ("action_continuous", "expert_speed_action", "expert_speed_continuous", "speed",
+           "speed_continuous"),
+}  # fmt: skip
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -62,77 +71,6 @@ class RunInfo:
     length: int
 
 
-class FrameSource(Protocol):
-    """Where a split's frames live; ``gather`` returns uint8 ``(*idx.shape, C, H, W)``."""
-
-    def gather(self, idx: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        ...
-
-
-class InRamFrames:
-    """All frames of a split in one uint8 tensor ``(N, C, H, W)``."""
-
-    def __init__(self, frames: torch.Tensor):
-        self.frames = frames
-
-    def gather(self, idx: torch.Tensor) -> torch.Tensor:
-        """Frames at global indices ``idx`` (any shape), as one ``index_select``."""
-        flat = self.frames.index_select(0, idx.reshape(-1).to(self.frames.device))
-        return flat.view(*idx.shape, *self.frames.shape[1:])
-
-
-class LazyFrames:
-    """Frames read from the HDF5 files per batch; files stay open between batches."""
-
-    def __init__(self, runs: Sequence[RunInfo], begins: torch.Tensor, shape: tuple[int, ...]):
-        self.runs = list(runs)
-        self.begins = begins.cpu()
-        self.shape = shape  # (C, H, W)
-        self._files: dict[int, h5py.File] = {}
-
-    def _dataset(self, run: int) -> h5py.Dataset:
-        if run not in self._files:
-            self._files[run] = open_run_file(self.runs[run].path)
-        return self._files[run]["frames"]
-
-    def read(self, run: int, local: np.ndarray) -> np.ndarray:
-        """Frames ``local`` (sorted, unique) of one run as uint8 ``(n, H, W, C)``."""
-        dataset = self._dataset(run)
-        try:
-            low, high = int(local[0]), int(local[-1]) + 1
-            # One contiguous read beats h5py's per-index selection when the indices are dense
-            # (sequence windows, frame stacks).
-            if high - low <= 4 * len(local):
-                return dataset[low:high][local - low]
-            return dataset[local]
-        except (OSError, ValueError) as error:
-            raise DatasetError(
-                f"{file_label(self.runs[run].path)}: cannot read frames ({error_text(error)})"
-            ) from None
-
-    def gather(self, idx: torch.Tensor) -> torch.Tensor:
-        """Frames at global indices ``idx``, grouped by run into as few reads as possible."""
-        flat = idx.reshape(-1).cpu()
-        out = torch.empty((flat.numel(), *self.shape), dtype=torch.uint8)
-        runs = torch.searchsorted(self.begins, flat, right=True) - 1
-        for run in torch.unique(runs).tolist():
-            where = (runs == run).nonzero().squeeze(1)
-            unique, inverse = torch.unique(flat[where] - self.begins[run], return_inverse=True)
-            frames = torch.from_numpy(self.read(run, unique.numpy()))  # (n, H, W, C)
-            out[where] = frames.permute(0, 3, 1, 2)[inverse]
-        return out.view(*idx.shape, *self.shape)
-
-    def close(self) -> None:
-        """Close the open HDF5 files."""
-        for file in self._files.values():
-            file.close()
-        self._files.clear()
-
-    def __getstate__(self) -> dict[str, Any]:
-        # Open h5py handles cannot cross process boundaries; reopen on first use.
-        return {**self.__dict__, "_files": {}}
-
-
 @dataclass
 class SplitData:
     """The runs of one split on a single global frame axis, with their labels."""
@@ -146,6 +84,17 @@ class SplitData:
     yaw: torch.Tensor  # (N,) float32 expert_continuous in [-1, 1]
     source: FrameSource
     in_ram: bool
+    executed_yaw: torch.Tensor | None = None  # (N,) yaw command executed (extra inputs)
+    # the two-control world: expert speed bin and command, the speed each step began at
+    # (m/s) and the speed command executed
+    speed_bins: torch.Tensor | None = None
+    speed: torch.Tensor | None = None
+    speed_now: torch.Tensor | None = None
+    executed_speed: torch.Tensor | None = None
+    # set for a training run (bc.extras.prepare_split): (N, E) extras, (N, 2) loss weights
+    extras: torch.Tensor | None = None
+    weights: torch.Tensor | None = None
+    prepared: bool = False
 
     @property
     def n_frames(self) -> int:
@@ -350,12 +299,15 @@ def _build_split(
     n_frames = int(lengths.sum())
     bins = torch.empty(n_frames, dtype=torch.int64)
     yaw = torch.empty(n_frames, dtype=torch.float32)
+    two_controls = dataset.env_kwargs.get("controls") == TWO_CONTROLS
+    more = {name: torch.empty(n_frames, dtype=torch.float32) for name in MORE_FIELDS[two_controls]}
     shape = (dataset.channels, dataset.height, dataset.width)
     frames = torch.empty((n_frames, *shape), dtype=torch.uint8) if in_ram else None
     for (run, file), begin in zip(kept, begins.tolist(), strict=True):
         end = begin + run.length
         try:
-            read = {name: file[name][: run.length] for name in LABEL_FIELDS}
+            names = (*LABEL_FIELDS, *MORE_FIELDS[two_controls])
+            read = {name: file[name][: run.length] for name in names}
             if frames is not None:
                 # (T, H, W, C) -> (T, C, H, W) once here, so batches need no permute.
                 frames[begin:end] = torch.from_numpy(file["frames"][: run.length]).permute(
@@ -365,7 +317,9 @@ def _build_split(
             raise DatasetError(
                 f"{file_label(run.path)}: cannot read ({error_text(error)})"
             ) from None
-        check_values(run.path, read, dataset.n_bins)
+        check_values(run.path, read, dataset.n_bins, int(dataset.env_kwargs.get("speed_bins", 3)))
+        for name, values in more.items():
+            values[begin:end] = torch.from_numpy(read[name].astype(np.float32))
         continuous = read["expert_continuous"]
         if dataset.action_type == "discrete":
             labels = read["expert_action"]
@@ -380,9 +334,15 @@ def _build_split(
         if frames is not None
         else LazyFrames(kept_runs, begins, shape)
     )
-    return SplitData(
+    split = SplitData(
         name, kept_runs, begins, lengths, run_of, bins, yaw, source, in_ram=frames is not None
     )
+    split.executed_yaw = more["action_continuous"]
+    if two_controls:
+        split.speed_bins = more["expert_speed_action"].to(torch.int64)
+        split.speed, split.speed_now = more["expert_speed_continuous"], more["speed"]
+        split.executed_speed = more["speed_continuous"]
+    return split
 
 
 @dataclass

@@ -200,6 +200,8 @@ class GaussianHead(Head):
         nll = 0.5 * error.square() + log_std + 0.5 * math.log(2 * math.pi)
         if self.nll_beta:
             nll = nll * torch.exp(2.0 * self.nll_beta * log_std).detach()
+        if reduction == "none":
+            return nll
         return nll.mean() if reduction == "mean" else nll.sum()
 
     def predict(self, outputs: torch.Tensor) -> Prediction:  # noqa: D102

@@ -79,6 +79,14 @@ class MetricTracker:
         }
 
 
+def previous_labels(bins: torch.Tensor, run_of: torch.Tensor) -> torch.Tensor:
+    """The label of the previous frame of the same run (-1 at a run's first frame)."""
+    previous = torch.full_like(bins, -1)
+    same_run = run_of[1:] == run_of[:-1]
+    previous[1:] = torch.where(same_run, bins[:-1], -1)
+    return previous
+
+
 def shortcut_metrics(
     bins: torch.Tensor, run_of: torch.Tensor, predicted: torch.Tensor
 ) -> dict[str, Any]:
@@ -93,9 +101,7 @@ def shortcut_metrics(
     on steady frames and nothing on keyframes.
     """
     bins, run_of, predicted = bins.cpu(), run_of.cpu(), predicted.cpu()
-    previous = torch.full_like(bins, -1)
-    same_run = run_of[1:] == run_of[:-1]
-    previous[1:] = torch.where(same_run, bins[:-1], -1)
+    previous = previous_labels(bins, run_of)
     has_previous = (previous >= 0) & (predicted >= 0)
     keyframes = has_previous & (bins != previous)
     steady = has_previous & (bins == previous)
@@ -146,3 +152,33 @@ def metric_cells(metrics: dict[str, Any]) -> list[str]:
         f"{metrics['yaw_mse']:.4f}",
         str(metrics["samples"]),
     ]
+
+
+def track(
+    tracker: MetricTracker,
+    speed_tracker: MetricTracker | None,
+    outputs_set: Any,
+    loss_sum: float,
+    outputs: torch.Tensor,
+    labels: Any,
+) -> Prediction:
+    """Add a batch to the yaw tracker (and the speed tracker); returns the yaw prediction.
+
+    ``outputs_set`` is the policy's ``bc.outputs.OutputSet`` and ``labels`` its ``Labels``.
+    """
+    prediction = outputs_set.predict(outputs)
+    tracker.update(loss_sum, prediction, labels.bins, labels.yaw)
+    if speed_tracker is not None:
+        speed = outputs_set.predict_speed(outputs)
+        speed_tracker.update(0.0, speed, labels.speed_bins, labels.speed)
+    return prediction
+
+
+def speed_metrics(tracker: MetricTracker) -> dict[str, Any]:
+    """The speed output's figures of a pass: accuracy, per-bin accuracy, command MSE."""
+    result = tracker.result()
+    return {
+        "speed_accuracy": result["accuracy"],
+        "speed_per_class_accuracy": result["per_class_accuracy"],
+        "speed_mse": result["yaw_mse"],
+    }

@@ -9,7 +9,7 @@ Call ``reset()`` at the start of every episode.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,17 +20,24 @@ from torch import nn
 from bc.checkpoint import BEST_VAL_LOSS, checkpoint_dir, read_checkpoint
 from bc.data import InputNorm
 from bc.errors import CheckpointError
+from bc.extras import build_policy_net, step_extras
 from bc.heads import ClassifierHead, GaussianHead, Head, RegressorHead, bin_to_yaw, make_head
-from bc.nets import NETS, NetSpec, build_net
+from bc.nets import NETS, NetSpec
 
 
 @dataclass
 class PolicyOutput:
-    """One decision: the action bin, its yaw command and (classifier) class probabilities."""
+    """One decision: the action bin, its yaw command and (classifier) class probabilities.
+
+    A policy with a speed output (the two-control world) decides its speed command and bin
+    too.
+    """
 
     action: int  # bin index in [0, n_bins)
     yaw: float  # yaw command in [-1, 1]
     probs: np.ndarray | None  # (n_bins,) for the classifier, else None
+    speed: float | None = None  # speed command in [-1, 1]
+    speed_action: int | None = None  # speed bin
 
 
 class Policy:
@@ -76,6 +83,12 @@ class Policy:
         self._state: Any = None
         # the bin acted on the step before: a regressor's turn goes on as the expert's did
         self._previous_bin: int | None = None
+        # an ExtrasPolicy's outputs (yaw, speed) and extra inputs (bc.extras), with the
+        # history of extras the net reads
+        self.output_set = getattr(model, "output_set", None)
+        self.extras_spec = getattr(model, "extras", None)
+        if self.extras_spec is not None:
+            self._extras = np.zeros((1, self.extras_spec.steps, self.extras_spec.width), np.float32)
 
     def reset(self) -> None:
         """Forget the episode: empty the frame buffer, zero the LSTM state and the last bin."""
@@ -112,6 +125,16 @@ class Policy:
         ``predict`` builds batch tensors and a bin table per call, which cost as much as a
         tiny net's convolutions at batch 1. The results are the same values bit for bit.
         """
+        speed: dict[str, Any] = {}
+        if self.output_set is not None:
+            prediction = self.output_set.predict_speed(outputs)
+            if prediction is not None:
+                speed = {"speed": float(prediction.yaw[0]), "speed_action": int(prediction.bins[0])}
+            outputs = self.output_set.yaw_outputs(outputs)
+        decision = self._decide_yaw(outputs)
+        return replace(decision, **speed) if speed else decision
+
+    def _decide_yaw(self, outputs: torch.Tensor) -> PolicyOutput:
         kind = type(self.head_module)
         if kind is ClassifierHead:
             probs = torch.softmax(outputs.float(), dim=-1)
@@ -138,7 +161,10 @@ class Policy:
         step's latency is not that. Nothing else changes: ``act`` draws no random numbers.
         """
         self.reset()
-        self.act(np.zeros(self._observation_shape, np.uint8))
+        extras = None
+        if self.extras_spec is not None:
+            extras = np.zeros(self.extras_spec.width, np.float32)
+        self.act(np.zeros(self._observation_shape, np.uint8), extras)
         self.reset()
 
     def fork(self) -> Policy:
@@ -151,6 +177,34 @@ class Policy:
             self.model, self.head_module, self.norm, self.spec, self.net, self.recurrent,
             self.env_kwargs, self.config, self.device, self.expert_config,
         )  # fmt: skip
+
+    def extras_for(self, env: Any) -> np.ndarray | None:
+        """The extra inputs of the env's current step (None for a policy without extras).
+
+        Read from the env as it flies: the commands it executed last (the policy's own, or
+        whoever flew the step), its speed now and its start speed (``bc.extras``).
+        """
+        spec = self.extras_spec
+        if spec is None:
+            return None
+        unwrapped = env.unwrapped
+        return step_extras(spec.inputs, spec.controls, unwrapped.last_commands,
+                           unwrapped.forward_speed, unwrapped.speed)  # fmt: skip
+
+    def _push_extras(self, extras: np.ndarray | None) -> np.ndarray:
+        """Add a step's extras to the episode's history; returns it ``(1, H, E)``."""
+        if extras is None:
+            raise ValueError(
+                "this policy takes extra inputs: pass act(observation, extras) with"
+                " policy.extras_for(env)"
+            )
+        history = self._extras
+        if self._started:
+            history[0, :-1] = history[0, 1:]
+            history[0, -1] = extras
+        else:
+            history[0] = extras
+        return history
 
     def _push(self, observation: np.ndarray) -> np.ndarray:
         """Add ``observation`` to the episode's frame stack; returns the stack (1, F, C, H, W)."""
@@ -166,12 +220,21 @@ class Policy:
         return stack
 
     @torch.inference_mode()
-    def act(self, observation: np.ndarray) -> PolicyOutput:
-        """The action for ``observation`` (uint8 ``(H, W, C)``), the next step of the episode."""
+    def act(self, observation: np.ndarray, extras: np.ndarray | None = None) -> PolicyOutput:
+        """The action for ``observation`` (uint8 ``(H, W, C)``), the next step of the episode.
+
+        ``extras``: the step's extra inputs (:meth:`extras_for`), for a policy that takes them.
+        """
+        history = None
+        if self.extras_spec is not None:
+            # before the frame stack: both read whether the episode has started
+            history = torch.from_numpy(self._push_extras(extras).copy()).to(self.device)
         # a fresh tensor per step: the stack is the policy's, whatever the net does with it
         inputs = torch.from_numpy(self._push(observation).copy())  # (1, F, C, H, W)
         if self.device.type != "cpu":
             inputs = inputs.to(self.device)
+        if history is not None:
+            return self._decide(self.model(inputs, history))
         if self.recurrent:
             outputs, self._state = self.model(inputs, self._state)
             return self._decide(outputs[:, -1])  # (1, n_outputs)
@@ -179,7 +242,11 @@ class Policy:
 
 
 @torch.inference_mode()
-def act_batch(policies: Sequence[Policy], observations: Sequence[np.ndarray]) -> list[PolicyOutput]:
+def act_batch(
+    policies: Sequence[Policy],
+    observations: Sequence[np.ndarray],
+    extras: Sequence[np.ndarray | None] | None = None,
+) -> list[PolicyOutput]:
     """Each policy's action for its observation, from one forward pass over all of them.
 
     ``policies`` are forks of one policy (:meth:`Policy.fork`), each in its own episode;
@@ -191,6 +258,12 @@ def act_batch(policies: Sequence[Policy], observations: Sequence[np.ndarray]) ->
     first = policies[0]
     if any(policy.model is not first.model for policy in policies):
         raise ValueError("act_batch needs forks of one policy (Policy.fork)")
+    history = None
+    if first.extras_spec is not None:
+        given = extras if extras is not None else [None] * len(policies)
+        history = torch.from_numpy(
+            np.concatenate([p._push_extras(e) for p, e in zip(policies, given, strict=True)])
+        ).to(first.device)
     inputs = torch.from_numpy(
         np.concatenate(
             [policy._push(obs) for policy, obs in zip(policies, observations, strict=True)]
@@ -198,7 +271,9 @@ def act_batch(policies: Sequence[Policy], observations: Sequence[np.ndarray]) ->
     )  # (B, F, C, H, W)
     if first.device.type != "cpu":
         inputs = inputs.to(first.device)
-    if not first.recurrent:
+    if history is not None:
+        outputs = first.model(inputs, history)
+    elif not first.recurrent:
         outputs = first.model(inputs)
     else:
         outputs, (hidden, cell) = first.model(inputs, _batch_state(policies))
@@ -240,7 +315,7 @@ def load_policy(checkpoint: str | Path, device: str = "cpu") -> Policy:
         head = make_head(
             payload["head"], int(payload["n_bins"]), payload["target"], payload.get("expert_config")
         )
-        model = build_net(net, spec)
+        model = build_policy_net(net, spec, payload["config"], payload["env_kwargs"], head)
         model.load_state_dict(payload["model"])
     except (ValueError, TypeError, KeyError, RuntimeError) as error:
         reason = " ".join(str(error).split())[:200]

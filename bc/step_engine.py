@@ -9,7 +9,7 @@ windows and sequences (``--bptt``) for recurrent ones.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -19,9 +19,19 @@ from bc.augment import make_augment, mirror_batch, mirror_draw, unit_generator
 from bc.config import TrainConfig
 from bc.data import Dataset, InputNorm, SplitData
 from bc.errors import ConfigError, TrainError
-from bc.heads import Head, make_head
-from bc.metrics import MetricTracker, shortcut_metrics
-from bc.nets import NetSpec, build_net
+from bc.extras import (
+    ExtrasSpec,
+    build_policy_net,
+    check_world,
+    drop_actions,
+    image_spec,
+    mirror_extras,
+    prepare_split,
+)
+from bc.heads import Head, Prediction, make_head
+from bc.metrics import MetricTracker, shortcut_metrics, speed_metrics, track
+from bc.nets import NetSpec
+from bc.outputs import Labels, OutputSet, split_labels, without_weights
 from bc.sampling import (
     FrameUnit,
     Unit,
@@ -85,9 +95,17 @@ class Batch:
     """Normalised inputs with their labels; ``mask`` marks labelled steps of sequences."""
 
     inputs: torch.Tensor  # (B, T, C, H, W) float
-    bins: torch.Tensor  # (B,) feed-forward, (B, T) recurrent
-    yaw: torch.Tensor  # same shape as bins
+    labels: Labels  # (B,) feed-forward, (B, T) recurrent
     mask: torch.Tensor | None = None  # (B, T) bool, recurrent only
+    extras: torch.Tensor | None = None  # (B, H, E): the extra inputs' history, oldest first
+
+    @property
+    def bins(self) -> torch.Tensor:
+        return self.labels.bins
+
+    @property
+    def yaw(self) -> torch.Tensor:
+        return self.labels.yaw
 
 
 class Trainer:
@@ -115,7 +133,13 @@ class Trainer:
         self.parameters = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = build_optimizer(config, self.parameters)
         self.carry: tuple[torch.Tensor, torch.Tensor] | None = None
+        # an ExtrasPolicy knows its outputs and extras (bc.extras); any other net has the head
+        self.output_set: OutputSet = getattr(model, "output_set", None) or OutputSet(head)
+        self.extras_spec: ExtrasSpec | None = getattr(model, "extras", None)
         self.tracker = MetricTracker(head.n_bins)
+        self.speed_tracker = (
+            MetricTracker(self.output_set.speed.speed_bins) if self.output_set.speed else None
+        )
         self._buffers: dict[tuple[int, ...], torch.Tensor] = {}
         self.augment = make_augment(config.augment)
         self._position = (0, 0)  # (epoch, unit) of the unit in training, keys the augmentation
@@ -170,17 +194,29 @@ class Trainer:
 
         ``augment``: apply the configured augmentation (training batches).
         """
+        prepare_split(split, self.extras_spec, self.output_set, vars(self.config))
         idx = split.stack_indices(targets, self.frames)  # (B, F)
         frames = split.gather(idx)
-        bins, yaw = split.bins[targets], split.yaw[targets]
+        labels = split_labels(split, targets, self.output_set)
+        bins, yaw = labels.bins, labels.yaw
+        extras = None
+        if self.extras_spec is not None:
+            extras = split.extras[split.stack_indices(targets, self.extras_spec.steps)]
         jitter = None
         if augment:
             jitter = self._sample_jitter(len(targets), frames.shape[-3])
             if self.config.mirror:
                 flip = mirror_draw(len(targets), self.config.seed, *self._position)
                 frames, bins, yaw = mirror_batch(frames, bins, yaw, flip, self.head.n_bins)
+                if extras is not None:
+                    extras = mirror_extras(extras, flip, self.extras_spec.names)
+            if extras is not None and self.extras_spec.dropout > 0:
+                generator = unit_generator(self.config.seed + 1, *self._position)
+                extras = drop_actions(extras, self.extras_spec, generator)
+        labels = replace(labels, bins=bins, yaw=yaw).to(self.device)
         inputs = self._normalise(frames, jitter)
-        return Batch(inputs, bins.to(self.device), yaw.to(self.device))
+        extras = None if extras is None else extras.to(self.device)
+        return Batch(inputs, labels, extras=extras)
 
     def window_batch(
         self, split: SplitData, unit: WindowUnit, label_every: int = 1, augment: bool = False
@@ -205,26 +241,28 @@ class Trainer:
                     frames, bins, yaw, flip[unit.runs], self.head.n_bins
                 )
         inputs = self._normalise(frames, jitter)
-        return Batch(inputs, bins.to(self.device), yaw.to(self.device), mask.to(self.device))
+        labels = Labels(bins.to(self.device), yaw.to(self.device))
+        return Batch(inputs, labels, mask.to(self.device))
 
     def outputs(
         self, batch: Batch, state: Any = None, carry: int | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Any]:
+    ) -> tuple[torch.Tensor, Labels, Any]:
         """Forward pass over a batch.
 
-        Returns flat ``(outputs (M, n), bins (M,), yaw (M,))`` of the labelled samples and,
-        for recurrent nets, the state after ``carry`` steps (or at the end).
+        Returns flat ``(outputs (M, n), labels (M,))`` of the labelled samples and, for
+        recurrent nets, the state after ``carry`` steps (or at the end).
         """
         if not self.recurrent:
-            return self.model(batch.inputs), batch.bins, batch.yaw, None
+            if batch.extras is not None:
+                return self.model(batch.inputs, batch.extras), batch.labels, None
+            return self.model(batch.inputs), batch.labels, None
         if carry is not None and carry < batch.inputs.shape[1]:
             first, middle = self.model(batch.inputs[:, :carry], state)
             rest, _ = self.model(batch.inputs[:, carry:], middle)
             out, state = torch.cat([first, rest], dim=1), middle
         else:
             out, state = self.model(batch.inputs, state)  # (B, T, n_outputs)
-        mask = batch.mask
-        return out[mask], batch.bins[mask], batch.yaw[mask], state
+        return out[batch.mask], batch.labels.select(batch.mask), state
 
     def optimise(self, loss: torch.Tensor) -> None:
         """One optimiser step on ``loss`` (zero, backward, clip, step)."""
@@ -238,54 +276,52 @@ class Trainer:
             nn.utils.clip_grad_norm_(self.parameters, self.config.clip)
         self.optimizer.step()
 
-    def _loss(self, outputs: torch.Tensor, bins: torch.Tensor, yaw: torch.Tensor) -> torch.Tensor:
-        loss = self.head.loss(outputs, bins, yaw)
+    def loss(self, outputs: torch.Tensor, labels: Labels) -> torch.Tensor:
+        """The training loss of ``outputs`` against ``labels`` (every output, weighted)."""
+        loss = self.output_set.loss(outputs, labels)
         if not torch.isfinite(loss):
             raise TrainError(f"the training loss became {loss.item()}; lower --lr or set --clip")
         return loss
 
-    def _track(
-        self, loss: torch.Tensor, outputs: torch.Tensor, bins: torch.Tensor, yaw: torch.Tensor
-    ) -> None:
+    def _track(self, loss: torch.Tensor, outputs: torch.Tensor, labels: Labels) -> None:
         with torch.no_grad():
-            self.tracker.update(
-                float(loss) * bins.numel(), self.head.predict(outputs.detach()), bins, yaw
-            )
+            track(self.tracker, self.speed_tracker, self.output_set, float(loss) * labels.numel(),
+                  outputs.detach(), labels)  # fmt: skip
 
     def train_unit(self, split: SplitData, unit: Unit) -> int:
         """Train on one unit (one optimiser step); returns the labelled samples it held."""
         label_every = self.config.subsample
         if isinstance(unit, FrameUnit):
             batch = self.frame_batch(split, unit.targets, augment=True)
-            outputs, bins, yaw, _ = self.outputs(batch)
-            loss = self._loss(outputs, bins, yaw)
+            outputs, labels, _ = self.outputs(batch)
+            loss = self.loss(outputs, labels)
             self.optimise(loss)
-            self._track(loss, outputs, bins, yaw)
-            return int(bins.numel())
+            self._track(loss, outputs, labels)
+            return labels.numel()
         if isinstance(unit, WindowUnit):
             batch = self.window_batch(split, unit, label_every, augment=True)
             state = None if unit.reset else self.carry
-            outputs, bins, yaw, state = self.outputs(batch, state, unit.carry)
+            outputs, labels, state = self.outputs(batch, state, unit.carry)
             self.carry = _detach(state) if unit.carry is not None else None
-            if bins.numel() == 0:
+            if labels.numel() == 0:
                 return 0  # a window without labels (--subsample > --time-length)
-            loss = self._loss(outputs, bins, yaw)
+            loss = self.loss(outputs, labels)
             self.optimise(loss)
-            self._track(loss, outputs, bins, yaw)
-            return int(bins.numel())
+            self._track(loss, outputs, labels)
+            return labels.numel()
         # SequenceUnit: gradients of every window summed, one step for the whole sequence.
         self.optimizer.zero_grad(set_to_none=True)
         state, samples = None, 0
         for window in unit.windows:
             batch = self.window_batch(split, window, label_every, augment=True)
-            outputs, bins, yaw, state = self.outputs(batch, state, window.carry)
+            outputs, labels, state = self.outputs(batch, state, window.carry)
             state = _detach(state)
-            if bins.numel() == 0:
+            if labels.numel() == 0:
                 continue
-            loss = self._loss(outputs, bins, yaw)
+            loss = self.loss(outputs, labels)
             (loss / len(unit.windows)).backward()
-            self._track(loss, outputs, bins, yaw)
-            samples += int(bins.numel())
+            self._track(loss, outputs, labels)
+            samples += labels.numel()
         self.step_optimizer()
         return samples
 
@@ -298,6 +334,7 @@ class Trainer:
         """
         self.model.eval()
         tracker = MetricTracker(self.head.n_bins)
+        speed_tracker = MetricTracker(self.speed_tracker.n_bins) if self.speed_tracker else None
         # the predicted bin of every frame, for the keyframe and copycat figures
         predicted = torch.full((split.n_frames,), -1, dtype=torch.int64)
         if self.recurrent:
@@ -313,24 +350,33 @@ class Trainer:
             for unit in units:
                 assert isinstance(unit, WindowUnit)
                 batch = self.window_batch(split, unit)
-                outputs, bins, yaw, state = self.outputs(
+                outputs, labels, state = self.outputs(
                     batch, None if unit.reset else state, unit.carry
                 )
-                loss = self.head.loss(outputs, bins, yaw, reduction="sum")
-                prediction = self.head.predict(outputs)
-                tracker.update(float(loss), prediction, bins, yaw)
+                prediction = self._evaluate_batch(tracker, speed_tracker, outputs, labels)
                 idx, mask = split.window_indices(unit.runs, unit.offsets, unit.valid, unit.length)
                 predicted[idx[mask]] = prediction.bins.detach().cpu()
         else:
             for targets in torch.arange(split.n_frames).split(EVAL_FRAMES):
                 batch = self.frame_batch(split, targets)
-                outputs, bins, yaw, _ = self.outputs(batch)
-                loss = self.head.loss(outputs, bins, yaw, reduction="sum")
-                prediction = self.head.predict(outputs)
-                tracker.update(float(loss), prediction, bins, yaw)
+                outputs, labels, _ = self.outputs(batch)
+                prediction = self._evaluate_batch(tracker, speed_tracker, outputs, labels)
                 predicted[targets] = prediction.bins.detach().cpu()
         self.train_mode()
-        return {**tracker.result(), **shortcut_metrics(split.bins, split.run_of, predicted)}
+        speed = {} if speed_tracker is None else speed_metrics(speed_tracker)
+        shortcut = shortcut_metrics(split.bins, split.run_of, predicted)
+        return {**tracker.result(), **shortcut, **speed}
+
+    def _evaluate_batch(
+        self,
+        tracker: MetricTracker,
+        speed_tracker: MetricTracker | None,
+        outputs: torch.Tensor,
+        labels: Labels,
+    ) -> Prediction:
+        """Add a validation batch to the trackers (its loss unweighted); its yaw prediction."""
+        loss = self.output_set.loss(outputs, without_weights(labels), reduction="sum")
+        return track(tracker, speed_tracker, self.output_set, float(loss), outputs, labels)
 
     def train_mode(self) -> None:
         """``model.train()``, keeping fully frozen modules (batch-norm statistics) in eval."""
@@ -385,6 +431,10 @@ def build_head(config: TrainConfig, dataset: Dataset) -> Head:
 
 def build_model(config: TrainConfig, dataset: Dataset, head: Head) -> tuple[nn.Module, NetSpec]:
     """The net of ``config`` for ``dataset``'s images and ``head``'s outputs."""
+    values = vars(config)
+    problem = check_world(values, dataset.env_kwargs)
+    if problem is not None:
+        raise ConfigError(problem)
     try:
         spec = NetSpec(
             frames=config.frames,
@@ -394,6 +444,8 @@ def build_model(config: TrainConfig, dataset: Dataset, head: Head) -> tuple[nn.M
             n_outputs=head.n_outputs,
             input_size=config.input_size,
         )
-        return build_net(config.net, spec), spec
+        spec = image_spec(spec, values, dataset.env_kwargs)
+        model = build_policy_net(config.net, spec, values, dataset.env_kwargs, head)
+        return model, spec
     except ValueError as error:
         raise TrainError(f"cannot build net {config.net}: {error}") from None

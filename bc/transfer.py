@@ -41,7 +41,10 @@ def parse_init_from(spec: str) -> tuple[Path, str | None]:
 
 
 def init_from(model: nn.Module, spec: str, net_name: str) -> list[str]:
-    """Copy the weights of ``CKPT[:PART]`` into ``model``; returns the names copied.
+    """Copy the weights of ``CKPT[:PART[=DEST]]`` into ``model``; returns the names copied.
+
+    ``PART=DEST`` copies the checkpoint's PART into the model's DEST, for nets whose parts
+    sit elsewhere (an image-only run's ``encoder`` into an extras policy's ``image.encoder``).
 
     Every selected tensor must exist in ``model`` with the same shape, and without a PART
     the two nets must have the same state-dict keys; otherwise a one-line CheckpointError.
@@ -49,6 +52,15 @@ def init_from(model: nn.Module, spec: str, net_name: str) -> list[str]:
     path, part = parse_init_from(spec)
     source = read_checkpoint(path)["model"]
     target = model.state_dict()
+    if part is not None and "=" in part:
+        # PART=DEST: the checkpoint's PART goes to the model's DEST (another net's layout)
+        part, destination = part.split("=", 1)
+        source = {
+            destination + name[len(ALIASES.get(part, part)) :]: tensor
+            for name, tensor in source.items()
+            if name in _select(list(source), part)
+        }
+        part = destination
     names = _select(list(source), part) if part else list(source)
     if not names:
         parts = sorted({name.split(".")[0] for name in source})

@@ -228,10 +228,16 @@ class CorridorEnv(gym.Env):
         return self.controls.commands(action)
 
     @property
+    def last_commands(self) -> tuple[float, float | None] | None:
+        """(yaw, speed or None) commands executed last this episode (None before a step)."""
+        actions = self._episode_actions
+        return self.controls.commands(actions[-1]) if actions else None
+
+    @property
     def last_yaw_command(self) -> float | None:
         """The yaw command executed last this episode (None before the first step)."""
-        actions = self._episode_actions
-        return self.action_to_yaw_command(actions[-1]) if actions else None
+        commands = self.last_commands
+        return None if commands is None else commands[0]
 
     def yaw_command_to_action(self, command: float, speed: float | None = None) -> Any:
         """The env action for a yaw command in [-1, 1]: the nearest bin, or the value itself.

@@ -59,8 +59,11 @@ class PolicyAgent:
         self.policy.reset()
 
     def act(self, env: gym.Env, obs: np.ndarray) -> Decision:
-        """The policy's decision for this observation."""
-        return self._decision(env, self.policy.act(obs))
+        """The policy's decision for this observation (and the env's extra inputs, if any)."""
+        extras = _extras_of(self.policy, env)
+        if extras is None:
+            return self._decision(env, self.policy.act(obs))
+        return self._decision(env, self.policy.act(obs, extras))
 
     @staticmethod
     def act_group(
@@ -69,7 +72,8 @@ class PolicyAgent:
         """The decisions of agents flying forks of one policy: one forward pass for all."""
         policies = [agent.policy for agent in agents]
         if all(isinstance(policy, Policy) for policy in policies):
-            outputs = act_batch(policies, observations)
+            extras = [_extras_of(p, env) for p, env in zip(policies, envs, strict=True)]
+            outputs = act_batch(policies, observations, extras)
         else:  # an exported policy decides one observation at a time
             outputs = [p.act(obs) for p, obs in zip(policies, observations, strict=True)]
         return [
@@ -81,12 +85,22 @@ class PolicyAgent:
     def _decision(env: gym.Env, output: Any) -> Decision:
         action = int(output.action)
         yaw = float(output.yaw)
-        if is_discrete(env):
-            env_action: Any = action
+        unwrapped = env.unwrapped
+        if unwrapped.controls.two:
+            # the policy's speed command, or (a yaw-only policy) the speed flown now
+            env_action: Any = unwrapped.yaw_command_to_action(yaw, getattr(output, "speed", None))
+        elif is_discrete(env):
+            env_action = action
         else:
-            env_action = env.unwrapped.yaw_command_to_action(yaw)
+            env_action = unwrapped.yaw_command_to_action(yaw)
         probs = None if output.probs is None else np.asarray(output.probs, dtype=np.float64)
         return Decision(env_action, action, yaw, probs)
+
+
+def _extras_of(policy: Any, env: gym.Env) -> np.ndarray | None:
+    """The env's extra inputs for a policy that takes them (None otherwise)."""
+    extras_for = getattr(policy, "extras_for", None)
+    return None if extras_for is None else extras_for(env)
 
 
 @dataclass

@@ -192,7 +192,8 @@ class Policy(Protocol):
     In the two-control world it may return (yaw, speed) commands; a yaw alone is flown at the
     expert's speed.
 
-    An optional ``reset()`` is called at every ``Expert.reset``.
+    An optional ``reset()`` is called at every ``Expert.reset``, after an optional
+    ``attach(env)`` that gives it the env it flies in.
     """
 
     def __call__(
@@ -324,6 +325,9 @@ class Expert:
         self._drove_last = False
         if self.takeover is not None:
             self.takeover.engaged = False
+        attach = getattr(self.policy, "attach", None)
+        if callable(attach):
+            attach(env)  # a policy that reads the env as it flies (extra inputs)
         reset = getattr(self.policy, "reset", None)
         if callable(reset):
             reset()

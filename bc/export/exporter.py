@@ -312,6 +312,11 @@ def main(config: ExportConfig) -> ExportResult:
     checkpoint, run_dir = resolve_checkpoint(config)
     path = output_path(config, checkpoint, run_dir)
     policy = load_policy(checkpoint, device="cpu")
+    if policy.extras_spec is not None or policy.output_set is not None:
+        raise ConfigError(
+            f"{checkpoint} takes extra inputs or has a speed output: bc.export writes"
+            " image-only, one-output policies so far (fly it with eval.rollout from the .pt)"
+        )
     source = str(checkpoint.resolve())
     metadata = write_model(policy, path, config.format, config.opset, source)
     error = None

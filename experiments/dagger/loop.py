@@ -220,16 +220,29 @@ def _check_dataset_fits(base: TrainConfig, run: Path) -> dict[str, Any]:
 
 
 class LearnerPolicy:
-    """A trained policy as the expert's mixing policy: ``(observation, rng) -> yaw command``."""
+    """A trained policy as the expert's mixing policy: ``(observation, rng) -> yaw command``.
+
+    A policy with extra inputs reads them from the env the expert attached (``attach``); one
+    with a speed output returns (yaw, speed) commands.
+    """
 
     def __init__(self, checkpoint: Path) -> None:
         self.policy = load_policy(checkpoint, device="cpu")
+        self.env: Any = None
+
+    def attach(self, env: Any) -> None:
+        """Fly in ``env`` (the expert calls this at every reset, before ``reset``)."""
+        self.env = env
 
     def reset(self) -> None:
         self.policy.reset()
 
-    def __call__(self, observation: Any, rng: Any) -> float:
-        return float(self.policy.act(observation).yaw)
+    def __call__(self, observation: Any, rng: Any) -> float | tuple[float, float]:
+        extras = None if self.env is None else self.policy.extras_for(self.env)
+        output = self.policy.act(observation, extras)
+        if output.speed is not None:
+            return float(output.yaw), float(output.speed)
+        return float(output.yaw)
 
 
 class Dagger:

@@ -20,7 +20,11 @@ EXPLICIT = (
 )
 
 # studies that measure the families' recipes (bc/recipes.py) leave these to the recipes
-RECIPE_FIELDS = {"families": ("train.epochs",)}
+RECIPE_FIELDS = {
+    "families": ("train.epochs",),
+    "shortcut": ("train.epochs",),
+    "transfer_parts": ("train.epochs",),
+}
 
 
 def test_there_are_studies():
@@ -62,3 +66,24 @@ def test_the_suite_command_of_the_results_page_names_the_families_default_trials
         if line.startswith("python -m eval.suite ")
     )  # fmt: skip
     assert [f"$S/{t.id}/run" for t in default] == command.split("=", 1)[1].split('"')[0].split(",")
+
+
+def test_the_transfer_parts_study_takes_its_parts_from_shortcut_trials():
+    """transfer_parts.toml names shortcut.toml's seed-0 trial folders: their ids must hold."""
+
+    def load(name):
+        path = ROOT / "experiments" / "studies" / f"{name}.toml"
+        return spec_from_dict(read_toml(path), str(path), path.stem)
+
+    sources = {
+        t.id for t in load("shortcut").trials()
+        if t.seed == 0 and t.values.get("train.extra_mode", "prediction") == "prediction"
+        and "train.keyframe_weight" not in t.values and "train.extra_dropout" not in t.values
+    }  # fmt: skip
+    named = set()
+    for point in load("transfer_parts").points():
+        for spec in point.get("train.init_from", []):
+            folder = spec.split("/run/", 1)[0]
+            assert folder.startswith("sweeps/shortcut/trials/"), spec
+            named.add(folder.rsplit("/", 1)[1])
+    assert named and named <= sources, named - sources
