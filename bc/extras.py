@@ -391,3 +391,40 @@ def image_spec(spec: NetSpec, config: Mapping[str, Any], env_kwargs: Mapping[str
     if not needs_wrapper(config, env_kwargs):
         return spec
     return replace(spec, n_outputs=IMAGE_FEATURES)
+
+
+def env_extras(spec: ExtrasSpec | None, env: Any) -> np.ndarray | None:
+    """The extra inputs of ``env``'s current step for a policy of ``spec`` (None: no extras).
+
+    Read from the env as it flies: the commands it executed last (the policy's own, or
+    whoever flew the step), its speed now and its start speed.
+    """
+    if spec is None:
+        return None
+    unwrapped = env.unwrapped
+    return step_extras(spec.inputs, spec.controls, unwrapped.last_commands,
+                       unwrapped.forward_speed, unwrapped.speed)  # fmt: skip
+
+
+class ExtrasHistory:
+    """The last ``spec.steps`` extras vectors of an episode, oldest first, as the net reads them.
+
+    The first vector of an episode fills every slot (the frame stacks' padding rule).
+    """
+
+    def __init__(self, spec: ExtrasSpec) -> None:
+        self.values = np.zeros((1, spec.steps, spec.width), np.float32)
+
+    def push(self, extras: np.ndarray | None, started: bool) -> np.ndarray:
+        """Add a step's extras (``started``: not the episode's first); returns ``(1, H, E)``."""
+        if extras is None:
+            raise ValueError(
+                "this policy takes extra inputs: pass act(observation, extras) with"
+                " policy.extras_for(env)"
+            )
+        if started:
+            self.values[0, :-1] = self.values[0, 1:]
+            self.values[0, -1] = extras
+        else:
+            self.values[0] = extras
+        return self.values

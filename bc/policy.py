@@ -20,7 +20,7 @@ from torch import nn
 from bc.checkpoint import BEST_VAL_LOSS, checkpoint_dir, read_checkpoint
 from bc.data import InputNorm
 from bc.errors import CheckpointError
-from bc.extras import build_policy_net, step_extras
+from bc.extras import ExtrasHistory, build_policy_net, env_extras
 from bc.heads import ClassifierHead, GaussianHead, Head, RegressorHead, bin_to_yaw, make_head
 from bc.nets import NETS, NetSpec
 
@@ -88,7 +88,7 @@ class Policy:
         self.output_set = getattr(model, "output_set", None)
         self.extras_spec = getattr(model, "extras", None)
         if self.extras_spec is not None:
-            self._extras = np.zeros((1, self.extras_spec.steps, self.extras_spec.width), np.float32)
+            self._extras = ExtrasHistory(self.extras_spec)
 
     def reset(self) -> None:
         """Forget the episode: empty the frame buffer, zero the LSTM state and the last bin."""
@@ -179,32 +179,12 @@ class Policy:
         )  # fmt: skip
 
     def extras_for(self, env: Any) -> np.ndarray | None:
-        """The extra inputs of the env's current step (None for a policy without extras).
-
-        Read from the env as it flies: the commands it executed last (the policy's own, or
-        whoever flew the step), its speed now and its start speed (``bc.extras``).
-        """
-        spec = self.extras_spec
-        if spec is None:
-            return None
-        unwrapped = env.unwrapped
-        return step_extras(spec.inputs, spec.controls, unwrapped.last_commands,
-                           unwrapped.forward_speed, unwrapped.speed)  # fmt: skip
+        """The extra inputs of the env's current step (None for a policy without extras)."""
+        return env_extras(self.extras_spec, env)
 
     def _push_extras(self, extras: np.ndarray | None) -> np.ndarray:
         """Add a step's extras to the episode's history; returns it ``(1, H, E)``."""
-        if extras is None:
-            raise ValueError(
-                "this policy takes extra inputs: pass act(observation, extras) with"
-                " policy.extras_for(env)"
-            )
-        history = self._extras
-        if self._started:
-            history[0, :-1] = history[0, 1:]
-            history[0, -1] = extras
-        else:
-            history[0] = extras
-        return history
+        return self._extras.push(extras, self._started)
 
     def _push(self, observation: np.ndarray) -> np.ndarray:
         """Add ``observation`` to the episode's frame stack; returns the stack (1, F, C, H, W)."""

@@ -60,10 +60,7 @@ class PolicyAgent:
 
     def act(self, env: gym.Env, obs: np.ndarray) -> Decision:
         """The policy's decision for this observation (and the env's extra inputs, if any)."""
-        extras = _extras_of(self.policy, env)
-        if extras is None:
-            return self._decision(env, self.policy.act(obs))
-        return self._decision(env, self.policy.act(obs, extras))
+        return self._decision(env, _act(self.policy, obs, env))
 
     @staticmethod
     def act_group(
@@ -75,7 +72,9 @@ class PolicyAgent:
             extras = [_extras_of(p, env) for p, env in zip(policies, envs, strict=True)]
             outputs = act_batch(policies, observations, extras)
         else:  # an exported policy decides one observation at a time
-            outputs = [p.act(obs) for p, obs in zip(policies, observations, strict=True)]
+            outputs = [
+                _act(p, obs, env) for p, obs, env in zip(policies, observations, envs, strict=True)
+            ]
         return [
             agent._decision(env, output)
             for agent, env, output in zip(agents, envs, outputs, strict=True)
@@ -95,6 +94,12 @@ class PolicyAgent:
             env_action = unwrapped.yaw_command_to_action(yaw)
         probs = None if output.probs is None else np.asarray(output.probs, dtype=np.float64)
         return Decision(env_action, action, yaw, probs)
+
+
+def _act(policy: Any, obs: np.ndarray, env: gym.Env) -> Any:
+    """``policy.act``, given the env's extra inputs when the policy takes them."""
+    extras = _extras_of(policy, env)
+    return policy.act(obs) if extras is None else policy.act(obs, extras)
 
 
 def _extras_of(policy: Any, env: gym.Env) -> np.ndarray | None:

@@ -38,10 +38,11 @@ from bc.export.graph import (
     STATE_OUTPUTS,
     example_inputs,
     export_module,
-    input_names,
     lstm_state_shape,
-    output_names,
+    policy_input_names,
+    policy_output_names,
     quiet_torch_jit,
+    speed_head_of,
     write_onnx,
     write_torchscript,
 )
@@ -176,9 +177,8 @@ def describe_io(policy: Policy) -> tuple[list[dict[str, Any]], list[dict[str, An
             else "the env's observation (H, W, C) of this step",
         )
     ]
-    outputs = [
-        _tensor_spec("outputs", ["batch", spec.n_outputs], "float32", "the net's raw outputs")
-    ]
+    width = spec.n_outputs if policy.output_set is None else policy.output_set.n_outputs
+    outputs = [_tensor_spec("outputs", ["batch", width], "float32", "the net's raw outputs")]
     if policy.head == "classifier":
         outputs.append(
             _tensor_spec("probs", ["batch", policy.n_bins], "float32", "softmax over the bins")
@@ -187,6 +187,23 @@ def describe_io(policy: Policy) -> tuple[list[dict[str, Any]], list[dict[str, An
         _tensor_spec("action", ["batch"], "int64", "the chosen action bin"),
         _tensor_spec("yaw", ["batch"], "float32", "the yaw command in [-1, 1] (+ is left)"),
     ]
+    extras = policy.extras_spec
+    if extras is not None:
+        inputs.append(_tensor_spec(
+            "extras", ["batch", extras.steps, extras.width], "float32",
+            f"extra inputs ({', '.join(extras.names)}) of the last {extras.steps} steps, oldest"
+            " first; at an episode's first step its first vector fills every slot (bc.extras)",
+        ))  # fmt: skip
+    speed_head = speed_head_of(policy)
+    if speed_head is not None:
+        speed_bins = policy.output_set.speed.speed_bins
+        if speed_head == "classifier":
+            outputs.append(_tensor_spec("speed_probs", ["batch", speed_bins], "float32",
+                                        "softmax over the speed bins"))  # fmt: skip
+        outputs += [
+            _tensor_spec("speed_action", ["batch"], "int64", "the chosen speed bin (0 slowest)"),
+            _tensor_spec("speed", ["batch"], "float32", "the speed command in [-1, 1]"),
+        ]
     if policy.recurrent:
         layers, _, hidden = lstm_state_shape(policy)
         for name, out in zip(("h", "c"), STATE_OUTPUTS, strict=True):
@@ -241,6 +258,10 @@ def export_metadata(
         "inputs": inputs,
         "outputs": outputs,
         "lstm_state": list(lstm_state_shape(policy)[::2]) if policy.recurrent else None,
+        "extras": None
+        if policy.extras_spec is None
+        else {"names": policy.extras_spec.names, "steps": policy.extras_spec.steps},
+        "speed_head": speed_head_of(policy),
         "source_checkpoint": source,
         "env_kwargs": policy.env_kwargs,
         "expert_config": policy.expert_config,
@@ -275,8 +296,8 @@ def verify(policy: Policy, path: Path, metadata: dict[str, Any]) -> float:
     inputs = example_inputs(policy, batch=4, seed=1)
     with torch.inference_mode():
         expected = [t.numpy() for t in export_module(policy)(*inputs)]
-    feeds = dict(zip(input_names(policy.recurrent), (t.numpy() for t in inputs), strict=True))
-    names = output_names(policy.head, policy.recurrent)
+    feeds = dict(zip(policy_input_names(policy), (t.numpy() for t in inputs), strict=True))
+    names = policy_output_names(policy)
     if metadata["model_format"] == "onnx":
         results = OnnxRunner(path).run(feeds)
         got = [results[name] for name in names]
@@ -312,11 +333,6 @@ def main(config: ExportConfig) -> ExportResult:
     checkpoint, run_dir = resolve_checkpoint(config)
     path = output_path(config, checkpoint, run_dir)
     policy = load_policy(checkpoint, device="cpu")
-    if policy.extras_spec is not None or policy.output_set is not None:
-        raise ConfigError(
-            f"{checkpoint} takes extra inputs or has a speed output: bc.export writes"
-            " image-only, one-output policies so far (fly it with eval.rollout from the .pt)"
-        )
     source = str(checkpoint.resolve())
     metadata = write_model(policy, path, config.format, config.opset, source)
     error = None

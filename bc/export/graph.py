@@ -16,6 +16,9 @@ registry:
 
 Recurrent nets take the LSTM state as inputs ``h``, ``c`` (``(layers, B, hidden)``, zeros at
 an episode's start) and return the next one as ``h_out``, ``c_out``: one call is one step.
+A policy with extra inputs (``bc.extras``) takes them as input ``extras`` (float32
+``(B, H, E)``, the last ``H`` steps' vectors, oldest first); one with a speed output (the
+two-control world) also returns ``speed_probs`` (classifier), ``speed_action`` and ``speed``.
 The batch size is free; everything else is fixed by the checkpoint.
 """
 
@@ -32,25 +35,55 @@ from torch import nn
 
 from artifacts.atomic import atomic_path
 from bc.heads import bin_to_yaw
+from envs.controls import speed_bin_commands
 
 if TYPE_CHECKING:
     from bc.policy import Policy
 
+
+def speed_bin_table(speed_bins: int) -> torch.Tensor:
+    """Speed command of each speed bin (``envs.controls``' table), float32."""
+    return torch.as_tensor(speed_bin_commands(speed_bins), dtype=torch.float32)
+
+
 FRAMES = "frames"
+EXTRAS = "extras"
 STATE_INPUTS = ("h", "c")
 STATE_OUTPUTS = ("h_out", "c_out")
+# the speed output's decision, per kind of speed head
+SPEED_OUTPUTS = {
+    "classifier": ("speed_probs", "speed_action", "speed"),
+    "regressor": ("speed_action", "speed"),
+}
 
 
-def output_names(head: str, recurrent: bool) -> tuple[str, ...]:
+def output_names(head: str, recurrent: bool, speed_head: str | None = None) -> tuple[str, ...]:
     """Names of the exported graph's outputs, in order."""
     probs = ("probs",) if head == "classifier" else ()
-    names = ("outputs", *probs, "action", "yaw")
+    names = ("outputs", *probs, "action", "yaw", *SPEED_OUTPUTS.get(speed_head or "", ()))
     return names + STATE_OUTPUTS if recurrent else names
 
 
-def input_names(recurrent: bool) -> tuple[str, ...]:
+def input_names(recurrent: bool, extras: bool = False) -> tuple[str, ...]:
     """Names of the exported graph's inputs, in order."""
-    return (FRAMES, *STATE_INPUTS) if recurrent else (FRAMES,)
+    names = (FRAMES, *STATE_INPUTS) if recurrent else (FRAMES,)
+    return (*names, EXTRAS) if extras else names
+
+
+def speed_head_of(policy: Policy) -> str | None:
+    """The kind of the policy's speed head (None: it has none)."""
+    outputs = policy.output_set
+    return None if outputs is None or outputs.speed is None else outputs.speed.kind
+
+
+def policy_input_names(policy: Policy) -> tuple[str, ...]:
+    """:func:`input_names` of ``policy``."""
+    return input_names(policy.recurrent, policy.extras_spec is not None)
+
+
+def policy_output_names(policy: Policy) -> tuple[str, ...]:
+    """:func:`output_names` of ``policy``."""
+    return output_names(policy.head, policy.recurrent, speed_head_of(policy))
 
 
 class ExportModule(nn.Module):
@@ -63,6 +96,12 @@ class ExportModule(nn.Module):
         self.net = policy.model
         self.head = policy.head
         self.n_bins = policy.n_bins
+        outputs = policy.output_set
+        self.yaw_outputs = outputs.sizes[0] if outputs is not None else None
+        self.speed_head = speed_head_of(policy)
+        if self.speed_head is not None:
+            self.speed_bins = outputs.speed.speed_bins
+            self.register_buffer("speed_table", speed_bin_table(self.speed_bins))
         # the very float32 factors InputNorm (and Policy.act) multiply and add with
         scale, shift = policy.norm._affine(torch.device("cpu"))
         self.register_buffer("scale", scale.clone())  # (C, 1, 1)
@@ -77,16 +116,38 @@ class ExportModule(nn.Module):
         return x * self.scale + self.shift
 
     def decide(self, outputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """``(outputs[, probs], action, yaw)`` for the net's outputs ``(B, n_outputs)``."""
+        """``(outputs[, probs], action, yaw[, speed...])`` for the net's ``(B, n_outputs)``."""
+        return (outputs, *self._decide_yaw(outputs), *self._decide_speed(outputs))
+
+    def _decide_yaw(self, outputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        if self.yaw_outputs is not None:
+            outputs = outputs[:, : self.yaw_outputs]
         if self.head == "classifier":
             probs = torch.softmax(outputs.float(), dim=-1)
             action = probs.argmax(dim=-1)
-            return outputs, probs, action, self.bin_yaw[action]
+            return probs, action, self.bin_yaw[action]
         yaw = outputs[:, 0].float().clamp(-1.0, 1.0)
         # envs.spaces.yaw_command_to_bin, in float64 as it computes: round half to even
         position = (1.0 - yaw.to(torch.float64)) * (self.n_bins - 1) / 2.0
         action = position.round().clamp(0, self.n_bins - 1).to(torch.int64)
-        return outputs, action, yaw
+        return action, yaw
+
+    def _decide_speed(self, outputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The speed head's decision, as ``bc.outputs.SpeedHead.predict`` makes it."""
+        if self.speed_head is None:
+            return ()
+        speed = outputs[:, self.yaw_outputs : self.yaw_outputs + (
+            self.speed_bins if self.speed_head == "classifier" else 1
+        )]  # fmt: skip
+        if self.speed_head == "classifier":
+            probs = torch.softmax(speed.float(), dim=-1)
+            action = probs.argmax(dim=-1)
+            return probs, action, self.speed_table[action]
+        command = speed[:, 0].float().clamp(-1.0, 1.0)
+        # envs.controls.speed_command_to_bin, in float64: round half to even
+        position = (command.to(torch.float64) + 1.0) * (self.speed_bins - 1) / 2.0
+        action = position.round().clamp(0, self.speed_bins - 1).to(torch.int64)
+        return action, command
 
 
 class FrameStackExport(ExportModule):
@@ -94,6 +155,13 @@ class FrameStackExport(ExportModule):
 
     def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return self.decide(self.net(self.normalise(frames)))  # (B, n_outputs) -> decision
+
+
+class ExtrasExport(ExportModule):
+    """Policies with extra inputs: ``forward(frames, extras) -> (outputs, ..., speed...)``."""
+
+    def forward(self, frames: torch.Tensor, extras: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.decide(self.net(self.normalise(frames), extras))
 
 
 class RecurrentExport(ExportModule):
@@ -108,7 +176,12 @@ class RecurrentExport(ExportModule):
 
 def export_module(policy: Policy) -> ExportModule:
     """The exportable graph of ``policy`` (in eval mode, sharing the policy's weights)."""
-    module = RecurrentExport(policy) if policy.recurrent else FrameStackExport(policy)
+    if policy.recurrent:
+        module: ExportModule = RecurrentExport(policy)
+    elif policy.extras_spec is not None:
+        module = ExtrasExport(policy)
+    else:
+        module = FrameStackExport(policy)
     return module.eval()
 
 
@@ -125,6 +198,10 @@ def example_inputs(policy: Policy, batch: int = 1, seed: int = 0) -> tuple[torch
     generator = torch.Generator().manual_seed(seed)
     shape = (batch, frames, spec.height, spec.width, spec.channels)
     images = torch.randint(0, 256, shape, dtype=torch.uint8, generator=generator)
+    if policy.extras_spec is not None:
+        steps, width = policy.extras_spec.steps, policy.extras_spec.width
+        extras = torch.rand((batch, steps, width), generator=generator) * 2.0 - 1.0
+        return images, extras
     if not policy.recurrent:
         return (images,)
     state = torch.zeros(lstm_state_shape(policy, batch))
@@ -157,9 +234,11 @@ def write_onnx(policy: Policy, path: Path, opset: int, metadata: dict[str, str])
     import onnx  # the 'onnx' extra; the caller has checked it is installed
 
     module = export_module(policy)
-    names_in = input_names(policy.recurrent)
-    names_out = output_names(policy.head, policy.recurrent)
-    batch_axes: dict[str, dict[int, str]] = {name: {0: "batch"} for name in names_in[:1]}
+    names_in = policy_input_names(policy)
+    names_out = policy_output_names(policy)
+    batch_axes: dict[str, dict[int, str]] = {
+        name: {0: "batch"} for name in names_in if name in (FRAMES, EXTRAS)
+    }
     for name in names_out:
         batch_axes[name] = {1 if name in STATE_OUTPUTS else 0: "batch"}
     for name in STATE_INPUTS if policy.recurrent else ():

@@ -26,6 +26,7 @@ import torch
 from artifacts.formats import check_format
 from bc.errors import CheckpointError
 from bc.export.graph import (
+    EXTRAS,
     FRAMES,
     STATE_INPUTS,
     STATE_OUTPUTS,
@@ -33,6 +34,7 @@ from bc.export.graph import (
     output_names,
     quiet_torch_jit,
 )
+from bc.extras import ExtrasHistory, env_extras, extras_spec
 from bc.heads import label_quantiser
 from bc.nets import NetSpec
 from bc.policy import PolicyOutput
@@ -166,6 +168,15 @@ class ExportedPolicy:
             else label_quantiser(self.n_bins, self.config.get("target", "bin"), self.expert_config)
         )
         self._previous_bin: int | None = None
+        # extra inputs (bc.extras), read from the env as the .pt policy reads them
+        self.extras_spec = (
+            extras_spec(self.config, self.env_kwargs) if metadata.get("extras") else None
+        )
+        self._extras = None if self.extras_spec is None else ExtrasHistory(self.extras_spec)
+
+    def extras_for(self, env: Any) -> np.ndarray | None:
+        """The extra inputs of the env's current step (None for a policy without extras)."""
+        return env_extras(self.extras_spec, env)
 
     def fork(self) -> ExportedPolicy:
         """The same graph (one session) with an episode state of its own."""
@@ -188,12 +199,18 @@ class ExportedPolicy:
         to keep out of its first steps' latency.
         """
         self.reset()
+        extras = None
+        if self.extras_spec is not None:
+            extras = np.zeros(self.extras_spec.width, np.float32)
         for _ in range(WARM_UP_CALLS):
-            self.act(np.zeros(self._observation_shape, np.uint8))
+            self.act(np.zeros(self._observation_shape, np.uint8), extras)
         self.reset()
 
-    def act(self, observation: np.ndarray) -> PolicyOutput:
-        """The action for ``observation`` (uint8 ``(H, W, C)``), the next step of the episode."""
+    def act(self, observation: np.ndarray, extras: np.ndarray | None = None) -> PolicyOutput:
+        """The action for ``observation`` (uint8 ``(H, W, C)``), the next step of the episode.
+
+        ``extras``: the step's extra inputs (:meth:`extras_for`), for a policy that takes them.
+        """
         observation = np.asarray(observation)
         if observation.ndim == 2 and self.spec.channels == 1:
             observation = observation[..., None]  # depth as (H, W)
@@ -202,6 +219,9 @@ class ExportedPolicy:
                 f"observation of shape {observation.shape} and dtype {observation.dtype}, but"
                 f" the policy takes uint8 {self._observation_shape} (H, W, C)"
             )
+        feeds: dict[str, np.ndarray] = {}
+        if self._extras is not None:
+            feeds[EXTRAS] = self._extras.push(extras, self._started)
         frames = self._frames
         if not self._started:
             frames[0] = observation  # the episode's first observation fills the stack
@@ -209,7 +229,7 @@ class ExportedPolicy:
         else:
             frames[0, :-1] = frames[0, 1:]  # numpy copies overlapping ranges safely
             frames[0, -1] = observation
-        feeds = {FRAMES: frames, **self._state}
+        feeds = {FRAMES: frames, **self._state, **feeds}
         results = self.runner.run(feeds)
         if self.recurrent:
             self._state = {
@@ -221,7 +241,13 @@ class ExportedPolicy:
         if self._quantiser is not None:
             action = self._quantiser.bin(yaw, self._previous_bin)
             self._previous_bin = action
-        return PolicyOutput(action, yaw, None if probs is None else probs[0])
+        speed: dict[str, Any] = {}
+        if "speed" in results:
+            speed = {
+                "speed": float(results["speed"][0]),
+                "speed_action": int(results["speed_action"][0]),
+            }
+        return PolicyOutput(action, yaw, None if probs is None else probs[0], **speed)
 
 
 def load_exported_policy(path: str | Path, threads: int = 1) -> ExportedPolicy:
@@ -245,7 +271,9 @@ def load_exported_policy(path: str | Path, threads: int = 1) -> ExportedPolicy:
         metadata = _parse_metadata(path, text)
         recurrent = bool(metadata["recurrent"])
         runner = TorchScriptRunner(
-            module, input_names(recurrent), output_names(metadata["head"], recurrent)
+            module,
+            input_names(recurrent, bool(metadata.get("extras"))),
+            output_names(metadata["head"], recurrent, metadata.get("speed_head")),
         )
     policy = ExportedPolicy(runner, metadata, path)
     policy.reset()

@@ -9,6 +9,9 @@ import torch
 
 from bc.config import TrainConfig
 from bc.errors import ConfigError, TrainError
+from bc.export.exporter import ExportConfig
+from bc.export.exporter import main as export_main
+from bc.export.runtime import load_exported_policy
 from bc.extras import (
     BRANCH_SIZE,
     IMAGE_FEATURES,
@@ -33,6 +36,7 @@ from expert.collect import main as collect_main
 from expert.collect_config import CollectConfig
 from tests.bc.helpers import read_metrics, tiny_config
 from tests.commands import assert_exit_2_one_line, run_module
+from tests.extras import require_extra
 
 TWO = Controls("discrete", "yaw_speed", speed_range=(0.4, 1.2))
 ONE = Controls("discrete")
@@ -207,3 +211,32 @@ def test_init_from_puts_a_part_where_the_other_net_keeps_it(data, tmp_path):
     policy = load_policy(Path(result["run_dir"]) / "checkpoints" / "last.pt")
     copied = torch.load(source, weights_only=True)["model"]["encoder.conv1.weight"]
     assert torch.equal(policy.model.image.encoder.conv1.weight, copied)  # frozen: unchanged
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
+@pytest.mark.parametrize("model_format", ["onnx", "torchscript"])
+@pytest.mark.parametrize(("mode", "speed_head"), [("prediction", "classifier"),
+                                                  ("direct", "regressor")])  # fmt: skip
+def test_an_exported_extras_policy_acts_as_the_checkpoint(
+    two_data, tmp_path, model_format, mode, speed_head
+):
+    if model_format == "onnx":
+        require_extra("onnx", "onnx")
+        require_extra("onnxruntime", "onnx")
+    extras = {"extra_inputs": ["previous_action", "speed"], "extra_mode": mode}
+    result = train_main(tiny_config(two_data, tmp_path, steps=2, speed_head=speed_head, **extras))
+    checkpoint = Path(result["run_dir"]) / "checkpoints" / "last.pt"
+    export = export_main(ExportConfig(checkpoint=checkpoint, format=model_format,
+                                      out=tmp_path / f"p.{model_format}", quiet=True))  # fmt: skip
+    assert export.metadata["speed_head"] == speed_head
+    assert [spec["name"] for spec in export.metadata["inputs"]] == ["frames", "extras"]
+    policy, runtime = load_policy(checkpoint), load_exported_policy(export.model)
+    manifest = read_manifest(two_data)
+    run = load_run(two_data / manifest["runs"][0]["file"])
+    recorded = run_extras(policy.extras_spec.inputs, TWO, run["action_continuous"],
+                          run["speed_continuous"], run["speed"], 0.8)  # fmt: skip
+    for frame, step in zip(run["frames"][:40], recorded[:40], strict=True):
+        want, got = policy.act(frame, step), runtime.act(frame, step)
+        assert (got.action, got.speed_action) == (want.action, want.speed_action)
+        assert got.yaw == pytest.approx(want.yaw, abs=1e-5)
+        assert got.speed == pytest.approx(want.speed, abs=1e-5)

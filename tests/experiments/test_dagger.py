@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 
 from configflags import UserError
+from dataset import load_run
 from dataset.verify import check_dataset
 from experiments.dagger.loop import DaggerConfig, DaggerError, _check_same_config, _identity
 from experiments.dagger.loop import main as dagger
-from expert.experts import Takeover
+from expert.experts import SOURCE_POLICY, Takeover
 from tests.commands import assert_exit_2_one_line, run_module
 from tests.eval.helpers import policies_claim_bins, spy_on_flights
 
@@ -211,3 +212,25 @@ def test_each_iteration_is_evaluated_through_eval_fly(bc_run, tmp_path, monkeypa
     with pytest.raises(EvalError, match="the net predicts 5 action bins but the env has n_bins 3"):
         dagger(_tiny(bc_run, tmp_path / "refused"))
     assert len(flown) == 1, "refused before any episode flew"
+
+
+def test_dagger_of_a_two_control_policy_with_extras_records_and_retrains(tmp_path):
+    """The learner reads its extras from the env it records in and flies its own speed."""
+    data = str(tmp_path / "data")
+    _run("expert.collect", "--runs", "3", "--quiet", "--out", data, "--controls", "yaw_speed",
+         *TINY_WORLD, cwd=tmp_path)  # fmt: skip
+    _run("bc.train", "--data", data, "--epochs", "1", "--no-progress", "--no-tensorboard",
+         "--extra-inputs", "previous_action", "speed", "--extra-mode", "thought",
+         "--run-dir", "runs/bc", cwd=tmp_path)  # fmt: skip
+    rows = dagger(_tiny(tmp_path / "runs" / "bc", tmp_path / "dagger", beta=0.0))
+    assert [row["iteration"] for row in rows] == [0, 1]
+    aggregated = tmp_path / "dagger" / "data"
+    assert check_dataset(aggregated).ok
+    manifest = json.loads((aggregated / "manifest.json").read_text())
+    assert manifest["env_kwargs"]["controls"] == "yaw_speed"
+    learner_steps = 0
+    for entry in manifest["runs"]:
+        run = load_run(aggregated / entry["file"])
+        assert "expert_speed_action" in run  # the speed labels of every recorded step
+        learner_steps += int((run["source"] == SOURCE_POLICY).sum())
+    assert learner_steps > 0  # the learner flew (beta 0: whenever the takeover let it)
