@@ -135,7 +135,8 @@ def metric_cells(metrics: dict[str, Any]) -> list[str]:
 
     Per-bin accuracy shows one figure per action bin: a 0.00 is a bin the policy never gets
     right (a one-class policy has 0.00 on both turns), ``-`` a bin the split does not hold.
-    Keyframe / steady accuracy and the repeat-previous baseline: :func:`shortcut_metrics`.
+    Keyframe / steady accuracy and the repeat-previous baseline: :func:`shortcut_metrics`. A
+    policy with a speed output shows its speed accuracy under the yaw accuracy.
     """
     per_bin = metrics.get("per_class_accuracy") or []
 
@@ -143,9 +144,12 @@ def metric_cells(metrics: dict[str, Any]) -> list[str]:
         value = metrics.get(key)
         return "-" if value is None else f"{value:.2f}"
 
+    accuracy = f"{metrics['accuracy']:.3f}"
+    if metrics.get("speed_accuracy") is not None:  # a speed output: its accuracy below
+        accuracy += f"\nspeed {metrics['speed_accuracy']:.3f}"
     return [
         f"{metrics['loss']:.4f}",
-        f"{metrics['accuracy']:.3f}",
+        accuracy,
         " ".join("-" if value is None else f"{value:.2f}" for value in per_bin),
         f"{rate('keyframe_accuracy')} / {rate('steady_accuracy')}",
         rate("repeat_accuracy"),

@@ -120,10 +120,20 @@ class OutputSet:
         """The speed head's outputs (two controls)."""
         return outputs[:, self.sizes[0] : sum(self.sizes)]
 
-    def loss(self, outputs: torch.Tensor, labels: Labels, reduction: str = "mean") -> torch.Tensor:
-        """The weighted loss of ``outputs (M, n_outputs)``: yaw, speed, and the branch's own."""
+    def loss(
+        self,
+        outputs: torch.Tensor,
+        labels: Labels,
+        reduction: str = "mean",
+        auxiliary: bool = True,
+    ) -> torch.Tensor:
+        """The weighted loss of ``outputs (M, n_outputs)``: yaw, speed, and the branch's own.
+
+        ``auxiliary=False`` leaves the branch's own loss out: the policy's loss, which compares
+        across extra modes (validation reports it).
+        """
         total = self._heads_loss(outputs[:, : sum(self.sizes)], labels, reduction)
-        if self.auxiliary:
+        if self.auxiliary and auxiliary:
             total = total + self._heads_loss(outputs[:, sum(self.sizes) :], labels, reduction)
         return total
 

@@ -374,8 +374,12 @@ class Trainer:
         outputs: torch.Tensor,
         labels: Labels,
     ) -> Prediction:
-        """Add a validation batch to the trackers (its loss unweighted); its yaw prediction."""
-        loss = self.output_set.loss(outputs, without_weights(labels), reduction="sum")
+        """Add a validation batch to the trackers; returns its yaw prediction.
+
+        The loss is the policy's: unweighted, without an extras branch's own (auxiliary) loss.
+        """
+        labels = without_weights(labels)
+        loss = self.output_set.loss(outputs, labels, reduction="sum", auxiliary=False)
         return track(tracker, speed_tracker, self.output_set, float(loss), outputs, labels)
 
     def train_mode(self) -> None:
