@@ -10,12 +10,15 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 import pybullet as pb
 from rich.console import Console
 from rich.table import Table
 
 from configflags import option, run_main
+from envs.controls import CONTROLS
 from envs.corridor_env import CorridorEnv
 from envs.spaces import MIN_IMAGE_SIZE, OBS_MODES
 
@@ -28,6 +31,9 @@ class BenchConfig:
         (64, 128), help=f"square image sizes to measure (>= {MIN_IMAGE_SIZE})"
     )
     obs_mode: str = option("rgb", choices=OBS_MODES, help="camera channels: rgb, depth or rgbd")
+    controls: str = option(
+        "yaw", choices=CONTROLS, help="yaw, or yaw_speed: the two-control world (docs/env.md)"
+    )
     steps: int = option(1000, help="env steps (and renders) to time")
     seed: int = option(0, help="world seed of the first corridor")
 
@@ -56,9 +62,11 @@ class BenchResult:
         return self.env_steps_per_s / self.render_per_s
 
 
-def _steer(step: int) -> int:
+def _steer(step: int, two_controls: bool) -> Any:
     # a slow weave keeps the agent flying for a while in most corridors
-    return (0, 1, 1, 2, 2, 1, 1, 0)[(step // 3) % 8]
+    yaw = (0, 1, 1, 2, 2, 1, 1, 0)[(step // 3) % 8]
+    # with two controls, the speed bin cycles slow, medium, fast every 10 steps
+    return np.array([yaw, (step // 10) % 3]) if two_controls else yaw
 
 
 def _raw_render(env: CorridorEnv) -> float:
@@ -77,7 +85,8 @@ def _raw_render(env: CorridorEnv) -> float:
 
 def measure(image_size: int, config: BenchConfig) -> BenchResult:
     """Time env steps and, interleaved, raw renders at the very same poses and scenes."""
-    env = CorridorEnv(image_size=image_size, obs_mode=config.obs_mode)
+    env = CorridorEnv(image_size=image_size, obs_mode=config.obs_mode, controls=config.controls)
+    two = env.controls.two
     try:
         seed = config.seed
         env.reset(seed=seed)
@@ -86,7 +95,7 @@ def measure(image_size: int, config: BenchConfig) -> BenchResult:
         for i in range(config.steps):
             render_time += _raw_render(env)
             start = time.perf_counter()
-            _, _, terminated, _, _ = env.step(_steer(i))
+            _, _, terminated, _, _ = env.step(_steer(i, two))
             step_time += time.perf_counter() - start
             if terminated:
                 seed += 1
@@ -108,7 +117,8 @@ def measure(image_size: int, config: BenchConfig) -> BenchResult:
 def main(config: BenchConfig) -> list[BenchResult]:
     """Measure every configured size and print a table."""
     results = [measure(size, config) for size in config.image_sizes]
-    table = Table(title=f"CorridorEnv throughput ({config.obs_mode}, one process, one core)")
+    world = "" if config.controls == "yaw" else f", {config.controls}"
+    table = Table(title=f"CorridorEnv throughput ({config.obs_mode}{world}, one process, one core)")
     for column in ("image", "env steps/s", "render ceiling/s", "ratio", "resets/s"):
         table.add_column(column, justify="right")
     for r in results:

@@ -105,8 +105,9 @@ def test_a_run_with_no_ended_episode_still_times_one_reset(counted):
     assert result.resets_per_s == pytest.approx(1 / RESET_S)
 
 
-def test_real_rates_are_finite_and_positive():
-    (result,) = main(BenchConfig(image_sizes=(32,), steps=10))
+@pytest.mark.parametrize("controls", ["yaw", "yaw_speed"])
+def test_real_rates_are_finite_and_positive(controls):
+    (result,) = main(BenchConfig(image_sizes=(32,), steps=30, controls=controls))
     for rate in (result.env_steps_per_s, result.render_per_s, result.resets_per_s):
         assert math.isfinite(rate) and rate > 0
     assert result.ratio == pytest.approx(result.env_steps_per_s / result.render_per_s)
@@ -118,6 +119,7 @@ def test_real_rates_are_finite_and_positive():
         (["--steps", "5"], "--steps must be >= 10, got 5"),
         (["--image-sizes", "64", "16"], "--image-sizes must all be >= 32, got (64, 16)"),
         (["--obs-mode", "grey"], "invalid choice: 'grey'"),
+        (["--controls", "throttle"], "invalid choice: 'throttle'"),
         (["--steps", "many"], "--steps"),
         (["--episodes", "3"], "unrecognized arguments: --episodes"),
     ],
