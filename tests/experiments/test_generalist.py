@@ -1,0 +1,55 @@
+"""python -m experiments.generalist: the whole recipe, tiny, end to end and resumed."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from configflags import UserError
+from experiments.generalist import GeneralistConfig, main
+from tests.commands import assert_exit_2_one_line, run_module
+
+
+def _tiny(out: Path, **values) -> GeneralistConfig:
+    settings = dict(seeds=(0,), runs=3, epochs=1, iterations=1, runs_per_iteration=2,
+                    finetune_epochs=1, dagger_episodes=2, episodes=2, tracks="own",
+                    workers=1, out=out, quiet=True)  # fmt: skip
+    settings.update(values)
+    return GeneralistConfig(**settings)
+
+
+def test_the_recipe_records_trains_daggers_and_flies_the_suite(tmp_path):
+    page = tmp_path / "results.md"
+    page.write_text("<!-- gen:start -->\n<!-- gen:end -->\n<!-- gen_recipe:start -->\n"
+                    "<!-- gen_recipe:end -->\n")  # fmt: skip
+    out = tmp_path / "recipe"
+    result = main(_tiny(out, table_into=page, table_name="gen"))
+    manifest = json.loads((out / "data" / "manifest.json").read_text())
+    assert manifest["env_kwargs"]["mixture"] == "generalist"
+    labels = [row["label"] for row in result["suite"].data["rows"]]
+    assert labels == ["expert", "BC mixed", "DAgger mixed 1"]
+    text = page.read_text()
+    assert "| BC mixed |" in text and "| DAgger mixed 1 |" in text
+    timings = json.loads((out / "timings.json").read_text())
+    assert set(timings) == {"collect", "train_s0", "dagger_s0"}
+    # a rerun finds every step done and flies nothing again
+    again = main(_tiny(out))
+    assert json.loads((out / "timings.json").read_text()) == timings
+    assert again["recipe"] == result["recipe"]
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"seeds": ()}, "--seeds"), ({"runs": 0}, "--runs"), ({"iterations": -1}, "--iterations"),
+])  # fmt: skip
+def test_bad_settings_are_refused(tmp_path, values, message):
+    with pytest.raises(UserError, match=message):
+        _tiny(tmp_path, **values)
+
+
+def test_a_page_without_the_markers_exits_2_before_any_work(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text("no markers\n")
+    result = run_module("experiments.generalist", "--out", str(tmp_path / "out"),
+                        "--table-into", str(page))  # fmt: skip
+    assert_exit_2_one_line(result, "--table-into")
+    assert not (tmp_path / "out" / "data").exists()
