@@ -28,6 +28,7 @@ from bc.metrics import previous_labels
 from bc.nets import NetSpec, build_net
 from bc.outputs import OutputSet, SpeedHead, keyframe_weights, output_weights
 from envs.controls import Controls
+from envs.options import full_env_kwargs
 
 EXTRA_INPUTS = ("previous_action", "speed")
 EXTRA_MODES = ("direct", "prediction", "thought")
@@ -42,14 +43,7 @@ HEAD_HIDDEN = 256
 
 def env_controls(env_kwargs: Mapping[str, Any]) -> Controls:
     """The controls of the env a dataset or checkpoint was made in (``envs.controls``)."""
-    speed_range = env_kwargs.get("speed_range", (0.4, 1.2))
-    return Controls(
-        str(env_kwargs.get("action_type", "discrete")),
-        str(env_kwargs.get("controls", "yaw")),
-        int(env_kwargs.get("n_bins", 3)),
-        int(env_kwargs.get("speed_bins", 3)),
-        (float(speed_range[0]), float(speed_range[1])),
-    )
+    return Controls.of(full_env_kwargs(env_kwargs))
 
 
 def feature_names(inputs: Sequence[str], two_controls: bool) -> list[str]:
@@ -191,11 +185,6 @@ class ExtrasPolicy(nn.Module):
             for n in self.outputs
         )
 
-    @property
-    def auxiliary(self) -> bool:
-        """Whether the outputs end with the branch's own prediction (prediction mode)."""
-        return bool(self.n_extras) and self.mode == "prediction"
-
     def forward(self, x: torch.Tensor, extras: torch.Tensor | None = None) -> torch.Tensor:
         features = torch.relu(self.image(x))  # (B, IMAGE_FEATURES)
         joined = [features]
@@ -263,7 +252,7 @@ def extras_spec(config: Mapping[str, Any], env_kwargs: Mapping[str, Any]) -> Ext
         str(config.get("extra_mode", "direct")),
         int(config.get("extra_history", 8)),
         env_controls(env_kwargs),
-        float(env_kwargs.get("speed", 0.8)),
+        float(full_env_kwargs(env_kwargs)["speed"]),
         float(config.get("extra_dropout", 0.0)),
     )
 

@@ -142,9 +142,7 @@ class OutputSet:
         yaw_outputs = self.yaw_outputs(outputs)
         if weights is None and self.speed is None:
             return self.yaw.loss(yaw_outputs, labels.bins, labels.yaw, reduction=reduction)
-        yaw = self.yaw.loss(yaw_outputs, labels.bins, labels.yaw, reduction="none")
-        if yaw.dim() > 1:
-            yaw = yaw.sum(dim=tuple(range(1, yaw.dim())))
+        yaw = self.yaw.loss(yaw_outputs, labels.bins, labels.yaw, reduction="none")  # (M,)
         parts = yaw if weights is None else yaw * weights[:, 0]
         if self.speed is not None:
             speed = self.speed.loss(self.speed_outputs(outputs), labels)
@@ -196,9 +194,9 @@ def keyframe_weights(
 ) -> torch.Tensor | None:
     """``weights`` (or ones) times ``factor`` on keyframes, renormalised to mean 1.
 
-    A keyframe is a step whose label differs from the action executed the step before: where
-    "repeat the previous action" errs (Wen et al. 2021 weight the samples where a predictor
-    from past actions errs).
+    A keyframe is a step whose label differs from the previous step's label
+    (``bc.metrics.previous_labels``): where "repeat the previous action" errs (Wen et al. 2021
+    weight the samples where a predictor from past actions errs).
     """
     if factor == 1.0:
         return weights

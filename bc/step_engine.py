@@ -99,14 +99,6 @@ class Batch:
     mask: torch.Tensor | None = None  # (B, T) bool, recurrent only
     extras: torch.Tensor | None = None  # (B, H, E): the extra inputs' history, oldest first
 
-    @property
-    def bins(self) -> torch.Tensor:
-        return self.labels.bins
-
-    @property
-    def yaw(self) -> torch.Tensor:
-        return self.labels.yaw
-
 
 class Trainer:
     """The model, head, normalisation and optimiser, and how one unit is trained.

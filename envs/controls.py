@@ -15,6 +15,7 @@ the fastest speed of ``speed_range``. Discrete actions are bins of them: yaw bin
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,6 +52,15 @@ class Controls:
     speed_range: tuple[float, float] = (0.4, 1.2)
     yaw_table: np.ndarray = field(init=False, repr=False, compare=False)
     speed_table: np.ndarray = field(init=False, repr=False, compare=False)
+
+    @classmethod
+    def of(cls, arguments: Mapping[str, Any]) -> Controls:
+        """The controls of an env with these keyword arguments (every one of them given)."""
+        low, high = arguments["speed_range"]
+        return cls(
+            str(arguments["action_type"]), str(arguments["controls"]), int(arguments["n_bins"]),
+            int(arguments["speed_bins"]), (float(low), float(high)),
+        )  # fmt: skip
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "yaw_table", bin_yaw_commands(self.n_bins))

@@ -159,10 +159,7 @@ class CorridorEnv(gym.Env):
         self.depth_range = float(depth_range)
         self.speed = float(speed)
         self.turn_speed = float(speed if turn_speed is None else turn_speed)
-        self.controls = Controls(
-            action_type, controls, self.n_bins, int(speed_bins),
-            (float(speed_range[0]), float(speed_range[1])),
-        )  # fmt: skip
+        self.controls = Controls.of(self._init_kwargs)
         self.acceleration = float(acceleration)
         self.max_yaw_rate = float(max_yaw_rate)
         self.control_dt = 1.0 / float(control_hz)

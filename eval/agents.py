@@ -85,8 +85,8 @@ class LabellerFactory(Protocol):
 
 
 def is_discrete(env: gym.Env) -> bool:
-    """Whether the env takes bin indices (else yaw commands)."""
-    return isinstance(env.action_space, gym.spaces.Discrete)
+    """Whether the env takes bin indices (else commands): one, or a yaw and a speed bin."""
+    return isinstance(env.action_space, (gym.spaces.Discrete, gym.spaces.MultiDiscrete))
 
 
 def expert_config_dict(config: Any, action_type: str = "discrete") -> dict[str, Any]:

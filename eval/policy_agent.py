@@ -85,13 +85,13 @@ class PolicyAgent:
         action = int(output.action)
         yaw = float(output.yaw)
         unwrapped = env.unwrapped
-        if unwrapped.controls.two:
-            # the policy's speed command, or (a yaw-only policy) the speed flown now
-            env_action: Any = unwrapped.yaw_command_to_action(yaw, getattr(output, "speed", None))
-        elif is_discrete(env):
-            env_action = action
-        else:
-            env_action = unwrapped.yaw_command_to_action(yaw)
+        # a bin env flies the policy's bin (a regressor's comes through the expert's rule, not
+        # the nearest bin); in the two-control world with the policy's speed command, or (a
+        # yaw-only policy) the speed flown now. A bin outside the table is the episode tally's
+        # to refuse, as a bug.
+        table = unwrapped.controls.yaw_table
+        command = float(table[action]) if is_discrete(env) and 0 <= action < len(table) else yaw
+        env_action = unwrapped.yaw_command_to_action(command, getattr(output, "speed", None))
         probs = None if output.probs is None else np.asarray(output.probs, dtype=np.float64)
         return Decision(env_action, action, yaw, probs)
 

@@ -34,6 +34,7 @@ from bc.run_dir import resume_config
 from configflags import UserError, option, run_main
 from envs.options import EnvOptions
 from envs.spaces import OBS_MODES
+from eval.worker_pool import usable_cores
 
 TIMINGS = "timings.json"
 
@@ -88,8 +89,12 @@ class Recipe:
         return self.out / f"bc_s{seed}"
 
     def step(self, key: str, done: bool, work: Callable[[], Any]) -> None:
-        """Run ``work`` unless ``done``; the first run that finishes it records its time."""
-        if done and key in self.timings:
+        """Run ``work`` unless ``done``; the first run that finishes it records its time.
+
+        A step that resumes itself (recording, DAgger) is never ``done`` here: run again
+        after it finished, it finds its work done and returns at once.
+        """
+        if done:
             return
         started = time.perf_counter()
         work()
@@ -103,9 +108,8 @@ class Recipe:
 
         config = self.config
         env = EnvOptions(mixture="generalist", obs_mode=config.obs_mode)
-        workers = max(1, config.workers or 2)
-        done = (self.data / "manifest.json").is_file()
-        self.step("collect", done, lambda: collect(CollectConfig(
+        workers = config.workers or usable_cores()
+        self.step("collect", False, lambda: collect(CollectConfig(
             out=self.data, runs=config.runs, env=env, workers=workers, quiet=True,
         )))  # fmt: skip
 
@@ -115,11 +119,10 @@ class Recipe:
 
         run = self.run(seed)
         done = (run / "summary.json").is_file()
-        resume = {"resume": str(run)} if (run / "checkpoints").is_dir() and not done else {}
         values = {"data": str(self.data), "seed": seed, "augment": self.config.augment,
                   "epochs": self.config.epochs, "progress": False,
                   "tensorboard": False}  # fmt: skip
-        if resume:
+        if (run / "checkpoints").is_dir():  # interrupted: resume where it stopped
             work = lambda: train(resume_config(str(run)))  # noqa: E731
         else:
             work = lambda: train(TrainConfig(run_dir=str(run), **values))  # noqa: E731

@@ -296,7 +296,9 @@ class Expert:
     ) -> None:
         """``controls`` are the env's (``env.unwrapped.controls``): two controls add a speed."""
         self.config = config
-        self.controls = controls or Controls("discrete" if discrete_env else "continuous")
+        self.controls = controls or Controls(
+            "discrete" if discrete_env else "continuous", n_bins=int(n_bins)
+        )
         self.takeover = takeover
         self.n_bins = int(n_bins)
         self.bin_commands = bin_yaw_commands(self.n_bins)

@@ -140,6 +140,6 @@ def test_mirror_applies_to_training_batches_only(data, tmp_path) -> None:
     flip = mirror_draw(len(targets), 0, 0, 0)
     assert torch.equal(after.inputs[flip], before.inputs[flip].flip(-1))
     assert torch.equal(after.inputs[~flip], before.inputs[~flip])
-    assert torch.equal(after.bins[flip], 2 - before.bins[flip])
+    assert torch.equal(after.labels.bins[flip], 2 - before.labels.bins[flip])
     assert torch.equal(mirrored.frame_batch(split, targets).inputs, before.inputs)
     assert mirrored.evaluate(dataset.splits["val"]) == plain.evaluate(dataset.splits["val"])

@@ -180,6 +180,10 @@ def test_the_agent_flies_the_policys_speed_and_holds_it_without_one():
     assert decided.env_action.tolist() == [0, 2]
     yaw_only = PolicyAgent._decision(env, PolicyOutput(2, -1.0, None))
     assert yaw_only.env_action.tolist() == [2, 1]  # the start speed, 0.8 m/s, is bin 1
+    # a regressor's bin comes through the expert's rule: left at a command of 0.3, where the
+    # nearest bin would be straight
+    regressed = PolicyAgent._decision(env, PolicyOutput(0, 0.3, None, speed=0.0, speed_action=1))
+    assert regressed.env_action.tolist() == [0, 1]
     env.close()
 
 
