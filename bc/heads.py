@@ -76,6 +76,29 @@ class Quantiser:
             return yaw_command_to_bin(command, self.n_bins)
         return command_to_bin(command, self.n_bins, self.deadband, self.release, previous)
 
+    @property
+    def hysteresis(self) -> bool:
+        """Whether a bin depends on the previous one (a turn goes on below the deadband)."""
+        return (
+            self.deadband is not None
+            and self.release is not None
+            and (self.release < self.deadband)
+        )
+
+    def run_bins(self, commands: torch.Tensor, run_of: torch.Tensor) -> torch.Tensor:
+        """The bins of commands ``(M,)`` taken in order along each run, as a policy acts.
+
+        ``run_of`` is each command's run, a run's commands contiguous and in step order; each
+        bin is given its run's previous bin (none at the run's first frame).
+        """
+        bins, previous, last_run = [], None, None
+        for command, run in zip(commands.tolist(), run_of.tolist(), strict=True):
+            if run != last_run:
+                previous, last_run = None, run
+            previous = self.bin(command, previous)
+            bins.append(previous)
+        return torch.tensor(bins, dtype=torch.int64)
+
     def bins(self, commands: torch.Tensor) -> torch.Tensor:
         """The bins of independent commands ``(M,)`` (no previous step: frame by frame)."""
         if self.deadband is None:

@@ -42,6 +42,17 @@ class MetricTracker:
             (prediction.yaw.detach().cpu() - yaw.detach().cpu()).square().sum()
         )
 
+    def recount(self, predicted: torch.Tensor, bins: torch.Tensor) -> None:
+        """Replace the pass's hits by those of ``predicted`` against ``bins``.
+
+        Both hold every frame of the pass, ``predicted`` as the policy acts along each run
+        (``Quantiser.run_bins``).
+        """
+        hit = predicted == bins
+        if int(bins.numel()) != self.count:
+            raise ValueError(f"recount needs the pass's {self.count} frames, got {bins.numel()}")
+        self.correct = torch.bincount(bins[hit], minlength=self.n_bins)
+
     def state(self) -> dict[str, Any]:
         """Plain-python sums, for checkpoints taken in the middle of a pass."""
         return {

@@ -322,13 +322,16 @@ class Trainer:
         """Loss and accuracies over every frame of ``split``, in eval mode.
 
         Recurrent nets read each run from its start with the state carried step by step,
-        as the policy does in the env.
+        as the policy does in the env. A head that acts through the expert's hysteresis
+        (``Quantiser.run_bins``) is scored on the bins it would fly: each frame's bin given
+        the bin it chose at the run's previous frame, as ``bc.policy`` acts.
         """
         self.model.eval()
         tracker = MetricTracker(self.head.n_bins)
         speed_tracker = MetricTracker(self.speed_tracker.n_bins) if self.speed_tracker else None
         # the predicted bin of every frame, for the keyframe and copycat figures
         predicted = torch.full((split.n_frames,), -1, dtype=torch.int64)
+        predicted_yaw = torch.zeros(split.n_frames)
         if self.recurrent:
             units = sliding_plan(
                 split,
@@ -348,13 +351,19 @@ class Trainer:
                 prediction = self._evaluate_batch(tracker, speed_tracker, outputs, labels)
                 idx, mask = split.window_indices(unit.runs, unit.offsets, unit.valid, unit.length)
                 predicted[idx[mask]] = prediction.bins.detach().cpu()
+                predicted_yaw[idx[mask]] = prediction.yaw.detach().float().cpu()
         else:
             for targets in torch.arange(split.n_frames).split(EVAL_FRAMES):
                 batch = self.frame_batch(split, targets)
                 outputs, labels, _ = self.outputs(batch)
                 prediction = self._evaluate_batch(tracker, speed_tracker, outputs, labels)
                 predicted[targets] = prediction.bins.detach().cpu()
+                predicted_yaw[targets] = prediction.yaw.detach().float().cpu()
         self.train_mode()
+        quantiser = self.head.quantiser
+        if quantiser.hysteresis:
+            predicted = quantiser.run_bins(predicted_yaw, split.run_of)
+            tracker.recount(predicted, split.bins)
         speed = {} if speed_tracker is None else speed_metrics(speed_tracker)
         shortcut = shortcut_metrics(split.bins, split.run_of, predicted)
         return {**tracker.result(), **shortcut, **speed}

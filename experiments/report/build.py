@@ -1,7 +1,10 @@
 """The notes' findings regenerated: ``python -m experiments.report`` (docs/sweeps.md).
 
 Reads the results of the finding sweeps (``experiments/specs/*.toml``, each run with
-``python -m experiments.sweep SPEC``; results in ``sweeps/NAME/results.jsonl``) and writes one
+``python -m experiments.sweep SPEC``): the rows committed in the file each spec's ``rows``
+names (``experiments/rows/NAME.jsonl``, rewritten by the sweep after every trial), so that a
+fresh clone regenerates the page; ``--sweeps-dir`` reads the sweeps' own folders instead
+(``DIR/NAME/results.jsonl``). It writes one
 section per finding of the original notes into docs/results.md: the notes' claim beside our
 measurement, offline (validation and test accuracy) and in closed loop (success), mean over
 training seeds with a 95% t-interval and success pooled over episodes with a 95% Wilson
@@ -44,7 +47,7 @@ class ReportConfig:
 
     specs: Path = option(Path("experiments/specs"), "folder of the finding specs (NAME.toml)")
     sweeps_dir: Path | None = option(
-        None, "folder of the sweeps' output folders (default: each spec's out, else sweeps/NAME)"
+        None, "read DIR/NAME/results.jsonl instead of each spec's committed rows file"
     )
     out: Path = option(Path("docs/results.md"), "the page to update (created if missing)")
     images: Path = option(Path("docs/img/findings"), "folder for the plots (NAME.png)")
@@ -53,6 +56,9 @@ class ReportConfig:
     )
     check: bool = option(
         False, "write nothing; exit 1 if the page differs from what the results give"
+    )
+    budget: bool = option(
+        False, "write nothing; print each finding spec's budget, rule and trials done"
     )
 
     def __post_init__(self) -> None:
@@ -69,20 +75,25 @@ def load_spec(path: Path, sweeps_dir: Path | None) -> SpecResults:
     spec = spec_from_dict(read_toml(path), str(path), path.stem)
     trials = spec.trials()
     if sweeps_dir is not None:
-        out = Path(sweeps_dir) / spec.name
+        results = Path(sweeps_dir) / spec.name / RESULTS_JSONL
+    elif spec.rows is not None:
+        results = Path(spec.rows)
     else:
-        out = Path(spec.out) if spec.out else Path("sweeps") / spec.name
+        results = Path(spec.out or Path("sweeps") / spec.name) / RESULTS_JSONL
     rows: list[dict[str, Any]] = []
     stale = 0
-    results = out / RESULTS_JSONL
     if results.is_file():
         ids = {trial.id for trial in trials}
-        for row in read_jsonl(results):
+        try:
+            found = read_jsonl(results)
+        except (OSError, ValueError) as error:
+            raise UserError(f"{results}: not a rows file ({error})") from None
+        for row in found:
             if row.get("trial") in ids:
                 rows.append(row)
             else:
                 stale += 1
-    return SpecResults(spec.name, path, out, spec, trials, rows, stale)
+    return SpecResults(spec.name, path, results, spec, trials, rows, stale)
 
 
 def _seed_means(rows: Sequence[dict[str, Any]], key: str) -> list[float]:
@@ -199,8 +210,43 @@ def _unclaimed_specs(folder: Path, findings: Sequence[Finding]) -> list[str]:
                   if p.stem not in named and p.stem not in EXCLUDED_SPECS)  # fmt: skip
 
 
+def print_budget(config: ReportConfig, findings: Sequence[Finding] = FINDINGS) -> float:
+    """Print each finding spec's budget, rule and progress; return the total minutes left."""
+    from rich.console import Console
+    from rich.table import Table
+
+    chosen = [f for f in findings if not config.findings or f.name in config.findings]
+    names = list(dict.fromkeys(name for finding in chosen for name in finding.specs))
+    table = Table(title="finding sweeps: budget on the 2-core machine")
+    for column in ("spec", "findings", "trials done", "budget (min)", "left (min)"):
+        table.add_column(column, overflow="fold")
+    rules = []
+    total = left = 0.0
+    for name in names:
+        loaded = load_spec(config.specs / f"{name}.toml", config.sweeps_dir)
+        spec, done, trials = loaded.spec, len(loaded.rows), len(loaded.trials)
+        minutes = spec.budget_minutes or 0.0
+        remaining = minutes * (trials - done) / trials if trials else 0.0
+        total, left = total + minutes, left + remaining
+        users = ", ".join(f.name for f in chosen if name in f.specs)
+        table.add_row(name, users, f"{done} of {trials}",
+                      f"{spec.budget_minutes:g}" if spec.budget_minutes else "none given",
+                      f"{remaining:.0f}")  # fmt: skip
+        rules.append(f"{name}: {spec.budget_rule or 'no rule given'}")
+    table.add_row("all", "", "", f"{total:g}", f"{left:.0f}")
+    console = Console()
+    console.print(table)
+    console.print("budget rules (each spec's [budget], fixed before its results):", markup=False)
+    for rule in rules:
+        console.print(f"  {rule}", highlight=False)
+    return left
+
+
 def main(config: ReportConfig, findings: Sequence[Finding] = FINDINGS) -> dict[str, str]:
     """Write (or, with ``--check``, verify) the findings' blocks; return each verdict."""
+    if config.budget:
+        print_budget(config, findings)
+        return {}
     old = config.out.read_text(encoding="utf-8") if config.out.is_file() else ""
     find_blocks(old)  # broken markers stop the report before it writes anything
     results, blocks = build_report(config, findings)

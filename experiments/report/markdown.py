@@ -101,7 +101,7 @@ def _status(result: FindingResult) -> list[str]:
     for spec in result.specs:
         gpu = ", GPU spec" if spec.gpu else ""
         state = f"{len(spec.rows)} of {len(spec.trials)} trials finished"
-        lines.append(f"- `{spec.name}` ({state}{gpu}): `{spec.out.as_posix()}/results.jsonl`")
+        lines.append(f"- `{spec.name}` ({state}{gpu}): `{spec.results.as_posix()}`")
         if spec.stale:
             lines.append(
                 f"  ({spec.stale} row(s) there are from an older version of the spec and were"

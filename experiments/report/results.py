@@ -20,7 +20,7 @@ class SpecResults:
 
     name: str
     path: Path
-    out: Path
+    results: Path  # the rows file read: the committed rows, or a sweep's results.jsonl
     spec: SweepSpec
     trials: list[Trial]
     rows: list[dict[str, Any]]

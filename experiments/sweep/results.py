@@ -47,9 +47,9 @@ def metric_cells(row: dict[str, Any]) -> list[str]:
     ]
 
 
-def write_jsonl(out: Path, rows: Sequence[dict[str, Any]]) -> None:
-    """``results.jsonl``: one row per finished trial, in spec order."""
-    write_text_atomic(out / RESULTS_JSONL, "".join(json.dumps(row) + "\n" for row in rows))
+def write_jsonl(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    """One row per finished trial, in spec order, one JSON object a line."""
+    write_text_atomic(path, "".join(json.dumps(row) + "\n" for row in rows))
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -169,9 +169,17 @@ def write_results(
     trials: Sequence[Trial],
     rows: dict[str, dict[str, Any]],
     failed: dict[str, str],
+    committed: Path | None = None,
 ) -> None:
-    """Rewrite ``results.jsonl`` and ``results.md`` from the rows so far."""
-    write_jsonl(out, [rows[t.id] for t in trials if t.id in rows])
+    """Rewrite ``results.jsonl`` and ``results.md`` from the rows so far.
+
+    ``committed``: the spec's rows file, rewritten too with all of its finished trials.
+    """
+    ordered = [rows[t.id] for t in trials if t.id in rows]
+    write_jsonl(out / RESULTS_JSONL, ordered)
+    if committed is not None:
+        committed.parent.mkdir(parents=True, exist_ok=True)
+        write_jsonl(committed, ordered)
     write_text_atomic(out / RESULTS_MD, results_markdown(name, trials, rows, failed))
 
 

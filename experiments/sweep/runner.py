@@ -11,12 +11,15 @@ empty grid, an unreachable Ray address: one ``error:`` line, exit 2). Datasets a
 once per distinct collect config (``OUT/datasets/<fingerprint>/``) before the trials that
 read them; each trial runs in a process of its own and leaves ``OUT/trials/<id>/`` (its job,
 log, training run, evaluation and ``result.json``). ``OUT/results.jsonl`` and
-``OUT/results.md`` are rewritten after every trial.
+``OUT/results.md`` are rewritten after every trial, and so is the spec's ``rows`` file if it
+names one: the result rows to commit, so that the report regenerates from a fresh clone.
 
-Rerunning the same command skips finished trials: a sweep killed even with SIGKILL loses only
-the trials in flight. A failed trial is reported with the end of its log and the others go on;
-the sweep then exits 1. ``--backend ray`` runs the same jobs as Ray tasks (a local Ray, or the
-cluster at ``--address``), each holding the spec's ``[resources]``.
+Rerunning the same command skips finished trials, those of ``OUT/trials/`` and those of the
+``rows`` file (a fresh clone resumes where the committed rows end): a sweep killed even with
+SIGKILL loses only the trials in flight. A failed trial is reported with the end of its log
+and the others go on; the sweep then exits 1. ``--backend ray`` runs the same jobs as Ray
+tasks (a local Ray, or the cluster at ``--address``), each holding the spec's
+``[resources]``.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from experiments.sweep.results import (
     groups_table,
     page_table,
     plan_table,
+    read_jsonl,
     rows_table,
     write_results,
 )
@@ -95,6 +99,18 @@ def _dataset_ready(directory: Path, key: str) -> bool:
     return bool(manifest.get("complete")) and manifest.get("config_hash") == key
 
 
+def committed_rows(spec: SweepSpec, trials: list[Trial]) -> dict[str, dict[str, Any]]:
+    """The rows of the spec's ``rows`` file whose trials the spec still makes, by trial id."""
+    if spec.rows is None or not Path(spec.rows).is_file():
+        return {}
+    try:
+        rows = read_jsonl(Path(spec.rows))
+    except (OSError, ValueError) as error:
+        raise UserError(f"{spec.rows}: not a rows file ({error}); restore it from git") from None
+    ids = {trial.id for trial in trials}
+    return {row["trial"]: row for row in rows if row.get("trial") in ids}
+
+
 def _finished_row(root: Path, trial: Trial) -> dict[str, Any] | None:
     path = trial_dir(root, trial.id) / RESULT_FILE
     try:
@@ -109,7 +125,9 @@ class Sweep:
 
     def __init__(self, spec: SweepSpec, trials: list[Trial], out: Path, console: Console) -> None:
         self.spec, self.trials, self.out, self.console = spec, trials, out, console
-        self.rows = {t.id: row for t in trials if (row := _finished_row(out, t)) is not None}
+        self.committed = Path(spec.rows) if spec.rows else None
+        self.rows = committed_rows(spec, trials)
+        self.rows.update({t.id: row for t in trials if (row := _finished_row(out, t)) is not None})
         self.failed: dict[str, str] = {}
         self.ran: list[str] = []
         self.waiting = [t for t in trials if t.id not in self.rows]
@@ -171,7 +189,12 @@ class Sweep:
                 last = _log_tail(job.log, 1)
                 self.failed[key] = f"exit {code}: {last} (log: trials/{key}/{LOG_FILE})"
                 self._report(f"trial {key} ({trial.label}) failed (exit {code})", job.log)
-        write_results(self.out, self.spec.name, self.trials, self.rows, self.failed)
+        self.write()
+
+    def write(self) -> None:
+        """Rewrite the sweep's results files (and the committed rows) from the rows so far."""
+        write_results(self.out, self.spec.name, self.trials, self.rows, self.failed,
+                      self.committed)  # fmt: skip
 
     def _report(self, what: str, log: Path) -> None:
         self.console.print(f"[bold red]{what}[/]; the end of {log}:", highlight=False)
@@ -257,6 +280,17 @@ def sweep_command(config: SweepConfig, table_name: str) -> str:
     return " ".join(words)
 
 
+def budget_line(spec: SweepSpec, trials: int) -> str:
+    """What the spec's ``[budget]`` says before anything runs (or that it has none)."""
+    if spec.budget_minutes is None:
+        return f"budget of {spec.name}: none given ({trials} trials); see docs/sweeps.md"
+    line = (
+        f"budget of {spec.name}: {trials} trials in about {spec.budget_minutes:g} min on the"
+        " 2-core machine"
+    )
+    return f"{line}; rule: {spec.budget_rule}" if spec.budget_rule else line
+
+
 def main(config: SweepConfig) -> SweepResult:
     """Run (or resume) the sweep; write its results; return them.
 
@@ -271,6 +305,7 @@ def main(config: SweepConfig) -> SweepResult:
     table_name = config.table_name or spec.name
     if config.table_into is not None:
         check_table_into(config.table_into, table_name)  # before any work, not after it
+    console.print(budget_line(spec, len(trials)), highlight=False)
     if config.dry_run:
         console.print(plan_table(f"{spec.name}: {len(trials)} trials, {datasets} dataset(s)",
                                  trials))  # fmt: skip
@@ -290,7 +325,7 @@ def main(config: SweepConfig) -> SweepResult:
             try:
                 run_sweep(sweep, backend, config.quiet)
             finally:
-                write_results(out, spec.name, trials, sweep.rows, sweep.failed)
+                sweep.write()
         finally:
             lock.close()
     finally:

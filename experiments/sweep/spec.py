@@ -50,10 +50,11 @@ NOT_IN_ID = {
     "eval.workers",
 }
 DISTRIBUTIONS = ("uniform", "loguniform", "randint", "choice")
-TOP_LEVEL_KEYS = ("name", "out", "seeds", "seed_flags", "collect", "train", "eval", "cases",
-                  "grid", "random", "resources")  # fmt: skip
+TOP_LEVEL_KEYS = ("name", "out", "rows", "budget", "seeds", "seed_flags", "collect", "train",
+                  "eval", "cases", "grid", "random", "resources")  # fmt: skip
 RANDOM_SETTINGS = ("samples", "seed")
 RESOURCE_KEYS = ("cpus", "gpus")
+BUDGET_KEYS = ("minutes", "rule")
 
 
 class SpecError(UserError):
@@ -256,6 +257,8 @@ class SweepSpec:
 
     name: str
     out: str | None = None
+    # the committed copy of the finished trials' result rows (JSON lines), or None
+    rows: str | None = None
     fixed: dict[str, Any] = dataclasses.field(default_factory=dict)
     grid: dict[str, list[Any]] = dataclasses.field(default_factory=dict)
     # configurations given one by one ([[cases]]), each crossed with the grid
@@ -267,6 +270,10 @@ class SweepSpec:
     seed_flags: tuple[str, ...] = ("train.seed",)
     cpus: float = 1.0
     gpus: float = 0.0
+    # [budget]: the wall minutes the whole sweep may take on the 2-core machine, and the rule
+    # that chose its size, written before its results were seen
+    budget_minutes: float | None = None
+    budget_rule: str = ""
 
     def points(self) -> list[dict[str, Any]]:
         """The swept values of each configuration: cases x grid points x random samples."""
@@ -376,11 +383,32 @@ def spec_from_dict(raw: dict[str, Any], where: str, default_name: str = "sweep")
     name = raw.get("name", default_name)
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
         raise SpecError(f"{where}: name must be letters, digits, '.', '_' or '-', got {name!r}")
-    out = raw.get("out")
+    out, rows = raw.get("out"), raw.get("rows")
     if out is not None and not isinstance(out, str):
         raise SpecError(f"{where}: out must be a folder path")
-    return SweepSpec(name, out, fixed, grid, cases, distributions, samples, sample_seed,
-                     tuple(seeds), tuple(seed_flags), float(cpus), float(gpus))  # fmt: skip
+    if rows is not None and (not isinstance(rows, str) or not rows.endswith(".jsonl")):
+        raise SpecError(f"{where}: rows must be the path of a .jsonl file")
+    minutes, rule = _budget(raw.get("budget", {}), where)
+    return SweepSpec(name, out, rows, fixed, grid, cases, distributions, samples, sample_seed,
+                     tuple(seeds), tuple(seed_flags), float(cpus), float(gpus), minutes,
+                     rule)  # fmt: skip
+
+
+def _budget(raw: Any, where: str) -> tuple[float | None, str]:
+    """``[budget]``: minutes (a number > 0) and the rule that chose the sweep's size (text)."""
+    if not isinstance(raw, dict):
+        raise SpecError(f"{where}: [budget] must be a table of minutes and rule")
+    unknown = sorted(set(raw) - set(BUDGET_KEYS))
+    if unknown:
+        raise SpecError(f"{where}: unknown [budget] key {unknown[0]!r}; give minutes and rule")
+    minutes, rule = raw.get("minutes"), raw.get("rule", "")
+    if minutes is not None and (
+        not isinstance(minutes, (int, float)) or isinstance(minutes, bool) or minutes <= 0
+    ):
+        raise SpecError(f"{where}: [budget] minutes must be a number > 0")
+    if not isinstance(rule, str):
+        raise SpecError(f"{where}: [budget] rule must be text")
+    return (None if minutes is None else float(minutes)), " ".join(rule.split())
 
 
 def _cases(raw: Any, where: str) -> tuple[dict[str, Any], ...]:

@@ -50,6 +50,30 @@ def test_the_quantiser_is_the_recording_experts_for_a_continuous_target():
     assert make_head("regressor", 3, "continuous", expert).quantiser == Quantiser(3, 0.4, 0.05)
 
 
+def test_run_bins_carry_the_previous_bin_along_a_run_and_start_afresh_at_the_next():
+    quantiser = Quantiser(3, 0.4, 0.05)
+    commands = torch.tensor(SEQUENCE + SEQUENCE[1:3], dtype=torch.float32)
+    run_of = torch.tensor([0] * len(SEQUENCE) + [1, 1])
+    # run 0 is the expert's sequence; run 1's weak 0.2 and 0.06 start no turn of their own
+    assert quantiser.run_bins(commands, run_of).tolist() == _expected_bins() + [1, 1]
+    assert not Quantiser(3).hysteresis and not Quantiser(3, 0.4, 0.4).hysteresis
+    assert quantiser.hysteresis
+
+
+def test_offline_accuracy_scores_the_bins_a_hysteresis_head_flies():
+    from bc.heads import Prediction
+    from bc.metrics import MetricTracker
+
+    commands = torch.tensor(SEQUENCE, dtype=torch.float32)
+    labels = torch.tensor(_expected_bins())
+    tracker = MetricTracker(3)
+    frame_by_frame = Quantiser(3, 0.4, 0.05).bins(commands)  # 0.2 and 0.06 read as straight
+    tracker.update(0.0, Prediction(frame_by_frame, commands, None), labels, commands)
+    assert tracker.result()["per_class_accuracy"][0] == pytest.approx(1 / 3)
+    tracker.recount(Quantiser(3, 0.4, 0.05).run_bins(commands, torch.zeros(7)), labels)
+    assert tracker.result()["accuracy"] == 1.0
+
+
 def _expected_bins() -> list[int]:
     bins, previous = [], None
     for command in SEQUENCE:

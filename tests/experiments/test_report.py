@@ -110,7 +110,8 @@ HAND_ROWS = [
 def _results(rows, name="fake", total=None):
     trials = [Trial(row["trial"], row["values"], row["seed"], {}, "d0") for row in rows]
     trials += [Trial(f"missing-{i}", {}, 0, {}, "d0") for i in range((total or 0) - len(rows))]
-    return SpecResults(name, Path(f"{name}.toml"), Path("sweeps") / name, SweepSpec(name),
+    return SpecResults(name, Path(f"{name}.toml"), Path("sweeps") / name / "results.jsonl",
+                       SweepSpec(name),
                        trials, list(rows))  # fmt: skip
 
 
@@ -260,13 +261,14 @@ def test_every_finding_spec_parses_expands_and_belongs_to_a_finding(loaded):
         assert spec.name == name, "a spec's name is its file's stem (its sweeps/NAME folder)"
         assert len(spec.seeds) >= 3, name
         assert spec.fixed.get("eval.episodes", 0) >= 50, name
-        # what this session's default changes must not move: runs, epochs, mirroring
-        for key in ("collect.runs", "train.epochs", "train.mirror"):
-            assert key in spec.fixed, f"{name} does not set {key}"
+        assert "collect.runs" in spec.fixed, f"{name}: state the recorded runs, the budget's axis"
+        # the rows are committed where the report reads them; the budget is stated up front
+        assert spec.rows == f"experiments/rows/{name}.jsonl", name
+        assert spec.budget_minutes and len(spec.budget_rule) > 40, f"{name}: give its [budget]"
         header = "".join(line for line in (SPECS / f"{name}.toml").read_text().splitlines(True)
                          if line.startswith("#"))  # fmt: skip
         finding = next(f for f in FINDINGS if name in f.specs)
-        assert "Claim (notes " in header and "Budget:" in header, name
+        assert "Claim (notes " in header and "Budget rule (fixed before" in header, name
         notes = re.findall(r"\d{3}_[0-9a-f]{16}\.txt", finding.source)
         assert any(note in header for note in notes), f"{name} does not cite {notes}"
         assert ("GPU SPEC" in header) == (spec.gpus > 0), f"{name}: mark GPU specs at the top"
@@ -292,7 +294,7 @@ def test_every_group_and_claim_of_the_findings_fits_its_specs(loaded):
 
 def test_the_transfer_target_starts_from_the_source_specs_seed_0_trial(loaded):
     source = next(t for t in loaded["transfer_source"].trials if t.seed == 0)
-    checkpoint = f"sweeps/transfer_source/trials/{source.id}/run/checkpoints/best_val_loss.pt"
+    checkpoint = f"sweeps/transfer_source/trials/{source.id}/run/checkpoints/last.pt"
     inits = loaded[TRANSFER_TARGET].spec.grid["train.init_from"]
     assert inits == [[], [f"{checkpoint}:encoder"]]
 

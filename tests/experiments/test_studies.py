@@ -57,7 +57,7 @@ def test_a_study_expands_into_three_seeds_of_100_episodes_and_names_its_table(pa
 
 def test_the_suite_command_of_the_results_page_names_the_families_default_trials():
     """docs/results.md flies the families study's README-default trials: their ids must hold."""
-    path = ROOT / "experiments" / "studies" / "families.toml"
+    path = ROOT / "experiments" / "specs" / "families.toml"
     spec = spec_from_dict(read_toml(path), str(path), path.stem)
     default = [t for t in spec.trials() if t.values == {"train.net": "tiny_nfc"}]
     assert [t.seed for t in default] == [0, 1, 2]
