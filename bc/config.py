@@ -17,7 +17,7 @@ from typing import Any, ClassVar, TypeVar
 from bc.augment import AUGMENTS
 from bc.errors import ConfigError
 from bc.extras import EXTRA_MODES, OUTPUT_BALANCING, SPEED_HEADS, check_inputs
-from bc.heads import HEADS
+from bc.heads import HEADS, check_act_thresholds
 from bc.lr_schedule import LR_SCHEDULES
 from bc.nets import NETS
 from bc.recipes import RECIPE_MIN_STEPS, default_help
@@ -100,11 +100,6 @@ SESSION_FIELDS = frozenset(
         "run_dir",
     }
 )
-
-
-def _same_folder(first: str | Path, second: str | Path) -> bool:
-    """Whether two paths name one folder (relative to the working directory, links followed)."""
-    return Path(first).resolve() == Path(second).resolve()
 
 
 @dataclass
@@ -197,6 +192,14 @@ class TrainConfig:
         " learns as under MSE)",
         group="net",
     )
+    act_deadband: float | None = option(
+        None, "regressing heads: |command| from which the policy turns"
+        f" ({default_help('act_deadband')})", group="net",
+    )  # fmt: skip
+    act_release: float | None = option(
+        None, "regressing heads: a turn goes on while |command| stays above this"
+        f" ({default_help('act_release')})", group="net",
+    )  # fmt: skip
     input_size: int | None = option(
         None,
         "classic nets: resize frames to this square size instead of the architecture's 224"
@@ -418,6 +421,7 @@ class TrainConfig:
             )
         if not 0 <= self.nll_beta <= 1:
             raise ConfigError(f"--nll-beta must be in [0, 1], got {self.nll_beta:g}")
+        check_act_thresholds(self.act_deadband, self.act_release, ConfigError)
         check_range("max_frames", self.max_frames, low=0, why=" (0 = all)")
         check_range("subsample", self.subsample, low=1)
         check_range("time_length", self.time_length, low=1)
@@ -474,7 +478,8 @@ class TrainConfig:
         if any(not spec.strip() for spec in self.init_from):
             raise ConfigError("--init-from takes CKPT or CKPT:PART, got an empty value")
         # resume_config sets run_dir to the folder resumed; only another folder is a conflict
-        if self.resume and self.run_dir and not _same_folder(self.resume, self.run_dir):
+        resumed, named = (Path(p).resolve() for p in (self.resume or ".", self.run_dir or "."))
+        if self.resume and self.run_dir and resumed != named:
             raise ConfigError(
                 f"--resume {self.resume} already names the run; drop --run-dir {self.run_dir},"
                 " which names another folder"

@@ -19,6 +19,7 @@ regressor runs compare on one scale; ``yaw_mse`` compares them on the other.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,11 +109,20 @@ class Quantiser:
         return torch.tensor(bins, dtype=torch.int64, device=commands.device)
 
 
-def label_quantiser(n_bins: int, target: str, expert_config: dict[str, Any] | None) -> Quantiser:
+def label_quantiser(
+    n_bins: int,
+    target: str,
+    expert_config: dict[str, Any] | None,
+    deadband: float | None = None,
+    release: float | None = None,
+) -> Quantiser:
     """The quantiser a head acts through: the labelling expert's rule for its continuous command.
 
-    A head that learns bins (``target`` bin) rounds to the nearest, as does one whose data no
-    scripted expert labelled (synthetic data).
+    ``deadband`` and ``release`` (``bc.train --act-deadband/--act-release``) replace the
+    expert's thresholds: a learnt command is not the expert's, so the rule that binned the
+    exact command need not be the one that flies the learnt one best. A head that learns bins
+    (``target`` bin) rounds to the nearest, as does one whose data no scripted expert
+    labelled (synthetic data).
     """
     if target != "continuous" or not isinstance(expert_config, dict):
         return Quantiser(n_bins)
@@ -120,7 +130,9 @@ def label_quantiser(n_bins: int, target: str, expert_config: dict[str, Any] | No
         expert = ExpertConfig.from_dict(expert_config)
     except (TypeError, ValueError):
         return Quantiser(n_bins)
-    return Quantiser(n_bins, expert.deadband, expert.release)
+    deadband = expert.deadband if deadband is None else deadband
+    release = expert.release if release is None else release
+    return Quantiser(n_bins, deadband, min(release, deadband))
 
 
 class Head:
@@ -239,20 +251,37 @@ HEADS: dict[str, type[Head]] = {
 }
 
 
+def check_act_thresholds(
+    deadband: float | None, release: float | None, error: type[Exception]
+) -> None:
+    """Raise ``error`` unless 0 <= release <= deadband < 1 (each may be unset: the expert's)."""
+    if deadband is not None and not 0 <= deadband < 1:
+        raise error(f"--act-deadband must be in [0, 1), got {deadband:g}")
+    if release is not None and not 0 <= release <= (1 if deadband is None else deadband):
+        raise error(f"--act-release must be in [0, --act-deadband], got {release:g}")
+
+
+def act_thresholds(config: Mapping[str, Any]) -> tuple[float | None, float | None]:
+    """The deadband and release a run's regressing head acts with (a ``config.json`` dict)."""
+    return config.get("act_deadband"), config.get("act_release")
+
+
 def make_head(
     name: str,
     n_bins: int,
     target: str,
     expert_config: dict[str, Any] | None = None,
     nll_beta: float = 0.0,
+    act: tuple[float | None, float | None] = (None, None),
 ) -> Head:
     """Build head ``name`` for ``n_bins`` action bins, acting through ``label_quantiser``.
 
-    ``nll_beta`` is the Gaussian head's β-NLL weight (ignored by the others).
+    ``nll_beta`` is the Gaussian head's β-NLL weight (ignored by the others); ``act`` the
+    deadband and release a regressing head acts with (None: the labelling expert's).
     """
     if name not in HEADS:
         raise ValueError(f"unknown head {name!r}; choose one of: {', '.join(HEADS)}")
-    quantiser = label_quantiser(n_bins, target, expert_config)
+    quantiser = label_quantiser(n_bins, target, expert_config, *act)
     if name == "gaussian":
         return GaussianHead(n_bins, target, quantiser, nll_beta)
     return HEADS[name](n_bins, target, quantiser)

@@ -21,7 +21,15 @@ from bc.checkpoint import BEST_VAL_LOSS, checkpoint_dir, read_checkpoint
 from bc.data import InputNorm
 from bc.errors import CheckpointError
 from bc.extras import ExtrasHistory, build_policy_net, env_extras
-from bc.heads import ClassifierHead, GaussianHead, Head, RegressorHead, bin_to_yaw, make_head
+from bc.heads import (
+    ClassifierHead,
+    GaussianHead,
+    Head,
+    RegressorHead,
+    act_thresholds,
+    bin_to_yaw,
+    make_head,
+)
 from bc.nets import NETS, NetSpec
 
 
@@ -293,7 +301,11 @@ def load_policy(checkpoint: str | Path, device: str = "cpu") -> Policy:
     try:
         spec = NetSpec(**payload["spec"])
         head = make_head(
-            payload["head"], int(payload["n_bins"]), payload["target"], payload.get("expert_config")
+            payload["head"],
+            int(payload["n_bins"]),
+            payload["target"],
+            payload.get("expert_config"),
+            act=act_thresholds(payload["config"]),
         )
         model = build_policy_net(net, spec, payload["config"], payload["env_kwargs"], head)
         model.load_state_dict(payload["model"])

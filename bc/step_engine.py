@@ -431,7 +431,8 @@ def epochs_for_min_steps(config: TrainConfig, split: SplitData, n_bins: int) -> 
 def build_head(config: TrainConfig, dataset: Dataset) -> Head:
     """The head of ``config`` for ``dataset``'s bins, acting through its expert's rule."""
     expert = dataset.manifest.get("expert")
-    return make_head(config.head, dataset.n_bins, config.target, expert, config.nll_beta)
+    return make_head(config.head, dataset.n_bins, config.target, expert, config.nll_beta,
+                     (config.act_deadband, config.act_release))  # fmt: skip
 
 
 def build_model(config: TrainConfig, dataset: Dataset, head: Head) -> tuple[nn.Module, NetSpec]:

@@ -35,7 +35,7 @@ from bc.export.graph import (
     quiet_torch_jit,
 )
 from bc.extras import ExtrasHistory, env_extras, extras_spec
-from bc.heads import label_quantiser
+from bc.heads import act_thresholds, label_quantiser
 from bc.nets import NetSpec
 from bc.policy import PolicyOutput
 
@@ -165,7 +165,12 @@ class ExportedPolicy:
         self._quantiser = (
             None
             if self.head == "classifier"
-            else label_quantiser(self.n_bins, self.config.get("target", "bin"), self.expert_config)
+            else label_quantiser(
+                self.n_bins,
+                self.config.get("target", "bin"),
+                self.expert_config,
+                *act_thresholds(self.config),
+            )
         )
         self._previous_bin: int | None = None
         # extra inputs (bc.extras), read from the env as the .pt policy reads them

@@ -219,14 +219,17 @@ def _trial_id(
 def _recipe_values(train_flags: dict[str, Any]) -> dict[str, Any]:
     """The recipe fields (and step floor) the trial leaves unset, as its recipe resolves them.
 
-    Empty when the trial would not build: ``check_trial`` then says why in one line.
+    A field that stays None (no recipe sets it for this trial) is left out, so that a new
+    recipe field keeps the ids of the trials it does not change. Empty when the trial would
+    not build: ``check_trial`` then says why in one line.
     """
     unset = [name for name in (*RECIPE_FIELDS, "min_steps") if name not in train_flags]
     try:
         train = build_config("train", train_flags, data="-", run_dir="-", progress=False)
     except (ValueError, TypeError, UserError):
         return {}
-    return {name: getattr(train, name) for name in unset}
+    values = {name: getattr(train, name) for name in unset}
+    return {name: value for name, value in values.items() if value is not None}
 
 
 def build_config(section: str, flags: dict[str, Any], **sweep_values: Any) -> Any:

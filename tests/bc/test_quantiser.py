@@ -74,6 +74,28 @@ def test_offline_accuracy_scores_the_bins_a_hysteresis_head_flies():
     assert tracker.result()["accuracy"] == 1.0
 
 
+def test_the_act_thresholds_replace_the_experts_for_a_learnt_command():
+    expert = ExpertConfig().to_dict()
+    assert label_quantiser(3, "continuous", expert, 0.3, 0.15) == Quantiser(3, 0.3, 0.15)
+    assert label_quantiser(3, "continuous", expert, 0.3) == Quantiser(3, 0.3, 0.05)
+    assert label_quantiser(3, "continuous", expert, 0.02) == Quantiser(3, 0.02, 0.02)
+    assert label_quantiser(3, "bin", expert, 0.3, 0.15) == Quantiser(3)  # learns bins
+    head = make_head("gaussian", 3, "continuous", expert, act=(0.3, 0.15))
+    assert head.quantiser == Quantiser(3, 0.3, 0.15)
+
+
+def test_a_regressor_run_flies_with_its_recipes_act_thresholds(data, tmp_path):
+    from bc.train import main
+
+    result = main(tiny_config(data, tmp_path / "run", steps=2, head="regressor"))
+    path = result["checkpoints"]["last"]
+    payload = torch.load(path, weights_only=False)
+    assert (payload["config"]["act_deadband"], payload["config"]["act_release"]) == (0.3, 0.15)
+    payload["expert_config"] = ExpertConfig().to_dict()  # as a recorded dataset's runs give it
+    torch.save(payload, path)
+    assert load_policy(path).head_module.quantiser == Quantiser(3, 0.3, 0.15)
+
+
 def _expected_bins() -> list[int]:
     bins, previous = [], None
     for command in SEQUENCE:

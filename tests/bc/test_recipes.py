@@ -24,7 +24,8 @@ from bc.train import config_from_cli, main
 from configflags import CommandFailed, build_parser
 from tests.bc.helpers import tiny_config
 
-RECIPE_VALUES = {"frames", "epochs", "batch_size", "lr", "time_length", "sliding_step", "balance"}
+RECIPE_VALUES = {"frames", "epochs", "batch_size", "lr", "time_length", "sliding_step", "balance",
+                 "act_deadband", "act_release"}  # fmt: skip
 
 
 def _recipe(config: TrainConfig) -> dict:
@@ -34,7 +35,7 @@ def _recipe(config: TrainConfig) -> dict:
 def test_the_default_pipeline_keeps_its_defaults():
     assert _recipe(TrainConfig()) == BASE_DEFAULTS == {
         "frames": 3, "epochs": 6, "batch_size": 32, "lr": 1e-3, "time_length": 20,
-        "sliding_step": 5, "balance": False,
+        "sliding_step": 5, "balance": False, "act_deadband": None, "act_release": None,
     }  # fmt: skip
 
 
@@ -52,6 +53,9 @@ def test_the_default_pipeline_keeps_its_defaults():
         (["--frames", "5"], {"frames": 5, "epochs": 6}),
         (["--frames", "1"], {"frames": 1, "epochs": 15, "balance": True}),
         (["--frames", "1", "--no-balance"], {"epochs": 15, "balance": False}),
+        (["--head", "regressor"], {"act_deadband": 0.3, "act_release": 0.15, "epochs": 6}),
+        (["--head", "gaussian", "--act-release", "0.1"], {"act_deadband": 0.3, "act_release": 0.1}),
+        (["--head", "classifier"], {"act_deadband": None, "act_release": None}),
     ],
 )
 def test_a_family_selected_by_its_flags_trains_with_its_recipe(flags, expected):
@@ -68,7 +72,8 @@ def test_a_flag_the_user_gives_wins_over_the_recipe():
 def test_config_json_records_the_resolved_values_whatever_the_recipes_become(monkeypatch):
     saved = config_to_dict(TrainConfig(net="tiny_lstm"))
     assert saved["epochs"] == 60 and saved["batch_size"] == 16
-    monkeypatch.setattr("bc.recipes.RECIPES", RECIPES[:1])  # frames 1 only
+    recurrent = [recipe for recipe in RECIPES if recipe.name == "recurrent nets"]
+    monkeypatch.setattr("bc.recipes.RECIPES", tuple(recurrent))  # frames 1 only
     assert TrainConfig(net="tiny_lstm").epochs == BASE_DEFAULTS["epochs"]
     assert config_from_dict(TrainConfig, saved).epochs == 60
 
