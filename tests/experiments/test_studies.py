@@ -94,3 +94,14 @@ def test_the_transfer_parts_study_takes_its_parts_from_shortcut_trials():
             assert folder.startswith("sweeps/shortcut/trials/"), spec
             named.add(folder.rsplit("/", 1)[1])
     assert named and named <= sources, named - sources
+
+
+def test_the_families_transferred_classic_net_starts_from_the_classic_source_trial():
+    """families.toml names classic_source.toml's trial folder: its id must hold."""
+    source = ROOT / "experiments" / "studies" / "classic_source.toml"
+    (trial,) = spec_from_dict(read_toml(source), str(source), source.stem).trials()
+    path = ROOT / "experiments" / "specs" / "families.toml"
+    spec = spec_from_dict(read_toml(path), str(path), path.stem)
+    inits = [case["train.init_from"] for case in spec.cases if "train.init_from" in case]
+    checkpoint = f"sweeps/classic_source/trials/{trial.id}/run/checkpoints/last.pt:encoder"
+    assert inits == [[checkpoint]]
