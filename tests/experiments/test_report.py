@@ -299,6 +299,15 @@ def test_the_transfer_target_starts_from_the_source_specs_seed_0_trial(loaded):
     assert inits == [[], [f"{checkpoint}:encoder"]]
 
 
+def test_the_results_page_is_what_the_committed_rows_give(monkeypatch, capsys):
+    """docs/results.md's findings are regenerated from experiments/rows/ on a fresh clone."""
+    monkeypatch.chdir(ROOT)  # the specs name their rows files relative to the repository root
+    rows = {path.stem for path in (ROOT / "experiments" / "rows").glob("*.jsonl")}
+    assert rows and rows <= {path.stem for path in FINDING_SPECS}, "rows of a spec that is gone"
+    main(ReportConfig(check=True))
+    assert "docs/results.md is up to date (9 findings)" in capsys.readouterr().out
+
+
 def test_the_report_of_unrun_sweeps_is_deterministic_and_checkable(tmp_path):
     page = tmp_path / "results.md"
     page.write_text(PAGE)
