@@ -39,6 +39,7 @@ from experiments.sweep.spec_sources import read_toml
 
 EXCLUDED_SPECS = ("example",)  # specs in the folder that belong to no finding
 SUMMARY = "summary"  # the block with the verdicts of all findings
+BUDGET_WORKERS = 2  # a spec's [budget] minutes are for the 2-core machine, 2 trials at once
 
 
 @dataclass(frozen=True)
@@ -218,24 +219,32 @@ def print_budget(config: ReportConfig, findings: Sequence[Finding] = FINDINGS) -
     chosen = [f for f in findings if not config.findings or f.name in config.findings]
     names = list(dict.fromkeys(name for finding in chosen for name in finding.specs))
     table = Table(title="finding sweeps: budget on the 2-core machine")
-    for column in ("spec", "findings", "trials done", "budget (min)", "left (min)"):
+    columns = ("spec", "trials done", "budget (min)", "left (min)", "measured (min)")
+    for column in columns:
         table.add_column(column, overflow="fold")
     rules = []
-    total = left = 0.0
+    total = left = measured = 0.0
     for name in names:
         loaded = load_spec(config.specs / f"{name}.toml", config.sweeps_dir)
         spec, done, trials = loaded.spec, len(loaded.rows), len(loaded.trials)
         minutes = spec.budget_minutes or 0.0
         remaining = minutes * (trials - done) / trials if trials else 0.0
         total, left = total + minutes, left + remaining
-        users = ", ".join(f.name for f in chosen if name in f.specs)
-        table.add_row(name, users, f"{done} of {trials}",
+        # the finished trials' wall time, shared by the budget's 2 workers
+        spent = sum(float(row.get("wall_s") or 0.0) for row in loaded.rows) / 60 / BUDGET_WORKERS
+        measured += spent
+        table.add_row(name, f"{done} of {trials}",
                       f"{spec.budget_minutes:g}" if spec.budget_minutes else "none given",
-                      f"{remaining:.0f}")  # fmt: skip
+                      f"{remaining:.0f}", f"{spent:.0f}")  # fmt: skip
         rules.append(f"{name}: {spec.budget_rule or 'no rule given'}")
-    table.add_row("all", "", "", f"{total:g}", f"{left:.0f}")
+    table.add_row("all", "", f"{total:g}", f"{left:.0f}", f"{measured:.0f}")
     console = Console()
     console.print(table)
+    console.print(
+        f"measured: the finished trials' wall time over {BUDGET_WORKERS} workers (each trial"
+        " on one core; a loaded machine makes it longer)",
+        highlight=False,
+    )
     console.print("budget rules (each spec's [budget], fixed before its results):", markup=False)
     for rule in rules:
         console.print(f"  {rule}", highlight=False)

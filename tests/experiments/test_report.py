@@ -308,6 +308,23 @@ def test_the_results_page_is_what_the_committed_rows_give(monkeypatch, capsys):
     assert "docs/results.md is up to date (9 findings)" in capsys.readouterr().out
 
 
+def test_the_budget_lists_every_finding_spec_with_its_rule_and_what_is_left(monkeypatch, capsys):
+    monkeypatch.chdir(ROOT)
+    page = (ROOT / "docs" / "results.md").read_text()
+    assert main(ReportConfig(budget=True)) == {}
+    printed = capsys.readouterr().out
+    assert (ROOT / "docs" / "results.md").read_text() == page, "--budget writes nothing"
+    for path in FINDING_SPECS:
+        spec = load_spec(path, None)
+        line = next(line for line in printed.splitlines() if line.startswith(f"│ {spec.name} "))
+        cells = [cell.strip() for cell in line.strip("│").split("│")]
+        assert cells[1] == f"{len(spec.rows)} of {len(spec.trials)}"
+        assert cells[2] == f"{spec.spec.budget_minutes:g}"
+        assert f"{spec.name}: {spec.spec.budget_rule[:30]}" in " ".join(printed.split())
+    total = sum(load_spec(path, None).spec.budget_minutes for path in FINDING_SPECS)
+    assert "│ all " in printed and f"{total:g}" in printed.split("│ all ")[1]
+
+
 def test_the_report_of_unrun_sweeps_is_deterministic_and_checkable(tmp_path):
     page = tmp_path / "results.md"
     page.write_text(PAGE)

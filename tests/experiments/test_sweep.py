@@ -86,6 +86,33 @@ def test_the_page_table_is_the_mean_over_seeds_with_its_t_interval(tmp_path, mon
     assert "--table-into" in text and "--table-name lr" in text, "the note says how to rerun it"
 
 
+def test_the_committed_rows_are_written_after_each_trial_and_a_fresh_clone_resumes_from_them(
+    tmp_path, monkeypatch, capsys
+):
+    backend = InlineBackend()
+    monkeypatch.setattr("experiments.sweep.runner.make_backend", lambda *args: backend)
+    monkeypatch.chdir(tmp_path)  # a spec's rows path is relative to the repository root
+    text = tiny_spec(tmp_path, "train.lr = [1e-3]", seeds="[0]").read_text()
+    spec = tmp_path / "spec.toml"
+    spec.write_text(
+        'rows = "rows/tiny.jsonl"\n' + text + '[budget]\nminutes = 3\nrule = "one seed"\n'
+    )
+    main(SweepConfig(spec=spec, out=tmp_path / "out", quiet=False))
+    assert "budget of tiny: 1 trials in about 3 min on the 2-core machine; rule: one seed" in (
+        " ".join(capsys.readouterr().out.split())
+    )
+    committed = read_jsonl(tmp_path / "rows" / "tiny.jsonl")
+    assert committed == read_jsonl(tmp_path / "out" / "results.jsonl") and len(committed) == 1
+    assert not Path(committed[0]["run_dir"]).is_absolute(), "rows hold no machine's paths"
+
+    backend.jobs.clear()  # a fresh clone: the sweep folder is gone, the committed rows are not
+    result = main(SweepConfig(spec=spec, out=tmp_path / "fresh", quiet=True))
+    assert backend.jobs == [] and result.rows == committed
+    (tmp_path / "rows" / "tiny.jsonl").write_text("{not json\n")
+    with pytest.raises(UserError, match="not a rows file"):
+        main(SweepConfig(spec=spec, out=tmp_path / "fresh", quiet=True))
+
+
 def test_a_failed_trial_is_reported_the_others_go_on_and_a_rerun_retries_only_it(tmp_path, capsys):
     # the second value names weights that do not exist: that trial fails when training starts
     spec = tiny_spec(tmp_path, 'train.pretrained = ["", "no/such/weights.pt"]', seeds="[0]")

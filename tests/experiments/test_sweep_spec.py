@@ -162,6 +162,11 @@ def test_values_are_checked_against_the_config_types():
         ({"cases": [{"train.frames": 1}], "train": {"frames": 3}}, "set twice"),
         ({"cases": [{"train.frames": 1}, {"train.frames": 1}]}, "have the same flags"),
         ({"cases": [{"train.framez": 1}]}, "case 1: unknown flag 'train.framez'"),
+        ({"seeds": [0, 1], "rows": "rows.csv"}, "rows must be the path of a .jsonl file"),
+        ({"seeds": [0, 1], "budget": {"minutes": 0}}, "[budget] minutes must be a number > 0"),
+        ({"seeds": [0, 1], "budget": {"minutes": "1h"}}, "[budget] minutes must be a number"),
+        ({"seeds": [0, 1], "budget": {"hours": 1}}, "unknown [budget] key 'hours'"),
+        ({"seeds": [0, 1], "budget": {"rule": 3}}, "[budget] rule must be text"),
     ],
 )
 def test_a_bad_spec_is_refused_with_one_line(extra, message):
