@@ -64,7 +64,7 @@ def test_a_study_expands_into_three_seeds_of_100_episodes_and_names_its_table(pa
 
 def test_the_suite_command_of_the_results_page_names_the_families_default_trials():
     """docs/results.md flies the families study's README-default trials: their ids must hold."""
-    path = ROOT / "experiments" / "specs" / "families.toml"
+    path = ROOT / "experiments" / "studies" / "families.toml"
     spec = spec_from_dict(read_toml(path), str(path), path.stem)
     default = [t for t in spec.trials() if t.values == {"train.net": "tiny_nfc"}]
     assert [t.seed for t in default] == [0, 1, 2]
@@ -100,7 +100,7 @@ def test_the_families_transferred_classic_net_starts_from_the_classic_source_tri
     """families.toml names classic_source.toml's trial folder: its id must hold."""
     source = ROOT / "experiments" / "studies" / "classic_source.toml"
     (trial,) = spec_from_dict(read_toml(source), str(source), source.stem).trials()
-    path = ROOT / "experiments" / "specs" / "families.toml"
+    path = ROOT / "experiments" / "studies" / "families.toml"
     spec = spec_from_dict(read_toml(path), str(path), path.stem)
     inits = [case["train.init_from"] for case in spec.cases if "train.init_from" in case]
     checkpoint = f"sweeps/classic_source/trials/{trial.id}/run/checkpoints/last.pt:encoder"
