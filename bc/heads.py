@@ -146,9 +146,7 @@ class Head:
             raise ValueError(f"target must be bin or continuous, got {target!r}")
         self.n_bins = n_bins
         self.target = target
-        # how the head acts, and the labelling expert's own rule, which scores it offline
         self.quantiser = quantiser or Quantiser(n_bins)
-        self.label_rule = self.quantiser
 
     def target_yaw(self, bins: torch.Tensor, yaw: torch.Tensor) -> torch.Tensor:
         """The yaw a regressing head learns: the label's bin value or the continuous label."""
@@ -285,8 +283,5 @@ def make_head(
         raise ValueError(f"unknown head {name!r}; choose one of: {', '.join(HEADS)}")
     quantiser = label_quantiser(n_bins, target, expert_config, *act)
     if name == "gaussian":
-        head: Head = GaussianHead(n_bins, target, quantiser, nll_beta)
-    else:
-        head = HEADS[name](n_bins, target, quantiser)
-    head.label_rule = label_quantiser(n_bins, target, expert_config)
-    return head
+        return GaussianHead(n_bins, target, quantiser, nll_beta)
+    return HEADS[name](n_bins, target, quantiser)

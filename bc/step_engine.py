@@ -322,10 +322,9 @@ class Trainer:
         """Loss and accuracies over every frame of ``split``, in eval mode.
 
         Recurrent nets read each run from its start with the state carried step by step,
-        as the policy does in the env. A regressing head is scored through the labelling
-        expert's own rule along each run (``Quantiser.run_bins``): each frame's bin given the
-        bin of the run's previous frame, as the expert labelled it; the thresholds it acts
-        with (``--act-deadband``, ``--act-release``) are a choice for flying, not learning.
+        as the policy does in the env. A head that acts through the expert's hysteresis
+        (``Quantiser.run_bins``) is scored on the bins it would fly: each frame's bin given
+        the bin it chose at the run's previous frame, as ``bc.policy`` acts.
         """
         self.model.eval()
         tracker = MetricTracker(self.head.n_bins)
@@ -361,9 +360,9 @@ class Trainer:
                 predicted[targets] = prediction.bins.detach().cpu()
                 predicted_yaw[targets] = prediction.yaw.detach().float().cpu()
         self.train_mode()
-        rule = self.head.label_rule
-        if rule.deadband is not None:  # a learnt command, binned by the expert's rule
-            predicted = rule.run_bins(predicted_yaw, split.run_of)
+        quantiser = self.head.quantiser
+        if quantiser.hysteresis:
+            predicted = quantiser.run_bins(predicted_yaw, split.run_of)
             tracker.recount(predicted, split.bins)
         speed = {} if speed_tracker is None else speed_metrics(speed_tracker)
         shortcut = shortcut_metrics(split.bins, split.run_of, predicted)
