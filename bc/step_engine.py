@@ -322,9 +322,10 @@ class Trainer:
         """Loss and accuracies over every frame of ``split``, in eval mode.
 
         Recurrent nets read each run from its start with the state carried step by step,
-        as the policy does in the env. A head that acts through the expert's hysteresis
-        (``Quantiser.run_bins``) is scored on the bins it would fly: each frame's bin given
-        the bin it chose at the run's previous frame, as ``bc.policy`` acts.
+        as the policy does in the env. A regressing head is scored on the bins it would fly:
+        its own thresholds (``--act-deadband``, ``--act-release``) along each run
+        (``Quantiser.run_bins``), each frame's bin given the bin it chose at the run's previous
+        frame, as ``bc.policy`` acts.
         """
         self.model.eval()
         tracker = MetricTracker(self.head.n_bins)
