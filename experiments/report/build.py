@@ -33,7 +33,7 @@ from experiments.report.findings import FINDINGS, Claim, Finding, Group
 from experiments.report.markdown import find_blocks, finding_block, summary_block, update_page
 from experiments.report.results import ClaimResult, FindingResult, GroupStats, SpecResults
 from experiments.report.stats import NOT_APPLICABLE, NOT_RUN, combine, compare
-from experiments.sweep.results import RESULTS_JSONL, read_jsonl
+from experiments.sweep.results import RESULTS_JSONL, read_rows
 from experiments.sweep.spec import spec_from_dict
 from experiments.sweep.spec_sources import read_toml
 
@@ -85,11 +85,7 @@ def load_spec(path: Path, sweeps_dir: Path | None) -> SpecResults:
     stale = 0
     if results.is_file():
         ids = {trial.id for trial in trials}
-        try:
-            found = read_jsonl(results)
-        except (OSError, ValueError) as error:
-            raise UserError(f"{results}: not a rows file ({error})") from None
-        for row in found:
+        for row in read_rows(results):
             if row.get("trial") in ids:
                 rows.append(row)
             else:

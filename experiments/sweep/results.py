@@ -19,6 +19,7 @@ from rich.table import Table
 from artifacts.atomic import write_text_atomic
 from artifacts.cells import interval_cell, pct
 from artifacts.markdown_table import markdown_row, markdown_rule, markdown_table
+from configflags import UserError
 from eval.compare_table import mean_std_cell, seeds_success_cell
 from eval.stats import mean_std
 from experiments.sweep.spec import Trial, show_value
@@ -55,6 +56,14 @@ def write_jsonl(path: Path, rows: Sequence[dict[str, Any]]) -> None:
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """The rows of a ``results.jsonl``."""
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def read_rows(path: Path, fix: str = "") -> list[dict[str, Any]]:
+    """The rows of a rows file, or a one-line ``UserError`` naming it (``fix``: what to do)."""
+    try:
+        return read_jsonl(path)
+    except (OSError, ValueError) as error:
+        raise UserError(f"{path}: not a rows file ({error}){fix}") from None
 
 
 def _swept_keys(trials: Sequence[Trial]) -> list[str]:

@@ -52,7 +52,7 @@ from experiments.sweep.results import (
     groups_table,
     page_table,
     plan_table,
-    read_jsonl,
+    read_rows,
     rows_table,
     write_results,
 )
@@ -103,10 +103,7 @@ def committed_rows(spec: SweepSpec, trials: list[Trial]) -> dict[str, dict[str, 
     """The rows of the spec's ``rows`` file whose trials the spec still makes, by trial id."""
     if spec.rows is None or not Path(spec.rows).is_file():
         return {}
-    try:
-        rows = read_jsonl(Path(spec.rows))
-    except (OSError, ValueError) as error:
-        raise UserError(f"{spec.rows}: not a rows file ({error}); restore it from git") from None
+    rows = read_rows(Path(spec.rows), "; restore it from git")
     ids = {trial.id for trial in trials}
     return {row["trial"]: row for row in rows if row.get("trial") in ids}
 
