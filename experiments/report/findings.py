@@ -365,7 +365,8 @@ FINDINGS: tuple[Finding, ...] = (
         source=f'{NOTES}, "_NA: Increase input space_", learning rates 0.1, 0.01 and 0.001',
         quote="# combine winners: 0.01 [...] A clear win for the usage of multiple input"
         " samples between one and 3 frames",
-        measured="tiny_nfc with 1 and 3 frames, plain SGD (momentum 0) at 0.1, 0.01 and 0.001.",
+        measured="tiny_nfc with 1 and 3 frames, SGD (momentum 0.9, cosine schedule) at 0.1, 0.01"
+        " and 0.001.",
         specs=("lr_frames",),
         groups=LR_GROUPS,
         claims=(
