@@ -38,7 +38,11 @@ class Labels:
 
     def select(self, mask: torch.Tensor) -> Labels:
         """The labels of the samples in ``mask`` (flattened)."""
-        return Labels(*(None if t is None else t[mask] for t in self._tensors()))
+        return self.take(mask)
+
+    def take(self, index: Any) -> Labels:
+        """Every tensor indexed by ``index`` (a mask, or a tuple of per-dimension indices)."""
+        return Labels(*(None if t is None else t[index] for t in self._tensors()))
 
     def to(self, device: torch.device) -> Labels:
         return Labels(*(None if t is None else t.to(device) for t in self._tensors()))

@@ -34,6 +34,7 @@ from bc.nets import NetSpec
 from bc.outputs import Labels, OutputSet, split_labels, without_weights
 from bc.sampling import (
     FrameUnit,
+    SequenceUnit,
     Unit,
     WindowUnit,
     epoch_generator,
@@ -301,19 +302,60 @@ class Trainer:
             self.optimise(loss)
             self._track(loss, outputs, labels)
             return labels.numel()
-        # SequenceUnit: gradients of every window summed, one step for the whole sequence.
+        return self._train_sequence(split, unit, label_every)
+
+    def _train_sequence(self, split: SplitData, unit: SequenceUnit, label_every: int) -> int:
+        """One optimiser step for a whole sequence (``--accumulate``).
+
+        The gradients of the sequence's windows are summed (each window's loss over the window
+        count), each window starting from the state the previous one reached after
+        ``--sliding-step`` steps, detached, as without --accumulate. The weights do not change
+        within the step, which allows two savings with the same gradients:
+
+        * each frame's image features are computed once for the sequence, though windows
+          overlap when --sliding-step is shorter than --time-length (an encoder with batch
+          norm sees the sequence's batch statistics instead of each window's);
+        * a window's start state is the value a pass over the sequence has at that step, so
+          one pass without gradients, slide by slide, finds every start state, and the
+          windows then run side by side as one batch instead of one after another.
+        """
         self.optimizer.zero_grad(set_to_none=True)
-        state, samples = None, 0
-        for window in unit.windows:
-            batch = self.window_batch(split, window, label_every, augment=True)
-            outputs, labels, state = self.outputs(batch, state, window.carry)
-            state = _detach(state)
-            if labels.numel() == 0:
+        windows = unit.windows
+        runs, length = windows[0].runs, windows[0].length
+        starts = torch.tensor([int(window.offsets[0]) for window in windows])  # runs slide together
+        span = int(starts[-1]) + length
+        whole = WindowUnit(runs, torch.zeros_like(runs), split.lengths[runs].clamp(max=span),
+                           span, reset=True, carry=None)  # fmt: skip
+        sequence = self.window_batch(split, whole, label_every, augment=True)
+        features = self.model.encode(sequence.inputs)  # (B, span, F), with its graph
+        with torch.no_grad():
+            state, begins = None, []
+            for window, start in zip(windows, starts.tolist(), strict=True):
+                begins.append(state)
+                if window.carry is not None:
+                    _, state = self.model.read(features[:, start : start + window.carry], state)
+        steps = starts[:, None] + torch.arange(length)  # (K, L): each window's steps
+        stacked = features[:, steps].transpose(0, 1).flatten(0, 1)  # (K * B, L, F)
+        begin = None
+        if len(windows) > 1:
+            begins[0] = tuple(torch.zeros_like(part) for part in begins[1])
+            begin = tuple(torch.cat(parts, dim=1) for parts in zip(*begins, strict=True))
+        out, _ = self.model.read(stacked, begin)
+        out = out.view(len(windows), len(runs), length, -1)
+        masks = sequence.mask[:, steps].transpose(0, 1)  # (K, B, L)
+        labels = sequence.labels.take((slice(None), steps))  # (B, K, L)
+        samples, total = 0, out.new_zeros(())
+        for k, mask in enumerate(masks):
+            if not mask.any():
                 continue
-            loss = self.loss(outputs, labels)
-            (loss / len(unit.windows)).backward()
-            self._track(loss, outputs, labels)
-            samples += labels.numel()
+            window_outputs = out[k][mask]
+            window_labels = labels.take((slice(None), k)).select(mask)
+            loss = self.loss(window_outputs, window_labels)
+            total = total + loss / len(windows)
+            self._track(loss, window_outputs, window_labels)
+            samples += window_labels.numel()
+        if samples:
+            total.backward()
         self.step_optimizer()
         return samples
 

@@ -52,7 +52,16 @@ class RecurrentPolicy(nn.Module):
     def forward(
         self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        return self.read(self.encode(x), state)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Image features of every frame: ``(B, T, C, H, W) -> (B, T, F)``."""
         batch, time = x.shape[:2]
-        features = self.encoder(x.flatten(0, 1)).view(batch, time, -1)  # (B, T, F)
+        return self.encoder(x.flatten(0, 1)).view(batch, time, -1)
+
+    def read(
+        self, features: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """The outputs at every step of ``features`` (B, T, F) from ``state``, and the state."""
         hidden, state = self.lstm(features, state)  # (B, T, hidden_size)
         return self.head(hidden), state  # (B, T, n_outputs)

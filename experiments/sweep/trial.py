@@ -119,6 +119,7 @@ def results_row(
         "test_per_class_accuracy": test.get("per_class_accuracy"),
         "val_majority_rate": summary.get("val_majority_rate"),
         "train_frames": summary.get("train_frames"),
+        "train_s": summary.get("train_time_s"),
         "best_epoch": summary["best_epoch"],
         "epochs": summary["epochs"],
         "checkpoint": checkpoint,

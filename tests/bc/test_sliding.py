@@ -113,3 +113,16 @@ def test_without_accumulate_each_window_is_a_step(split_and_config):
     for unit in windows:
         trainer.train_unit(split, unit)
     assert len(steps) == len(windows) > 1
+
+
+def test_accumulate_encodes_each_frame_of_the_sequence_once(split_and_config):
+    dataset, config = split_and_config
+    split = dataset.splits["train"]
+    (unit,) = sliding_plan(split, epoch_generator(0, 0), 4, LENGTH, STEP, True)[:1]
+    assert STEP < LENGTH, "the windows overlap: encoding per window would see frames twice"
+    trainer = _trainer(dataset, config)
+    encoded, encode = [], trainer.model.encoder.forward
+    trainer.model.encoder.forward = lambda x: (encoded.append(len(x)), encode(x))[1]
+    trainer.train_unit(split, unit)
+    span = int(unit.windows[-1].offsets[0]) + LENGTH
+    assert encoded == [len(unit.windows[0].runs) * span], "one pass over the sequence's frames"

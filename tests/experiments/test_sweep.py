@@ -80,9 +80,12 @@ def test_the_page_table_is_the_mean_over_seeds_with_its_t_interval(tmp_path, mon
     frames = {s["train_frames"] for s in summaries}
     assert frames == {r["train_frames"] for r in result.rows} and len(frames) == 1
     assert cells[7] == f"{frames.pop():,}", "both seeds train on the same dataset"
+    assert [r["train_s"] for r in result.rows] == [s["train_time_s"] for s in summaries]
+    longest = max(s["train_time_s"] for s in summaries)
+    assert cells[8] == f"{longest / 60:.1f} min", "a per-seed budget is checked on the longest"
     per_action = [min(values) for values in zip(*(s["test_last"]["per_class_accuracy"]
                                                   for s in summaries), strict=True)]  # fmt: skip
-    assert cells[9] == " ".join(f"{value:.2f}" for value in per_action)
+    assert cells[10] == " ".join(f"{value:.2f}" for value in per_action)
     assert "--table-into" in text and "--table-name lr" in text, "the note says how to rerun it"
 
 
