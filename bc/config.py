@@ -146,8 +146,9 @@ class TrainConfig:
     )
     augment: str = option(
         "color",
-        "training-frame augmentation: none, or color (per-sample brightness, channel gains and"
-        " offset, the same on every frame of a sample; depth is left alone)",
+        "training-frame augmentation: none; color (per-sample brightness, channel gains and"
+        " offset, the same on every frame of a sample; depth is left alone); randconv (half"
+        " the samples' colours through a random 3x3 convolution); or color+randconv",
         choices=AUGMENTS,
         group="data",
     )

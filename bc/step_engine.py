@@ -15,7 +15,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from bc.augment import make_augment, mirror_batch, mirror_draw, unit_generator
+from bc.augment import (
+    Look,
+    make_augment,
+    mirror_batch,
+    mirror_draw,
+    random_convolution,
+    unit_generator,
+)
 from bc.config import TrainConfig
 from bc.data import Dataset, InputNorm, SplitData
 from bc.errors import ConfigError, TrainError
@@ -134,7 +141,7 @@ class Trainer:
             MetricTracker(self.output_set.speed.speed_bins) if self.output_set.speed else None
         )
         self._buffers: dict[tuple[int, ...], torch.Tensor] = {}
-        self.augment = make_augment(config.augment)
+        self.augment = make_augment(config.augment, config.seed)
         self._position = (0, 0)  # (epoch, unit) of the unit in training, keys the augmentation
 
     def set_lr(self, lr: float) -> None:
@@ -146,16 +153,14 @@ class Trainer:
         """Say which unit of which epoch trains next (the augmentation draws depend on it)."""
         self._position = (int(epoch), int(unit))
 
-    def _normalise(
-        self, frames: torch.Tensor, jitter: tuple[torch.Tensor, torch.Tensor] | None = None
-    ) -> torch.Tensor:
+    def _normalise(self, frames: torch.Tensor, look: Look | None = None) -> torch.Tensor:
         """Normalise a uint8 batch into a float buffer kept per batch shape.
 
         A fresh 5 MB tensor per step cost more in page faults than the arithmetic. Reuse is
         safe: the previous step's graph, which saved the buffer, is freed by its backward
         (and autograd's version counter would catch a graph that was not). Evaluation
-        batches (no grad) are large and rare, so they get fresh memory. ``jitter``
-        (``--augment color``) is applied on the 0-255 scale before the normalisation.
+        batches (no grad) are large and rare, so they get fresh memory. ``look``: colour
+        jitter on the 0-255 scale before the normalisation, random convolution after it.
         """
         frames = frames.to(self.device, non_blocking=True)
         if not torch.is_grad_enabled():
@@ -163,24 +168,18 @@ class Trainer:
         shape = tuple(frames.shape)
         if shape not in self._buffers:
             self._buffers[shape] = torch.empty(shape, dtype=torch.float32, device=self.device)
-        gain, offset = (None, None) if jitter is None else jitter
-        return self.norm(frames, out=self._buffers[shape], gain=gain, offset=offset)
+        look = look or Look()
+        out = self.norm(frames, out=self._buffers[shape], gain=look.gain, offset=look.offset)
+        return out if look.kernels is None else random_convolution(out, look.kernels)
 
-    def _sample_jitter(self, n: int, channels: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    def _look(self, n: int, channels: int, runs: torch.Tensor | None = None) -> Look | None:
+        """The augmentation of ``n`` samples (``runs``: of ``n`` runs for the epoch, taken)."""
         if self.augment is None:
             return None
-        generator = unit_generator(self.config.seed, *self._position)
-        return self.augment.draw(n, channels, generator)
-
-    def _run_jitter_of(
-        self, runs: torch.Tensor, n_runs: int, channels: int
-    ) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """One draw per run and epoch: a sequence keeps its look across carried windows."""
-        if self.augment is None:
-            return None
-        generator = unit_generator(self.config.seed, self._position[0], None)
-        gain, offset = self.augment.draw(n_runs, channels, generator)
-        return gain[runs], offset[runs]
+        epoch, unit = self._position
+        if runs is None:
+            return self.augment.draw(n, channels, epoch, unit)
+        return self.augment.draw(n, channels, epoch, None).take(runs)
 
     def frame_batch(self, split: SplitData, targets: torch.Tensor, augment: bool = False) -> Batch:
         """Stacks of ``frames`` ending at ``targets``, labels of the target frames.
@@ -195,9 +194,9 @@ class Trainer:
         extras = None
         if self.extras_spec is not None:
             extras = split.extras[split.stack_indices(targets, self.extras_spec.steps)]
-        jitter = None
+        look = None
         if augment:
-            jitter = self._sample_jitter(len(targets), frames.shape[-3])
+            look = self._look(len(targets), frames.shape[-3])
             if self.config.mirror:
                 flip = mirror_draw(len(targets), self.config.seed, *self._position)
                 frames, bins, yaw = mirror_batch(frames, bins, yaw, flip, self.head.n_bins)
@@ -207,7 +206,7 @@ class Trainer:
                 generator = unit_generator(self.config.seed + 1, *self._position)
                 extras = drop_actions(extras, self.extras_spec, generator)
         labels = replace(labels, bins=bins, yaw=yaw).to(self.device)
-        inputs = self._normalise(frames, jitter)
+        inputs = self._normalise(frames, look)
         extras = None if extras is None else extras.to(self.device)
         return Batch(inputs, labels, extras=extras)
 
@@ -224,16 +223,16 @@ class Trainer:
             mask &= split.positions(idx) % label_every == 0
         frames = split.gather(idx)
         bins, yaw = split.bins[idx], split.yaw[idx]
-        jitter = None
+        look = None
         if augment:
-            jitter = self._run_jitter_of(unit.runs, split.n_runs, frames.shape[-3])
+            look = self._look(split.n_runs, frames.shape[-3], unit.runs)
             if self.config.mirror:
                 # one coin per run and epoch: a sequence keeps its side across carried windows
                 flip = mirror_draw(split.n_runs, self.config.seed, self._position[0], None)
                 frames, bins, yaw = mirror_batch(
                     frames, bins, yaw, flip[unit.runs], self.head.n_bins
                 )
-        inputs = self._normalise(frames, jitter)
+        inputs = self._normalise(frames, look)
         labels = Labels(bins.to(self.device), yaw.to(self.device))
         return Batch(inputs, labels, mask.to(self.device))
 

@@ -1,12 +1,22 @@
-"""``--augment color`` and ``--mirror``: what they draw, where they apply, and that evaluation
-never sees them."""
+"""``--augment color|randconv`` and ``--mirror``: what they draw, where they apply, and that
+evaluation never sees them."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from torch.nn import functional
 
-from bc.augment import ColorJitter, make_augment, mirror_batch, mirror_draw, unit_generator
+from bc.augment import (
+    Augmenter,
+    ColorJitter,
+    RandomConvolution,
+    make_augment,
+    mirror_batch,
+    mirror_draw,
+    random_convolution,
+    unit_generator,
+)
 from bc.config import TrainConfig, config_from_dict, config_to_dict
 from bc.data import InputNorm, load_dataset
 from bc.heads import make_head
@@ -57,9 +67,54 @@ def test_the_map_is_one_affine_per_sample_and_channel_folded_into_the_norm() -> 
 
 def test_make_augment_names() -> None:
     assert make_augment("none") is None
-    assert isinstance(make_augment("color"), ColorJitter)
+    color, randconv, both = (make_augment(n) for n in ("color", "randconv", "color+randconv"))
+    assert isinstance(color, Augmenter) and isinstance(color.jitter, ColorJitter)
+    assert color.randconv is None and randconv.jitter is None
+    assert isinstance(randconv.randconv, RandomConvolution)
+    assert both.jitter is not None and both.randconv is not None
     with pytest.raises(ValueError, match="color"):
         make_augment("mirror")
+
+
+def test_colour_draws_are_the_same_with_or_without_random_convolution() -> None:
+    """Adding randconv keeps a run's colour jitter: the kernels come from a stream of their own."""
+    alone = make_augment("color", seed=3).draw(6, 3, 1, 2)
+    both = make_augment("color+randconv", seed=3).draw(6, 3, 1, 2)
+    assert torch.equal(alone.gain, both.gain) and torch.equal(alone.offset, both.offset)
+    assert alone.kernels is None and both.kernels.shape == (6, 3, 3, 3, 3)
+    expected = ColorJitter().draw(6, 3, unit_generator(3, 1, 2))  # as before randconv existed
+    assert torch.equal(alone.gain, expected[0]) and torch.equal(alone.offset, expected[1])
+
+
+def test_random_kernels_are_xavier_normal_or_the_identity_and_skip_depth() -> None:
+    randconv = RandomConvolution()
+    kernels = randconv.draw(2000, 4, unit_generator(0, 0, 0))  # RGB-D: 3 colour channels
+    identity = torch.zeros(3, 3, 3, 3)
+    identity[range(3), range(3), 1, 1] = 1.0
+    clean = torch.tensor([torch.equal(k, identity) for k in kernels])
+    assert 0.45 < clean.float().mean() < 0.55, "half the samples keep their look"
+    random = kernels[~clean]
+    assert abs(random.mean()) < 0.01
+    assert abs(random.std() - (2 / (27 + 27)) ** 0.5) < 0.01  # Xavier normal, fan 27 each way
+    assert randconv.draw(4, 1, unit_generator(0, 0, 0)) is None  # depth only: nothing to do
+
+
+def test_random_convolution_is_each_samples_kernel_on_each_of_its_frames() -> None:
+    torch.manual_seed(0)
+    inputs = torch.randn(2, 3, 4, 6, 5)  # (B, T, C, H, W): RGB-D
+    kernels = RandomConvolution().draw(2, 4, unit_generator(1, 0, 0))
+    kernels[1] = torch.randn(3, 3, 3, 3)  # both samples convolved, with kernels of their own
+    out = random_convolution(inputs, kernels)
+    assert out.shape == inputs.shape
+    for b in range(2):  # independent truth: one plain convolution per sample and frame
+        for t in range(3):
+            frame = inputs[b, t, :3][None]
+            want = functional.conv2d(frame, kernels[b], padding=1)[0]
+            torch.testing.assert_close(out[b, t, :3], want)
+    assert torch.equal(out[:, :, 3], inputs[:, :, 3]), "depth is left as it is"
+    identity = torch.zeros(2, 3, 3, 3, 3)
+    identity[:, range(3), range(3), 1, 1] = 1.0
+    torch.testing.assert_close(random_convolution(inputs, identity), inputs)
 
 
 def test_older_configs_without_the_key_mean_no_augmentation(data, tmp_path) -> None:
@@ -91,6 +146,21 @@ def test_training_batches_are_jittered_and_evaluation_is_not(data, tmp_path) -> 
     changed = jittered.frame_batch(split, targets, augment=True).inputs
     assert not torch.allclose(changed, same)
     assert jittered.evaluate(dataset.splits["val"]) == plain.evaluate(dataset.splits["val"])
+
+
+def test_random_convolution_reaches_training_batches_only(data, tmp_path) -> None:
+    dataset = load_dataset(data, in_ram="yes")
+    plain = _trainer(tiny_config(data, tmp_path, augment="none", mirror=False), dataset)
+    randconv = _trainer(tiny_config(data, tmp_path, augment="randconv", mirror=False), dataset)
+    split = dataset.splits["train"]
+    targets = torch.arange(len(split.bins))
+    clean = plain.frame_batch(split, targets, augment=True).inputs.clone()
+    look = make_augment("randconv").draw(len(targets), clean.shape[2], 0, 0)
+    changed = randconv.frame_batch(split, targets, augment=True).inputs
+    torch.testing.assert_close(changed, random_convolution(clean, look.kernels))
+    assert not torch.allclose(changed, clean)
+    assert torch.equal(randconv.frame_batch(split, targets).inputs, clean)
+    assert randconv.evaluate(dataset.splits["val"]) == plain.evaluate(dataset.splits["val"])
 
 
 def test_augmentation_changes_training_and_none_reproduces_itself(data, tmp_path) -> None:
