@@ -57,6 +57,9 @@ class BenchConfig:
     nets: list[str] = option([], "nets to measure (default: every registered net not marked slow)")
     frames: int = option(3, "frames for nets that accept it (others get their first allowed)")
     size: int = option(64, "image size of the synthetic dataset")
+    input_size: int | None = option(
+        None, "classic nets: resize frames to this size, as bc.train --input-size (others: ignored)"
+    )
     batch_size: int = option(32, "training batch size")
     steps: int = option(20, "training steps per timed block")
     rounds: int = option(3, "timed blocks of each kind; the fastest counts")
@@ -81,6 +84,8 @@ class BenchConfig:
             )
         check_range("frames", self.frames, low=1)
         check_range("size", self.size, low=32)
+        if self.input_size is not None:
+            check_range("input_size", self.input_size, low=32)
         for name in ("batch_size", "steps", "rounds", "latency_steps", "runs", "run_frames"):
             check_range(name, getattr(self, name), low=1)
         check_range("threads", self.threads, low=0)
@@ -103,6 +108,7 @@ def bench_net(net: str, frames: int, data: Path, config: BenchConfig) -> dict[st
         data=str(data),
         net=net,
         frames=frames,
+        input_size=config.input_size if NETS[net].resizes else None,
         batch_size=config.batch_size,
         seed=config.seed,
         in_ram="yes",
@@ -177,6 +183,7 @@ def bench_net(net: str, frames: int, data: Path, config: BenchConfig) -> dict[st
     return {
         "net": net,
         "frames": frames,
+        "input_size": train_config.input_size,  # None: the frames' own size
         "parameters": sum(p.numel() for p in model.parameters()),
         "samples_per_s": e2e,
         "ceiling_samples_per_s": ceiling,
@@ -213,8 +220,9 @@ def main(config: BenchConfig) -> list[dict[str, Any]]:
             console.print(f"measuring {net} (frames {frames}) ...")
             results.append(bench_net(net, frames, data, config))
     table = Table(
-        title=f"training and inference speed at {config.size}x{config.size},"
-        f" batch {config.batch_size}, {torch.get_num_threads()} threads"
+        title=f"training and inference speed at {config.size}x{config.size}"
+        + (f" (classic nets at {config.input_size})" if config.input_size else "")
+        + f", batch {config.batch_size}, {torch.get_num_threads()} threads"
     )
     for column in (
         "net",
