@@ -20,8 +20,8 @@ from tests.experiments.helpers import InlineBackend, tiny_spec
 
 
 def _metrics(rows):
-    """Rows without what may differ between two equal sweeps (wall time)."""
-    return [{k: v for k, v in row.items() if k != "wall_s"} for row in rows]
+    """Rows without what may differ between two equal sweeps (wall and training time)."""
+    return [{k: v for k, v in row.items() if k not in ("wall_s", "train_s")} for row in rows]
 
 
 def test_the_scheduler_stages_the_dataset_goes_on_past_a_failure_and_retries_only_it(
