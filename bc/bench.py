@@ -37,7 +37,7 @@ from rich.console import Console
 from rich.table import Table
 
 from artifacts.atomic import write_json_atomic
-from bc.config import TrainConfig, check_range
+from bc.config import MIN_INPUT_SIZE, TrainConfig, check_range
 from bc.data import InputNorm, load_dataset
 from bc.errors import ConfigError
 from bc.nets import NETS
@@ -85,7 +85,7 @@ class BenchConfig:
         check_range("frames", self.frames, low=1)
         check_range("size", self.size, low=32)
         if self.input_size is not None:
-            check_range("input_size", self.input_size, low=32)
+            check_range("input_size", self.input_size, low=MIN_INPUT_SIZE)
         for name in ("batch_size", "steps", "rounds", "latency_steps", "runs", "run_frames"):
             check_range(name, getattr(self, name), low=1)
         check_range("threads", self.threads, low=0)

@@ -45,6 +45,9 @@ def check_declared_choices(config: Any) -> None:
             check_choice(item.name, getattr(config, item.name), choices)
 
 
+MIN_INPUT_SIZE = 32  # the smallest --input-size a classic net is resized to
+
+
 def check_range(name: str, value: float, *, low: float | None = None, why: str = "") -> None:
     """Raise a ConfigError naming the flag when ``value < low``."""
     if low is not None and value < low:
@@ -394,8 +397,8 @@ class TrainConfig:
                 f"--input-size is for the classic nets, which resize their frames; {self.net}"
                 " takes them at the recorded size"
             )
-        if self.input_size is not None and self.input_size < 32:
-            raise ConfigError(f"--input-size must be >= 32, got {self.input_size}")
+        if self.input_size is not None:
+            check_range("input_size", self.input_size, low=MIN_INPUT_SIZE)
         if self.min_steps is None:
             # the recipe's epoch count is a floor of steps too; an --epochs given is exact
             self.min_steps = RECIPE_MIN_STEPS if self.epochs is None else 0
