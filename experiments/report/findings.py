@@ -366,7 +366,7 @@ FINDINGS: tuple[Finding, ...] = (
         quote="# combine winners: 0.01 [...] A clear win for the usage of multiple input"
         " samples between one and 3 frames",
         measured="tiny_nfc with 1 and 3 frames, SGD (momentum 0.9, cosine schedule) at 0.1, 0.01"
-        " and 0.001.",
+        " and 0.001, on class-balanced batches with the gradient norm clipped at 1.",
         specs=("lr_frames",),
         groups=LR_GROUPS,
         claims=(

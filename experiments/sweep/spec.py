@@ -266,6 +266,8 @@ class SweepSpec:
     grid: dict[str, list[Any]] = dataclasses.field(default_factory=dict)
     # configurations given one by one ([[cases]]), each crossed with the grid
     cases: tuple[dict[str, Any], ...] = ()
+    # a case's own seeds instead of ``seeds`` (its ``seeds = [...]``), None where it has none
+    case_seeds: tuple[tuple[int, ...] | None, ...] = ()
     random: dict[str, tuple[str, list[Any]]] = dataclasses.field(default_factory=dict)
     samples: int = 0
     sample_seed: int = 0
@@ -280,8 +282,14 @@ class SweepSpec:
 
     def points(self) -> list[dict[str, Any]]:
         """The swept values of each configuration: cases x grid points x random samples."""
-        grid = [{**case, **dict(zip(self.grid, combo, strict=True))}
-                for case in self.cases or ({},)
+        return [point for point, _ in self._seeded_points()]
+
+    def _seeded_points(self) -> list[tuple[dict[str, Any], tuple[int, ...]]]:
+        """Each configuration's swept values with its seeds (its case's own, else ``seeds``)."""
+        cases = self.cases or ({},)
+        case_seeds = self.case_seeds or (None,) * len(cases)
+        grid = [({**case, **dict(zip(self.grid, combo, strict=True))}, seeds or self.seeds)
+                for case, seeds in zip(cases, case_seeds, strict=True)
                 for combo in itertools.product(*self.grid.values())]  # fmt: skip
         if not self.random:
             return grid
@@ -290,13 +298,13 @@ class SweepSpec:
             {key: coerce(key, _draw(rng, *dist)) for key, dist in self.random.items()}
             for _ in range(self.samples)
         ]
-        return [{**point, **sample} for point in grid for sample in samples]
+        return [({**point, **sample}, seeds) for point, seeds in grid for sample in samples]
 
     def trials(self) -> list[Trial]:
         """Every trial, configuration-major (all seeds of a point together), each checked."""
         trials = []
-        for point in self.points():
-            for seed in self.seeds:
+        for point, seeds in self._seeded_points():
+            for seed in seeds:
                 flat = {**self.fixed, **point, **{key: seed for key in self.seed_flags}}
                 flags: dict[str, dict[str, Any]] = {section: {} for section in SECTIONS}
                 for key, value in flat.items():
@@ -342,7 +350,7 @@ def spec_from_dict(raw: dict[str, Any], where: str, default_name: str = "sweep")
             if not isinstance(values, list) or not values:
                 raise SpecError(f"{where}: grid axis {key} is empty: give it a list of values")
             grid[key] = [_coerced(key, v, f"{where} [grid]") for v in values]
-    cases = _cases(raw.get("cases"), where)
+    cases, case_seeds = _cases(raw.get("cases"), where)
     random_table = dict(raw.get("random", {}))
     samples = random_table.pop("samples", 0)
     sample_seed = random_table.pop("seed", 0)
@@ -392,9 +400,9 @@ def spec_from_dict(raw: dict[str, Any], where: str, default_name: str = "sweep")
     if rows is not None and (not isinstance(rows, str) or not rows.endswith(".jsonl")):
         raise SpecError(f"{where}: rows must be the path of a .jsonl file")
     minutes, rule = _budget(raw.get("budget", {}), where)
-    return SweepSpec(name, out, rows, fixed, grid, cases, distributions, samples, sample_seed,
-                     tuple(seeds), tuple(seed_flags), float(cpus), float(gpus), minutes,
-                     rule)  # fmt: skip
+    return SweepSpec(name, out, rows, fixed, grid, cases, case_seeds, distributions, samples,
+                     sample_seed, tuple(seeds), tuple(seed_flags), float(cpus), float(gpus),
+                     minutes, rule)  # fmt: skip
 
 
 def _budget(raw: Any, where: str) -> tuple[float | None, str]:
@@ -414,21 +422,32 @@ def _budget(raw: Any, where: str) -> tuple[float | None, str]:
     return (None if minutes is None else float(minutes)), " ".join(rule.split())
 
 
-def _cases(raw: Any, where: str) -> tuple[dict[str, Any], ...]:
-    """``[[cases]]``: a list of tables of flags, one configuration each (none: no cases)."""
+def _cases(
+    raw: Any, where: str
+) -> tuple[tuple[dict[str, Any], ...], tuple[tuple[int, ...] | None, ...]]:
+    """``[[cases]]``: tables of flags, one configuration each (none: no cases), and each case's
+    own ``seeds = [...]`` (None where it gives none: the spec's seeds)."""
     if raw is None:
-        return ()
+        return (), ()
     if not isinstance(raw, list) or not raw or not all(isinstance(c, dict) for c in raw):
         raise SpecError(f"{where}: [[cases]] must be a list of tables of flags")
-    cases = []
+    cases, case_seeds = [], []
     for number, table in enumerate(raw, 1):
+        table = dict(table)
+        seeds = table.pop("seeds", None)
+        if seeds is not None and (
+            not isinstance(seeds, list) or not seeds or not all(_is_seed(s) for s in seeds)
+        ):
+            raise SpecError(f"{where}: case {number}: seeds must be a non-empty list of"
+                            " integers >= 0")  # fmt: skip
         flags = {_canonical(key, f"{where} case {number}"): value
                  for key, value in _flatten(table).items()}  # fmt: skip
         if not flags:
             raise SpecError(f"{where}: case {number} is empty: give it the flags it sets")
         cases.append({key: _coerced(key, value, f"{where} case {number}")
                       for key, value in flags.items()})  # fmt: skip
-    return tuple(cases)
+        case_seeds.append(None if seeds is None else tuple(seeds))
+    return tuple(cases), tuple(case_seeds)
 
 
 def _is_seed(value: Any) -> bool:

@@ -71,6 +71,23 @@ def test_cases_are_configurations_each_crossed_with_the_grid_and_seeds():
     assert len(_spec(cases=cases).trials()) == 2
 
 
+def test_a_case_may_run_seeds_of_its_own_keeping_the_trials_of_the_spec_seeds():
+    cases = [{"train.frames": 1}, {"train.frames": 3, "seeds": [0, 1, 2, 3]}]
+    spec = _spec(cases=cases, seeds=[0, 1])
+    trials = spec.trials()
+    assert [(t.values["train.frames"], t.seed) for t in trials] == [
+        (1, 0), (1, 1), (3, 0), (3, 1), (3, 2), (3, 3)
+    ]  # fmt: skip
+    # "seeds" is not a flag: the case's values and its first seeds' trial ids are unchanged
+    before = _spec(cases=[{"train.frames": 1}, {"train.frames": 3}], seeds=[0, 1]).trials()
+    assert [t.id for t in before] == [t.id for t in trials[:4]]
+    assert spec.points() == [{"train.frames": 1}, {"train.frames": 3}]
+    with pytest.raises(SpecError, match="case 1: seeds must be a non-empty list"):
+        _spec(cases=[{"train.frames": 1, "seeds": []}])
+    with pytest.raises(SpecError, match="case 1: seeds must be a non-empty list"):
+        _spec(cases=[{"train.frames": 1, "seeds": [-1]}])
+
+
 def test_seed_flags_can_give_each_seed_its_own_dataset():
     spec = _spec(seeds=[0, 1], seed_flags=["train.seed", "collect.seed"])
     trials = spec.trials()
