@@ -275,6 +275,25 @@ def test_backbone_resizes_frames_bilinearly_to_its_input_size():
         backbone(torch.randn(2, 1, 64, 64))
 
 
+@pytest.mark.parametrize("arch", ["squeezenet1_0", "squeezenet1_1", "resnet18"])
+def test_squeezenets_convolve_channels_last_frames_to_the_same_features(arch):
+    torch.manual_seed(0)
+    backbone = ClassicBackbone(arch, input_size=64).eval()
+    seen = []
+    backbone.net.get_submodule(ARCHITECTURES[arch].first_conv).register_forward_hook(
+        lambda module, inputs, output: seen.append(inputs[0])
+    )
+    x = torch.randn(4, 3, 64, 64)
+    with torch.no_grad():
+        features = backbone(x)
+        expected = backbone.net(x)  # the frames as they come, contiguous
+    # SqueezeNet trains 1.4-1.6x faster on a CPU with channels-last frames; ResNet-18 does not
+    wanted = arch.startswith("squeezenet")
+    assert seen[0].is_contiguous(memory_format=torch.channels_last) == wanted
+    assert not seen[1].is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(features, expected, rtol=1e-5, atol=1e-5)
+
+
 @pytest.fixture(scope="module")
 def squeeze_state():
     torch.manual_seed(0)
