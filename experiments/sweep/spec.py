@@ -425,8 +425,10 @@ def _budget(raw: Any, where: str) -> tuple[float | None, str]:
 def _cases(
     raw: Any, where: str
 ) -> tuple[tuple[dict[str, Any], ...], tuple[tuple[int, ...] | None, ...]]:
-    """``[[cases]]``: tables of flags, one configuration each (none: no cases), and each case's
-    own ``seeds = [...]`` (None where it gives none: the spec's seeds)."""
+    """``[[cases]]``: tables of flags, one configuration each (none: no cases), and their seeds.
+
+    A case's own ``seeds = [...]`` run instead of the spec's; None where it gives none.
+    """
     if raw is None:
         return (), ()
     if not isinstance(raw, list) or not raw or not all(isinstance(c, dict) for c in raw):
