@@ -362,9 +362,7 @@ def spec_from_dict(raw: dict[str, Any], where: str, default_name: str = "sweep")
         raise SpecError(f"{where}: [random] needs samples = N (N >= 1) beside its flags")
     if samples and not distributions:
         raise SpecError(f"{where}: [random] samples = {samples} but no flag to sample")
-    seeds = raw.get("seeds", [0])
-    if not isinstance(seeds, list) or not all(_is_seed(s) for s in seeds) or not seeds:
-        raise SpecError(f"{where}: seeds must be a non-empty list of integers >= 0")
+    seeds = _seeds(raw.get("seeds", [0]), where)
     seed_flags = raw.get("seed_flags", ["train.seed"])
     if isinstance(seed_flags, str):
         seed_flags = [seed_flags]
@@ -437,19 +435,21 @@ def _cases(
     for number, table in enumerate(raw, 1):
         table = dict(table)
         seeds = table.pop("seeds", None)
-        if seeds is not None and (
-            not isinstance(seeds, list) or not seeds or not all(_is_seed(s) for s in seeds)
-        ):
-            raise SpecError(f"{where}: case {number}: seeds must be a non-empty list of"
-                            " integers >= 0")  # fmt: skip
         flags = {_canonical(key, f"{where} case {number}"): value
                  for key, value in _flatten(table).items()}  # fmt: skip
         if not flags:
             raise SpecError(f"{where}: case {number} is empty: give it the flags it sets")
         cases.append({key: _coerced(key, value, f"{where} case {number}")
                       for key, value in flags.items()})  # fmt: skip
-        case_seeds.append(None if seeds is None else tuple(seeds))
+        case_seeds.append(None if seeds is None else _seeds(seeds, f"{where}: case {number}"))
     return tuple(cases), tuple(case_seeds)
+
+
+def _seeds(value: Any, where: str) -> tuple[int, ...]:
+    """A ``seeds = [...]`` list (the spec's or a case's), checked."""
+    if not isinstance(value, list) or not value or not all(_is_seed(s) for s in value):
+        raise SpecError(f"{where}: seeds must be a non-empty list of integers >= 0")
+    return tuple(value)
 
 
 def _is_seed(value: Any) -> bool:
