@@ -2,15 +2,16 @@
 
 Two intervals: the Wilson interval of one policy's successes over its episodes, and the Student-t
 interval of a mean over training seeds (``t_interval``: how much a result moves from one seed
-to the next). The t quantiles are computed here from the incomplete beta function, so nothing
-beyond the standard library is needed.
+to the next). ``spread_ratio`` compares how widely two configurations' seeds spread (the F
+interval of a ratio of variances). The t and F quantiles are computed here from the
+incomplete beta function, so nothing beyond the standard library is needed.
 """
 
 from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any
@@ -183,24 +184,89 @@ def t_cdf(t: float, df: int) -> float:
     return 1.0 - tail if t >= 0 else tail
 
 
-def t_quantile(probability: float, df: int) -> float:
-    """The ``probability`` quantile of Student's t (bisection on ``t_cdf``), 0.5 < p < 1."""
-    if df < 1:
-        raise ValueError(f"degrees of freedom must be >= 1, got {df}")
-    if not 0.5 < probability < 1.0:
-        raise ValueError(f"probability must be in (0.5, 1), got {probability}")
+def _increasing_quantile(cdf: Callable[[float], float], probability: float) -> float:
+    """The x >= 0 where the increasing ``cdf`` reaches ``probability`` (bisection)."""
     low, high = 0.0, 1.0
-    while t_cdf(high, df) < probability:
+    while cdf(high) < probability:
         high *= 2.0
     for _ in range(200):
         middle = (low + high) / 2.0
-        if t_cdf(middle, df) < probability:
+        if cdf(middle) < probability:
             low = middle
         else:
             high = middle
         if high - low < 1e-12 * max(1.0, high):
             break
     return (low + high) / 2.0
+
+
+def t_quantile(probability: float, df: int) -> float:
+    """The ``probability`` quantile of Student's t (bisection on ``t_cdf``), 0.5 < p < 1."""
+    if df < 1:
+        raise ValueError(f"degrees of freedom must be >= 1, got {df}")
+    if not 0.5 < probability < 1.0:
+        raise ValueError(f"probability must be in (0.5, 1), got {probability}")
+    return _increasing_quantile(lambda t: t_cdf(t, df), probability)
+
+
+def f_cdf(x: float, df1: int, df2: int) -> float:
+    """P(F <= x) for Fisher's F with ``df1`` and ``df2`` degrees of freedom."""
+    if x <= 0.0:
+        return 0.0
+    return regularized_beta(df1 / 2.0, df2 / 2.0, df1 * x / (df1 * x + df2))
+
+
+def f_quantile(probability: float, df1: int, df2: int) -> float:
+    """The ``probability`` quantile of Fisher's F (bisection on ``f_cdf``), 0 < p < 1."""
+    if df1 < 1 or df2 < 1:
+        raise ValueError(f"degrees of freedom must be >= 1, got {df1} and {df2}")
+    if not 0.0 < probability < 1.0:
+        raise ValueError(f"probability must be in (0, 1), got {probability}")
+    return _increasing_quantile(lambda x: f_cdf(x, df1, df2), probability)
+
+
+@dataclass(frozen=True)
+class SpreadRatio:
+    """How much more A's values spread than B's: the ratio of their variances over seeds.
+
+    ``low`` and ``high`` bound the ratio of the true variances (the F interval, which assumes
+    each configuration's seed results are normal); ``None`` where it is undefined (fewer than
+    2 values on a side, or no spread on either side).
+    """
+
+    a_std: float
+    b_std: float
+    ratio: float | None
+    low: float | None
+    high: float | None
+
+    @property
+    def defined(self) -> bool:
+        return self.low is not None and self.high is not None
+
+
+def spread_ratio(
+    a: Iterable[float], b: Iterable[float], confidence: float = CONFIDENCE
+) -> SpreadRatio | None:
+    """Variance of ``a`` over variance of ``b``, with its F interval; ``None`` if one is empty.
+
+    A side without spread (all its values equal) makes the ratio 0 or infinite: its bounds
+    are then 0 or ``math.inf`` on that side, and undefined if neither side spreads.
+    """
+    a_data, b_data = [float(v) for v in a], [float(v) for v in b]
+    if not a_data or not b_data:
+        return None
+    a_std, b_std = mean_std(a_data)[1], mean_std(b_data)[1]
+    if len(a_data) < 2 or len(b_data) < 2 or (a_std == 0.0 and b_std == 0.0):
+        return SpreadRatio(a_std, b_std, None, None, None)
+    df_a, df_b = len(a_data) - 1, len(b_data) - 1
+    tail = 0.5 + confidence / 2.0
+    if b_std == 0.0:
+        return SpreadRatio(a_std, b_std, math.inf, math.inf, math.inf)
+    ratio = (a_std / b_std) ** 2
+    low = ratio / f_quantile(tail, df_a, df_b)
+    high = ratio * f_quantile(tail, df_b, df_a)
+    return SpreadRatio(a_std, b_std, ratio, low, high)
 
 
 @dataclass(frozen=True)

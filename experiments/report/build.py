@@ -28,11 +28,18 @@ from typing import Any
 
 from artifacts.atomic import write_text_atomic
 from configflags import CommandFailed, UserError, option
-from eval.stats import t_interval
+from eval.stats import spread_ratio, t_interval
 from experiments.report.findings import FINDINGS, Claim, Finding, Group
 from experiments.report.markdown import find_blocks, finding_block, summary_block, update_page
 from experiments.report.results import ClaimResult, FindingResult, GroupStats, SpecResults
-from experiments.report.stats import NOT_APPLICABLE, NOT_RUN, combine, compare
+from experiments.report.stats import (
+    NOT_APPLICABLE,
+    NOT_RUN,
+    SPREAD,
+    combine,
+    compare,
+    compare_spread,
+)
 from experiments.sweep.results import RESULTS_JSONL, read_rows
 from experiments.sweep.spec import spec_from_dict
 from experiments.sweep.spec_sources import read_toml
@@ -141,6 +148,18 @@ def judge(claim: Claim, a: GroupStats, b: GroupStats) -> ClaimResult:
     """A claim's verdicts from its two groups (``not run`` while either has no trial)."""
     if not a.rows or not b.rows:
         return ClaimResult(claim, NOT_RUN, NOT_RUN, NOT_RUN)
+    if claim.relation == SPREAD:
+        offline_ratio = None
+        if a.group.offline and b.group.offline:
+            offline_ratio = spread_ratio(
+                _seed_means(a.rows, "test_accuracy"), _seed_means(b.rows, "test_accuracy")
+            )
+        closed_ratio = spread_ratio(
+            _seed_means(a.rows, "success_rate"), _seed_means(b.rows, "success_rate")
+        )
+        offline, closed_loop = compare_spread(offline_ratio), compare_spread(closed_ratio)
+        return ClaimResult(claim, offline, closed_loop, combine([offline, closed_loop]),
+                           offline_ratio, closed_ratio)  # fmt: skip
     offline = compare(a.test, claim.relation, b.test) if a.test and b.test else NOT_APPLICABLE
     closed_loop = compare(a.success, claim.relation, b.success)
     return ClaimResult(claim, offline, closed_loop, combine([offline, closed_loop]))

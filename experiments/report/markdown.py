@@ -18,7 +18,7 @@ from artifacts.cells import pct
 from artifacts.markdown_block import block_markers
 from artifacts.markdown_table import markdown_row as _row
 from configflags import UserError
-from eval.stats import CONFIDENCE, Interval
+from eval.stats import CONFIDENCE, Interval, SpreadRatio
 from experiments.report.results import FindingResult, GroupStats
 from experiments.report.stats import (
     AGREES,
@@ -26,6 +26,7 @@ from experiments.report.stats import (
     EQUIVALENCE_MARGIN,
     INCONCLUSIVE,
     NOT_RUN,
+    SPREAD,
     pooled_wilson,
 )
 
@@ -75,6 +76,24 @@ def _comparison(a: Interval | None, b: Interval | None, verdict: str) -> str:
     if a is None or b is None:
         return "n/a"
     return f"{interval_cell(a)} vs {interval_cell(b)}: {_verdict(verdict)}"
+
+
+def _ratio(value: float) -> str:
+    return "inf" if value == float("inf") else f"{value:.3g}"
+
+
+def spread_cell(ratio: SpreadRatio | None, verdict: str) -> str:
+    """``sd 28.1 vs 3.9 points, variance ratio 51.1 [7.15, 365]: agrees``."""
+    if verdict == NOT_RUN:
+        return "not run"
+    if ratio is None:
+        return "n/a"
+    text = f"sd {100 * ratio.a_std:.1f} vs {100 * ratio.b_std:.1f} points"
+    if ratio.defined:
+        assert ratio.ratio is not None and ratio.low is not None and ratio.high is not None
+        bounds = f"[{_ratio(ratio.low)}, {_ratio(ratio.high)}]"
+        text += f", variance ratio {_ratio(ratio.ratio)} {bounds}"
+    return f"{text}: {_verdict(verdict)}"
 
 
 def _counts(result: FindingResult) -> str:
@@ -139,9 +158,13 @@ def finding_block(result: FindingResult, image: str | None, specs_dir: Path) -> 
     for claim in result.claims if result.rows else []:
         a, b = result.groups[claim.claim.a], result.groups[claim.claim.b]
         text = f"{claim.claim.text}: {claim.claim.a} {claim.claim.relation} {claim.claim.b}"
-        lines.append(_row([text, _comparison(a.test, b.test, claim.offline),
-                           _comparison(a.success, b.success, claim.closed_loop),
-                           _verdict(claim.verdict)]))  # fmt: skip
+        if claim.claim.relation == SPREAD:
+            offline = spread_cell(claim.offline_spread, claim.offline)
+            closed_loop = spread_cell(claim.closed_loop_spread, claim.closed_loop)
+        else:
+            offline = _comparison(a.test, b.test, claim.offline)
+            closed_loop = _comparison(a.success, b.success, claim.closed_loop)
+        lines.append(_row([text, offline, closed_loop, _verdict(claim.verdict)]))
     if result.rows:
         lines += ["", _row(["configuration", "seeds", "val accuracy", "test accuracy",
                             "success over seeds", "success, all episodes", "collisions",
@@ -193,7 +216,11 @@ def summary_block(results: Sequence[FindingResult]) -> str:
         ' below, and is inconclusive when they overlap; "A ~ B" (no clear difference) agrees'
         " when the intervals overlap and both lie inside a band of"
         f" {100 * EQUIVALENCE_MARGIN:.0f} points, disagrees when they are disjoint, and is"
-        " inconclusive otherwise. A claim is judged on test accuracy and on success: it agrees"
+        ' inconclusive otherwise; "A spread> B" (A\'s training seeds spread wider: A is the less'
+        f" stable) agrees when the {confidence} F interval of the ratio of A's variance over"
+        " seeds to B's lies entirely above 1, disagrees when entirely below, and is"
+        " inconclusive when it holds 1."
+        " A claim is judged on test accuracy and on success: it agrees"
         " when one agrees and the other does not disagree (and the other way round), and is"
         " inconclusive when both are or they contradict each other; a finding combines its"
         " claims the same way.",

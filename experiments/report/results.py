@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from eval.stats import Interval
+from eval.stats import Interval, SpreadRatio
 from experiments.report.findings import Claim, Finding, Group
 from experiments.sweep.spec import SweepSpec, Trial
 
@@ -60,6 +60,9 @@ class ClaimResult:
     offline: str
     closed_loop: str
     verdict: str
+    # a spread claim's ratios of variances (test accuracy, success); None for other claims
+    offline_spread: SpreadRatio | None = None
+    closed_loop_spread: SpreadRatio | None = None
 
 
 @dataclass

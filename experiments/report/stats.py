@@ -14,6 +14,9 @@ Verdicts (docs/sweeps.md, "The verdict rule") compare the t-intervals of two con
   both inside a band of ``EQUIVALENCE_MARGIN`` (from the lowest low to the highest high) ->
   ``agrees``; overlapping but wider -> ``inconclusive`` (the data cannot rule out a difference
   larger than the margin).
+* claim "A spread> B" (A is the less stable: its seeds spread wider): the F interval of the
+  ratio of A's variance over seeds to B's (``eval.stats.spread_ratio``) entirely above 1 ->
+  ``agrees``; entirely below 1 -> ``disagrees``; containing 1 -> ``inconclusive``.
 * a configuration with fewer than 2 seeds has no interval -> ``inconclusive``.
 """
 
@@ -21,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from eval.stats import CONFIDENCE, Interval, wilson_interval
+from eval.stats import CONFIDENCE, Interval, SpreadRatio, wilson_interval
 
 EQUIVALENCE_MARGIN = 0.10  # "about equal": both intervals inside a 10-point band
 AGREES, DISAGREES, INCONCLUSIVE, NOT_APPLICABLE, NOT_RUN = (
@@ -31,7 +34,9 @@ AGREES, DISAGREES, INCONCLUSIVE, NOT_APPLICABLE, NOT_RUN = (
     "n/a",
     "not run",
 )
-RELATIONS = (">", "~")
+MEAN_RELATIONS = (">", "~")
+SPREAD = "spread>"  # a claim about the spread over seeds, not the mean
+RELATIONS = (*MEAN_RELATIONS, SPREAD)
 
 
 def pooled_wilson(
@@ -44,8 +49,8 @@ def pooled_wilson(
 
 def compare(a: Interval | None, relation: str, b: Interval | None) -> str:
     """The verdict of the claim ``a RELATION b`` from the two intervals (module docstring)."""
-    if relation not in RELATIONS:
-        raise ValueError(f"relation must be one of {RELATIONS}, got {relation!r}")
+    if relation not in MEAN_RELATIONS:
+        raise ValueError(f"relation must be one of {MEAN_RELATIONS}, got {relation!r}")
     if a is None or b is None:
         return NOT_APPLICABLE
     if not (a.defined and b.defined):
@@ -58,6 +63,16 @@ def compare(a: Interval | None, relation: str, b: Interval | None) -> str:
         return DISAGREES
     band = max(a.high, b.high) - min(a.low, b.low)
     return AGREES if band <= EQUIVALENCE_MARGIN + 1e-12 else INCONCLUSIVE
+
+
+def compare_spread(ratio: SpreadRatio | None) -> str:
+    """The verdict of a claim "A spread> B" from the ratio of A's variance to B's."""
+    if ratio is None:
+        return NOT_APPLICABLE
+    if not ratio.defined:
+        return INCONCLUSIVE
+    assert ratio.low is not None and ratio.high is not None
+    return AGREES if ratio.low > 1.0 else DISAGREES if ratio.high < 1.0 else INCONCLUSIVE
 
 
 def combine(verdicts: Sequence[str]) -> str:

@@ -2,7 +2,16 @@ import math
 
 import pytest
 
-from eval.stats import ema, mean_std, summarize, t_interval, t_quantile, wilson_interval
+from eval.stats import (
+    ema,
+    f_quantile,
+    mean_std,
+    spread_ratio,
+    summarize,
+    t_interval,
+    t_quantile,
+    wilson_interval,
+)
 
 
 @pytest.mark.parametrize(
@@ -116,3 +125,31 @@ def test_a_t_interval_over_three_seeds_is_mean_plus_minus_t_s_over_root_n():
     single = t_interval([0.4])
     assert single.mean == 0.4 and not single.defined
     assert t_interval([]) is None
+
+
+@pytest.mark.parametrize(
+    ("probability", "df1", "df2", "table"),
+    [
+        (0.975, 5, 5, 7.1464),
+        (0.95, 3, 10, 3.7083),
+        (0.99, 2, 20, 5.8489),
+        (0.975, 1, 2, 38.5063),
+        (0.975, 2, 1, 799.5000),
+        (0.025, 5, 5, 1 / 7.1464),  # the lower quantile is the reciprocal of the swapped upper
+    ],
+)
+def test_f_quantiles_match_the_printed_table(probability, df1, df2, table):
+    assert f_quantile(probability, df1, df2) == pytest.approx(table, rel=1e-4)
+
+
+def test_a_spread_ratio_is_the_variance_ratio_with_its_f_interval():
+    # variances 2 (0, 2) and 1 (0, 1, 2): ratio 2, interval [2 / F(1, 2), 2 * F(2, 1)]
+    ratio = spread_ratio([0.0, 2.0], [0.0, 1.0, 2.0])
+    assert (ratio.a_std, ratio.b_std) == pytest.approx((2**0.5, 1.0))
+    assert ratio.ratio == pytest.approx(2.0)
+    assert (ratio.low, ratio.high) == pytest.approx((2 / 38.5063, 2 * 799.5), rel=1e-4)
+    assert spread_ratio([0.1, 0.5], [0.3, 0.3]).low == float("inf"), "B does not spread"
+    assert spread_ratio([0.3, 0.3], [0.1, 0.5]).high == 0.0, "A does not spread"
+    assert not spread_ratio([0.3, 0.3], [0.4, 0.4]).defined, "neither spreads"
+    assert not spread_ratio([0.3], [0.1, 0.5]).defined, "one seed has no spread"
+    assert spread_ratio([], [0.1]) is None

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from configflags import CommandFailed, UserError
-from eval.stats import Interval
+from eval.stats import Interval, SpreadRatio
 from experiments.report.build import (
     ReportConfig,
     build_report,
@@ -20,7 +20,7 @@ from experiments.report.build import (
 from experiments.report.findings import FINDINGS, SOME, TRANSFER_TARGET, Claim, Finding, Group
 from experiments.report.markdown import finding_block, update_page
 from experiments.report.results import SpecResults
-from experiments.report.stats import combine, compare
+from experiments.report.stats import RELATIONS, combine, compare, compare_spread
 from experiments.sweep.config import SweepConfig
 from experiments.sweep.runner import main as sweep
 from experiments.sweep.spec import SweepSpec, Trial
@@ -70,6 +70,16 @@ def test_the_verdict_rule(a, relation, b, verdict):
 )
 def test_verdicts_combine(verdicts, combined):
     assert combine(verdicts) == combined
+
+
+def test_the_spread_rule_reads_the_f_interval_of_the_variance_ratio():
+    assert compare_spread(SpreadRatio(0.3, 0.04, 56.0, 7.8, 400.0)) == "agrees"
+    assert compare_spread(SpreadRatio(0.04, 0.3, 0.018, 0.0025, 0.13)) == "disagrees"
+    assert compare_spread(SpreadRatio(0.1, 0.08, 1.56, 0.22, 11.2)) == "inconclusive"
+    assert compare_spread(SpreadRatio(0.0, 0.0, None, None, None)) == "inconclusive"
+    assert compare_spread(None) == "n/a"
+    with pytest.raises(ValueError, match="relation"):
+        Claim("no such relation", "A", "spread<", "B")
 
 
 # -- a finding from hand-made rows -----------------------------------------------------------
@@ -282,7 +292,7 @@ def test_every_group_and_claim_of_the_findings_fits_its_specs(loaded):
         labels = [group.label for group in finding.groups]
         assert len(set(labels)) == len(labels), finding.name
         for claim in finding.claims:
-            assert {claim.a, claim.b} <= set(labels) and claim.relation in (">", "~")
+            assert {claim.a, claim.b} <= set(labels) and claim.relation in RELATIONS
         for group in finding.groups:
             points = loaded[group.spec].spec.points() or [{}]
             assert any(group.matches(point) for point in points), (finding.name, group.label)
@@ -420,3 +430,44 @@ def test_a_trial_that_gives_one_action_on_every_test_frame_is_flagged(per_class,
 def test_an_unknown_finding_is_a_one_line_error():
     with pytest.raises(UserError, match="unknown finding 'nope'; choose from input_space_frames"):
         ReportConfig(findings=["nope"])
+
+
+# -- a claim about spread, from hand-made rows ---------------------------------------------------
+
+SPREAD_FINDING = Finding(
+    name="spread",
+    title="Hand-made spread",
+    source="notes.txt",
+    quote="B is unstable.",
+    specs=("fake",),
+    groups=(Group("A", "fake", {"train.frames": 1}), Group("B", "fake", {"train.frames": 3})),
+    claims=(
+        Claim("B is unstable", "B", "spread>", "A"),
+        Claim("A is unstable", "A", "spread>", "B"),
+    ),
+)
+
+
+def test_a_spread_claim_is_judged_on_the_seeds_variance_ratio():
+    # A: success 0.80, 0.85, 0.90 (sd 0.05); B: 0.2, 0.9, 0.5 (sd 0.351188): variance ratio
+    # 0.123333 / 0.0025 = 49.3333; F(0.975; 2, 2) = 39: interval [1.264957, 1924.0] above 1.
+    # Test accuracy: A 0.90, 0.91, 0.92; B 0.90, 0.92, 0.94 (ratio 4): interval holds 1.
+    rows = [
+        _row(1, 0, 0.9, 0.90, 16), _row(1, 1, 0.9, 0.91, 17), _row(1, 2, 0.9, 0.92, 18),
+        _row(3, 0, 0.9, 0.90, 4), _row(3, 1, 0.9, 0.92, 18), _row(3, 2, 0.9, 0.94, 10),
+    ]  # fmt: skip
+    result = evaluate(SPREAD_FINDING, {"fake": _results(rows)})
+    b_over_a, a_over_b = result.claims
+    assert (b_over_a.offline, b_over_a.closed_loop, b_over_a.verdict) == (
+        "inconclusive", "agrees", "agrees")  # fmt: skip
+    assert (a_over_b.offline, a_over_b.closed_loop, a_over_b.verdict) == (
+        "inconclusive", "disagrees", "disagrees")  # fmt: skip
+    ratio = b_over_a.closed_loop_spread
+    assert ratio.ratio == pytest.approx(49.3333, rel=1e-5)
+    assert (ratio.low, ratio.high) == pytest.approx((1.264957, 1924.0), rel=1e-5)
+    block = finding_block(result, None, Path("experiments/specs"))
+    assert (
+        "| B is unstable: B spread> A | sd 2.0 vs 1.0 points, variance ratio 4 [0.103, 156]:"
+        " inconclusive | sd 35.1 vs 5.0 points, variance ratio 49.3 [1.26, 1.92e+03]:"
+        " **agrees** | **agrees** |"
+    ) in block.splitlines()
