@@ -259,10 +259,10 @@ def spread_ratio(
     a_std, b_std = mean_std(a_data)[1], mean_std(b_data)[1]
     if len(a_data) < 2 or len(b_data) < 2 or (a_std == 0.0 and b_std == 0.0):
         return SpreadRatio(a_std, b_std, None, None, None)
-    df_a, df_b = len(a_data) - 1, len(b_data) - 1
-    tail = 0.5 + confidence / 2.0
     if b_std == 0.0:
         return SpreadRatio(a_std, b_std, math.inf, math.inf, math.inf)
+    df_a, df_b = len(a_data) - 1, len(b_data) - 1
+    tail = 0.5 + confidence / 2.0
     ratio = (a_std / b_std) ** 2
     low = ratio / f_quantile(tail, df_a, df_b)
     high = ratio * f_quantile(tail, df_b, df_a)
