@@ -31,6 +31,7 @@ from bc.errors import ConfigError, TrainError
 from configflags import flag_name
 
 RUN_TIME_FORMAT = "%Y%m%d-%H%M%S"
+METRICS_FILE = "metrics.jsonl"
 
 
 def new_run_dir(config: TrainConfig) -> Path:
@@ -149,7 +150,7 @@ class MetricsLog:
     """
 
     def __init__(self, run_dir: Path, tensorboard: bool, resume_step: int | None):
-        self.metrics_path = run_dir / "metrics.jsonl"
+        self.metrics_path = run_dir / METRICS_FILE
         self.timing_path = run_dir / "timing.jsonl"
         if resume_step is not None:
             for path in (self.metrics_path, self.timing_path):
@@ -200,6 +201,22 @@ class MetricsLog:
         """Close the TensorBoard writer."""
         if self.writer is not None:
             self.writer.close()
+
+
+def all_actions_step(run_dir: str | Path) -> int | None:
+    """The step after which validation first recalled every action, from metrics.jsonl.
+
+    On an expert that mostly flies straight, a net first learns the prior, the majority action
+    on every frame, and only later the turns: this is the step of the first complete epoch
+    whose validation pass got some frames of every action it holds right, i.e. when training
+    left that plateau. None: it never did (or the run has no such record yet).
+    """
+    for record in _read_jsonl(Path(run_dir) / METRICS_FILE):
+        per_action = (record.get("val") or {}).get("per_class_accuracy") or ()
+        recalled = [accuracy for accuracy in per_action if accuracy is not None]
+        if record.get("complete", True) and len(recalled) > 1 and min(recalled) > 0:
+            return int(record["step"])
+    return None
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:

@@ -130,6 +130,9 @@ def group_stats(group: Group, rows: Sequence[dict[str, Any]]) -> GroupStats:
     stats.agreement = _mean(rows, "agreement")
     stats.datasets = tuple(sorted({row["dataset"] for row in rows}))
     stats.one_class = sum(one_class(row) for row in rows)
+    known = [row for row in rows if "all_actions_step" in row]
+    stats.all_actions_steps = [row["all_actions_step"] for row in known]
+    stats.steps = max((row.get("steps") or 0 for row in known), default=0) or None
     return stats
 
 

@@ -66,6 +66,23 @@ def pooled_cell(stats: GroupStats) -> str:
     return f"{stats.successes}/{stats.episodes}: {_percent_interval(rate, low, high)}"
 
 
+def majority_plateau_cell(stats: GroupStats) -> str:
+    """``2,358-3,085 of 4,766 (4 of 6)``: when its trials left the majority action's plateau.
+
+    The range of the steps after which validation first got every action right, of the most
+    steps a trial made, and how many of the trials got there ("-": no row records it).
+    """
+    if not stats.all_actions_steps:
+        return "-"
+    left = sorted(step for step in stats.all_actions_steps if step is not None)
+    if left:
+        when = f"{left[0]:,}" + (f"-{left[-1]:,}" if left[-1] != left[0] else "")
+        when += f" of {stats.steps:,}" if stats.steps else ""
+    else:
+        when = f"never in {stats.steps:,}" if stats.steps else "never"
+    return f"{when} ({len(left)} of {len(stats.all_actions_steps)})"
+
+
 def _verdict(verdict: str) -> str:
     return f"**{verdict}**" if verdict in (AGREES, DISAGREES) else verdict
 
@@ -168,16 +185,17 @@ def finding_block(result: FindingResult, image: str | None, specs_dir: Path) -> 
     if result.rows:
         lines += ["", _row(["configuration", "seeds", "val accuracy", "test accuracy",
                             "success over seeds", "success, all episodes", "collisions",
-                            "expert agreement"]), _row(["---"] * 8)]  # fmt: skip
+                            "expert agreement", "left the majority action: step (trials)"]),
+                  _row(["---"] * 9)]  # fmt: skip
         for stats in result.groups.values():
             if not stats.rows:
-                lines.append(_row([stats.group.label, "0", *(["not run"] + ["-"] * 5)]))
+                lines.append(_row([stats.group.label, "0", *(["not run"] + ["-"] * 6)]))
                 continue
             label = stats.group.label + (f" ({ONE_CLASS_MARK})" if stats.one_class else "")
             lines.append(_row([label, str(stats.seeds), interval_cell(stats.val),
                                interval_cell(stats.test), interval_cell(stats.success),
                                pooled_cell(stats), pct(stats.collisions),
-                               pct(stats.agreement)]))  # fmt: skip
+                               pct(stats.agreement), majority_plateau_cell(stats)]))  # fmt: skip
         stuck = [s for s in result.groups.values() if s.one_class]
         if stuck:
             counts = "; ".join(f"{s.group.label}: {s.one_class} of {len(s.rows)}" for s in stuck)

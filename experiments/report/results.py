@@ -46,6 +46,10 @@ class GroupStats:
     agreement: float | None = None
     datasets: tuple[str, ...] = ()
     one_class: int = 0  # trials whose flown checkpoint gave one action on every test frame
+    # per trial whose row has it, the step where training left the majority action (None:
+    # never), and the most steps any of them trained
+    all_actions_steps: list[int | None] = field(default_factory=list)
+    steps: int | None = None
 
     @property
     def seeds(self) -> int:

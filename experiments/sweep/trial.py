@@ -57,6 +57,7 @@ def run_dataset(job: dict[str, Any]) -> None:
 def run_trial(job: dict[str, Any]) -> dict[str, Any]:
     """Train and evaluate one trial; writes and returns its results row."""
     # here, not at the top: a dataset job's process is spared torch's import
+    from bc.run_dir import all_actions_step
     from bc.train import main as train
     from eval.during_training import closed_loop_callback
     from eval.rollout import main as rollout
@@ -79,6 +80,7 @@ def run_trial(job: dict[str, Any]) -> dict[str, Any]:
     )
     evaluation = rollout(rollout_config)
     row = results_row(job["sweep"], trial, summary, evaluation.summary, rollout_config.which)
+    row["all_actions_step"] = all_actions_step(directory / RUN_DIR)
     row["wall_s"] = round(time.perf_counter() - started, 3)
     write_json_atomic(directory / RESULT_FILE, row)
     print(f"trial {trial.id}: success {row['success_rate']:.3f}", flush=True)
@@ -122,6 +124,7 @@ def results_row(
         "train_s": summary.get("train_time_s"),
         "best_epoch": summary["best_epoch"],
         "epochs": summary["epochs"],
+        "steps": summary.get("steps"),
         "checkpoint": checkpoint,
         "episodes": closed_loop["episodes"],
         "success_rate": closed_loop["success_rate"],

@@ -18,8 +18,8 @@ from experiments.report.build import (
     one_class,
 )
 from experiments.report.findings import FINDINGS, SOME, TRANSFER_TARGET, Claim, Finding, Group
-from experiments.report.markdown import finding_block, update_page
-from experiments.report.results import SpecResults
+from experiments.report.markdown import finding_block, majority_plateau_cell, update_page
+from experiments.report.results import GroupStats, SpecResults
 from experiments.report.stats import RELATIONS, combine, compare, compare_spread
 from experiments.sweep.config import SweepConfig
 from experiments.sweep.runner import main as sweep
@@ -110,10 +110,17 @@ def _row(frames, seed, val, test, successes, agreement=0.6, episodes=20):
             "collision_rate": 1 - successes / episodes, "agreement": agreement}  # fmt: skip
 
 
+def _plateau(row, left, steps):
+    """``row`` with where its training left the majority action (B's rows predate the key)."""
+    return {**row, "all_actions_step": left, "steps": steps}
+
+
 HAND_ROWS = [
-    _row(1, 0, 0.92, 0.90, 4, 0.5), _row(1, 1, 0.93, 0.91, 6, 0.6), _row(1, 2, 0.94, 0.92, 5, 0.7),
+    _plateau(_row(1, 0, 0.92, 0.90, 4, 0.5), 2358, 4744),
+    _plateau(_row(1, 1, 0.93, 0.91, 6, 0.6), None, 4766),
+    _plateau(_row(1, 2, 0.94, 0.92, 5, 0.7), 3085, 4738),
     _row(3, 0, 0.96, 0.95, 12), _row(3, 1, 0.97, 0.96, 14), _row(3, 2, 0.98, 0.97, 13),
-    _row(5, 0, 0.99, 0.99, 20),
+    _plateau(_row(5, 0, 0.99, 0.99, 20), 480, 960),
 ]  # fmt: skip
 
 
@@ -152,15 +159,18 @@ def test_the_block_shows_the_hand_computed_figures():
     assert "**Verdict: inconclusive** (1 agrees, 1 disagrees, 1 inconclusive)." in lines
     assert 'The notes (notes.txt, a section): "B is better than A."' in lines
     # Wilson 15/60: [0.157765, 0.372321]; 39/60: [0.523626, 0.758322] (by the formula)
+    # A: one seed never left the majority action in its 4,766 steps; B's rows do not say
     assert ("| A | 3 | 93.0% [90.5, 95.5] | 91.0% [88.5, 93.5] | 25.0% [12.6, 37.4] |"
-            " 15/60: 25.0% [15.8, 37.2] | 75.0% | 60.0% |") in lines  # fmt: skip
+            " 15/60: 25.0% [15.8, 37.2] | 75.0% | 60.0% | 2,358-3,085 of 4,766 (2 of 3) |"
+            ) in lines  # fmt: skip
     assert ("| B | 3 | 97.0% [94.5, 99.5] | 96.0% [93.5, 98.5] | 65.0% [52.6, 77.4] |"
-            " 39/60: 65.0% [52.4, 75.8] | 35.0% | 60.0% |") in lines  # fmt: skip
+            " 39/60: 65.0% [52.4, 75.8] | 35.0% | 60.0% | - |") in lines  # fmt: skip
     assert (
         "| B beats A: B > A | 96.0% [93.5, 98.5] vs 91.0% [88.5, 93.5]: **agrees** |"
         " 65.0% [52.6, 77.4] vs 25.0% [12.6, 37.4]: **agrees** | **agrees** |"
     ) in lines
     assert "| C | 1 | 99.0% (1 seed) | 99.0% (1 seed) | 100.0% (1 seed) |" in block
+    assert block.count("| 480 of 960 (1 of 1) |") == 1
     assert "![hand: accuracy and success per configuration](img/hand.png)" in lines
     assert "- `fake` (7 of 7 trials finished): `sweeps/fake/results.jsonl`" in lines
     assert "python -m experiments.sweep" not in block, "nothing is missing"
@@ -425,6 +435,16 @@ def test_a_real_tiny_sweep_is_reported(tmp_path, monkeypatch):
 )  # fmt: skip
 def test_a_trial_that_gives_one_action_on_every_test_frame_is_flagged(per_class, flagged):
     assert one_class({"test_per_class_accuracy": per_class}) is flagged
+
+
+@pytest.mark.parametrize(
+    ("lefts", "steps", "cell"),
+    [([None, None], 4766, "never in 4,766 (0 of 2)"), ([700, 700], 1400, "700 of 1,400 (2 of 2)"),
+     ([1234, None, 987], None, "987-1,234 (2 of 3)"), ([], None, "-")],
+)  # fmt: skip
+def test_the_plateau_cell_gives_the_range_the_budget_and_how_many_left(lefts, steps, cell):
+    stats = GroupStats(Group("A", "fake", {}), [], all_actions_steps=lefts, steps=steps)
+    assert majority_plateau_cell(stats) == cell
 
 
 def test_an_unknown_finding_is_a_one_line_error():
