@@ -7,7 +7,8 @@ commands, crossed with seeds. A short form works without a file::
     python -m experiments.sweep --grid train.frames=1,3 --seeds 0,1,2 --set train.epochs=2
 
 Everything is checked before anything runs (unknown flags, values a command refuses, an
-empty grid, an unreachable Ray address: one ``error:`` line, exit 2). Datasets are recorded
+empty grid, an unreachable Ray address, a missing ``init_from`` checkpoint of a trial still to
+run: one ``error:`` line, exit 2). Datasets are recorded
 once per distinct collect config (``OUT/datasets/<fingerprint>/``) before the trials that
 read them; each trial runs in a process of its own and leaves ``OUT/trials/<id>/`` (its job,
 log, training run, evaluation and ``result.json``). ``OUT/results.jsonl`` and
@@ -43,6 +44,7 @@ from rich.progress import (
 )
 
 from artifacts.atomic import write_json_atomic
+from bc.transfer import parse_init_from
 from configflags import CommandFailed, UserError
 from dataset import DatasetError, read_manifest
 from eval.compare_table import check_table_into, write_table_into
@@ -133,6 +135,22 @@ class Sweep:
         self.datasets = [k for k in keys if k not in self.ready]
         self.first_trial_at: float | None = None
         self.cwd = str(Path.cwd())
+
+    def check_init_sources(self) -> None:
+        """Refuse, before anything runs, a waiting trial whose ``--init-from`` file is missing.
+
+        Such a path names another sweep's checkpoint (``transfer_target.toml`` reads
+        ``transfer_source.toml``'s); without it every trial would fail once it had started.
+        """
+        for trial in self.waiting:
+            for source in trial.flags["train"].get("init_from") or ():
+                path, _ = parse_init_from(source)
+                if not path.is_file():
+                    raise UserError(
+                        f"trial {trial.label}: train.init_from {path} does not exist (paths are"
+                        f" relative to {Path.cwd()}); run the sweep that makes it first, or fix"
+                        " the path in the spec"
+                    )
 
     def _dataset_job(self, key: str) -> Job:
         trial = next(t for t in self.waiting if t.dataset == key)
@@ -312,8 +330,9 @@ def main(config: SweepConfig) -> SweepResult:
     try:
         lock = _lock(out)
         try:
-            write_json_atomic(out / SPEC_FILE, {**spec.to_dict(), "trials": [t.id for t in trials]})
             sweep = Sweep(spec, trials, out, console)
+            sweep.check_init_sources()
+            write_json_atomic(out / SPEC_FILE, {**spec.to_dict(), "trials": [t.id for t in trials]})
             console.print(
                 f"sweep {spec.name}: {len(trials)} trials ({len(sweep.rows)} done before),"
                 f" {datasets} dataset(s), {backend.describe()}; results in {out}",

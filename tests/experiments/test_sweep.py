@@ -17,6 +17,7 @@ from configflags import CommandFailed, UserError
 from experiments.sweep.config import SweepConfig
 from experiments.sweep.results import read_jsonl
 from experiments.sweep.runner import main
+from experiments.sweep.spec_sources import resolve_spec
 from tests.experiments.helpers import InlineBackend, tiny_spec
 
 
@@ -115,6 +116,30 @@ def test_the_committed_rows_are_written_after_each_trial_and_a_fresh_clone_resum
     (tmp_path / "rows" / "tiny.jsonl").write_text("{not json\n")
     with pytest.raises(UserError, match="not a rows file"):
         main(SweepConfig(spec=spec, out=tmp_path / "fresh", quiet=True))
+
+
+def test_a_missing_init_from_checkpoint_is_refused_before_anything_runs(tmp_path, monkeypatch):
+    backend = InlineBackend()
+    monkeypatch.setattr("experiments.sweep.runner.make_backend", lambda *args: backend)
+    monkeypatch.chdir(tmp_path)  # init_from paths are relative to the repository root
+    text = tiny_spec(tmp_path, 'train.init_from = [["source/last.pt:encoder"]]', seeds="[0]")
+    spec = tmp_path / "spec.toml"
+    spec.write_text('rows = "rows/tiny.jsonl"\n' + text.read_text())
+    with pytest.raises(UserError, match=r"train.init_from source/last.pt does not exist .*run the"
+                       " sweep that makes it first"):  # fmt: skip
+        main(SweepConfig(spec=spec, out=tmp_path / "out", quiet=True))
+    assert backend.jobs == [] and not (tmp_path / "out" / "sweep.json").exists()
+
+    # a fresh clone of finished work: the committed rows need no source checkpoint
+    (trial,) = resolve_spec(SweepConfig(spec=spec)).trials()
+    (tmp_path / "rows").mkdir()
+    row = {"trial": trial.id, "config": "train.init_from=...", "values": trial.values, "seed": 0,
+           "val_accuracy": 0.9, "test_accuracy": 0.9, "val_loss": 0.3, "success_rate": 0.5,
+           "success_ci": [0.1, 0.9], "collision_rate": 0.5, "agreement": 0.8, "episodes": 2,
+           "train_frames": 100, "train_s": 1.0, "wall_s": 2.0}  # fmt: skip
+    (tmp_path / "rows" / "tiny.jsonl").write_text(json.dumps(row) + "\n")
+    result = main(SweepConfig(spec=spec, out=tmp_path / "fresh", quiet=True))
+    assert backend.jobs == [] and [row["trial"] for row in result.rows] == [trial.id]
 
 
 def test_a_failed_trial_is_reported_the_others_go_on_and_a_rerun_retries_only_it(tmp_path, capsys):
