@@ -145,10 +145,10 @@ class Sweep:
         for trial in self.waiting:
             for source in trial.flags["train"].get("init_from") or ():
                 path, _ = parse_init_from(source)
-                if not path.is_file():
+                if not (Path(self.cwd) / path).is_file():  # where the trials' jobs will run
                     raise UserError(
                         f"trial {trial.label}: train.init_from {path} does not exist (paths are"
-                        f" relative to {Path.cwd()}); run the sweep that makes it first, or fix"
+                        f" relative to {self.cwd}); run the sweep that makes it first, or fix"
                         " the path in the spec"
                     )
 
