@@ -22,7 +22,6 @@ from __future__ import annotations
 import datetime
 import gc
 import os
-import platform
 import statistics
 import time
 from collections.abc import Sequence
@@ -41,6 +40,7 @@ from torch.utils._pytree import tree_leaves
 from artifacts.markdown_block import block_markers, write_block
 from bc.config import check_declared_choices, check_range
 from bc.errors import ConfigError
+from bc.machine import cpu_name
 from bc.nets import NETS, NetSpec, build_net
 from configflags import option, run_main
 
@@ -255,7 +255,7 @@ def describe_machine(config: NetTableConfig) -> str:
     parts = [f"torch {torch.__version__}"]
     if config.device in ("auto", "cpu"):
         threads = torch.get_num_threads()
-        parts.append(f"CPU {_cpu_name()}, {threads} thread{'' if threads == 1 else 's'}")
+        parts.append(f"CPU {cpu_name()}, {threads} thread{'' if threads == 1 else 's'}")
     if config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available()):
         parts.append(f"GPU {torch.cuda.get_device_name()}")
     passes = f"median of {config.repeats} timed passes after {config.warmup} warm-up"
@@ -263,15 +263,6 @@ def describe_machine(config: NetTableConfig) -> str:
     if hasattr(os, "getloadavg"):  # other jobs on a shared machine slow the CPU figures down
         line += f"; load average {os.getloadavg()[0]:.1f} when done"
     return line
-
-
-def _cpu_name() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def net_table(rows: Sequence[NetMeasurement], caption: str = "") -> Table:

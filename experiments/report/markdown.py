@@ -10,8 +10,10 @@ or the machine, so the same results give the same page.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from artifacts.cells import interval_cell as percent_interval
 from artifacts.cells import pct
@@ -137,13 +139,35 @@ def _status(result: FindingResult) -> list[str]:
     for spec in result.specs:
         gpu = ", GPU spec" if spec.gpu else ""
         state = f"{len(spec.rows)} of {len(spec.trials)} trials finished"
-        lines.append(f"- `{spec.name}` ({state}{gpu}): `{spec.results.as_posix()}`")
+        machines = _machines(spec.rows)
+        lines.append(f"- `{spec.name}` ({state}{gpu}{machines}): `{spec.results.as_posix()}`")
         if spec.stale:
             lines.append(
                 f"  ({spec.stale} row(s) there are from an older version of the spec and were"
                 " left out: rerun the sweep)"
             )
     return lines
+
+
+def _machines(rows: Sequence[dict[str, Any]]) -> str:
+    """Where the rows were trained (their ``machine``, bc.machine): floats differ by machine.
+
+    Nothing when no row records it; "on X" when all were trained on one machine; else a
+    count per machine, rows that record none included.
+    """
+    trained = Counter(
+        f"{row['machine']['cpu']}, {row['machine']['kernels']}"
+        for row in rows
+        if row.get("machine")
+    )
+    if not trained:
+        return ""
+    if len(trained) == 1 and trained.total() == len(rows):
+        return f"; trained on {next(iter(trained))}"
+    counts = [f"{count} on {machine}" for machine, count in sorted(trained.items())]
+    if trained.total() < len(rows):
+        counts.append(f"{len(rows) - trained.total()} on a machine not recorded")
+    return "; trained " + ", ".join(counts)
 
 
 # marks a configuration with trials whose policy gave one action on every test frame

@@ -57,6 +57,7 @@ def run_dataset(job: dict[str, Any]) -> None:
 def run_trial(job: dict[str, Any]) -> dict[str, Any]:
     """Train and evaluate one trial; writes and returns its results row."""
     # here, not at the top: a dataset job's process is spared torch's import
+    from bc.machine import training_machine
     from bc.run_dir import all_actions_step
     from bc.train import main as train
     from eval.during_training import closed_loop_callback
@@ -81,6 +82,7 @@ def run_trial(job: dict[str, Any]) -> dict[str, Any]:
     evaluation = rollout(rollout_config)
     row = results_row(job["sweep"], trial, summary, evaluation.summary, rollout_config.which)
     row["all_actions_step"] = all_actions_step(directory / RUN_DIR)
+    row["machine"] = training_machine()
     row["wall_s"] = round(time.perf_counter() - started, 3)
     write_json_atomic(directory / RESULT_FILE, row)
     print(f"trial {trial.id}: success {row['success_rate']:.3f}", flush=True)

@@ -176,6 +176,23 @@ def test_the_block_shows_the_hand_computed_figures():
     assert "python -m experiments.sweep" not in block, "nothing is missing"
 
 
+def test_the_status_line_names_the_machines_that_trained_the_rows():
+    epyc = {"cpu": "AMD EPYC", "kernels": "AVX2", "torch": "2.13.0"}
+    xeon = {"cpu": "Intel Xeon", "kernels": "AVX512", "torch": "2.13.0"}
+
+    def status(rows):
+        block = finding_block(evaluate(HAND, {"fake": _results(rows)}), None, Path("specs"))
+        (line,) = [line for line in block.splitlines() if line.startswith("- `fake`")]
+        return line
+
+    on_one = [dict(row, machine=epyc) for row in HAND_ROWS]
+    assert status(on_one).startswith("- `fake` (7 of 7 trials finished; trained on AMD EPYC, AVX2)")
+    mixed = on_one[:4] + [dict(row, machine=xeon) for row in HAND_ROWS[4:6]] + HAND_ROWS[6:]
+    assert ("(7 of 7 trials finished; trained 4 on AMD EPYC, AVX2, 2 on Intel Xeon, AVX512,"
+            " 1 on a machine not recorded)") in status(mixed)  # fmt: skip
+    assert "trained" not in status(HAND_ROWS), "rows that record no machine say nothing of it"
+
+
 def test_a_finding_without_results_says_so_and_gives_the_commands():
     result = evaluate(HAND, {"fake": _results([], total=7)})
     block = finding_block(result, None, Path("experiments/specs"))

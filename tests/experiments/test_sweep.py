@@ -12,6 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from bc.machine import training_machine
 from bc.run_dir import all_actions_step
 from configflags import CommandFailed, UserError
 from experiments.sweep.config import SweepConfig
@@ -164,6 +165,7 @@ def test_a_failed_trial_is_reported_the_others_go_on_and_a_rerun_retries_only_it
     assert row["episodes"] == 2 and row["wall_s"] > 0
     assert row["steps"] == summary["steps"]
     assert row["all_actions_step"] == all_actions_step(out / row["run_dir"])
+    assert row["machine"] == training_machine()
     (failed,) = [p for p in (out / "trials").iterdir() if p.name != row["trial"]]
     error_line = (failed / "log.txt").read_text().splitlines()[-1]
     assert error_line.startswith("error: ") and "pretrained" in error_line
