@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from bc.machine import training_machine
 from configflags import CommandFailed, UserError
 from eval.stats import Interval, SpreadRatio
 from experiments.report.build import (
@@ -433,7 +434,9 @@ def test_a_real_tiny_sweep_is_reported(tmp_path, monkeypatch):
                  f" (1 seed) | {100 * row['test_accuracy']:.1f}% (1 seed) |"
                  f" {100 * row['success_rate']:.1f}% (1 seed) | {successes}/2: ")  # fmt: skip
         assert cells in text
-    assert "- `tiny` (2 of 2 trials finished)" in text
+    machine = training_machine()  # the rows record the machine that trained them
+    trained = f"trained on {machine['cpu']}, {machine['kernels']}"
+    assert f"- `tiny` (2 of 2 trials finished; {trained})" in text
     image = tmp_path / "docs" / "img" / "tiny.png"
     assert "](img/tiny.png)" in text and image.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     before = (text, image.read_bytes())
