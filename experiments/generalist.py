@@ -32,9 +32,11 @@ from artifacts.markdown_block import check_page, write_block
 from bc.augment import AUGMENTS
 from bc.run_dir import resume_config
 from configflags import UserError, option, run_main
+from dataset.reader import read_manifest
 from envs.options import EnvOptions
 from envs.spaces import OBS_MODES
 from eval.worker_pool import usable_cores
+from experiments.dagger.dataset import expert_labelled_frames
 
 TIMINGS = "timings.json"
 
@@ -48,7 +50,7 @@ class GeneralistConfig:
     obs_mode: str = option("rgb", "camera: rgb, depth or rgbd", choices=OBS_MODES)
     augment: str = option("color", "training augmentation (bc.train --augment)", choices=AUGMENTS)
     epochs: int | None = option(None, "BC training epochs (default: the net's recipe)")
-    iterations: int = option(4, "DAgger iterations after BC")
+    iterations: int = option(4, "DAgger iterations after BC (0: BC alone)")
     runs_per_iteration: int = option(40, "runs recorded per DAgger iteration")
     finetune_epochs: int = option(3, "epochs of each DAgger iteration's fine-tuning")
     dagger_episodes: int = option(100, "held-out episodes of DAgger's own evaluations")
@@ -134,6 +136,8 @@ class Recipe:
 
         config = self.config
         rows: list[dict[str, Any]] = []
+        if config.iterations == 0:  # BC alone: the suite flies the expert and BC
+            return rows
 
         def work() -> None:
             rows.extend(dagger(DaggerConfig(
@@ -172,10 +176,11 @@ def recipe_table(recipe: Recipe, dagger_rows: dict[int, list[dict[str, Any]]]) -
         "| recipe | expert-labelled frames | wall time per seed |",
         "|---|---|---|",
     ]
-    frames = [rows[0]["expert_frames"] for rows in dagger_rows.values() if rows]
+    # BC learns from the recording's training split, whatever DAgger adds later
+    bc_frames = expert_labelled_frames(read_manifest(recipe.data), 0)
     train = [timings.get(f"train_s{seed}", 0.0) for seed in seeds]
     bc_wall = collect + sum(train) / len(seeds)
-    lines.append(f"| BC mixed | {_mean(frames):,.0f} | {_minutes(bc_wall)} |")
+    lines.append(f"| BC mixed | {bc_frames:,} | {_minutes(bc_wall)} |")
     dagger_wall = bc_wall
     for iteration in range(1, recipe.config.iterations + 1):
         at = [rows[iteration] for rows in dagger_rows.values() if len(rows) > iteration]

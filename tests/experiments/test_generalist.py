@@ -38,6 +38,18 @@ def test_the_recipe_records_trains_daggers_and_flies_the_suite(tmp_path):
     assert again["recipe"] == result["recipe"]
 
 
+def test_no_dagger_iterations_flies_the_expert_and_bc_alone(tmp_path):
+    out = tmp_path / "recipe"
+    result = main(_tiny(out, iterations=0))
+    labels = [row["label"] for row in result["suite"].data["rows"]]
+    assert labels == ["expert", "BC mixed"]
+    assert set(json.loads((out / "timings.json").read_text())) == {"collect", "train_s0"}
+    # BC's expert-labelled frames: the recording's training split, counted from its manifest
+    manifest = json.loads((out / "data" / "manifest.json").read_text())
+    frames = sum(run["frames"] for run in manifest["runs"] if run["split"] == "train")
+    assert f"| BC mixed | {frames:,} |" in result["recipe"]
+
+
 @pytest.mark.parametrize(("values", "message"), [
     ({"seeds": ()}, "--seeds"), ({"runs": 0}, "--runs"), ({"iterations": -1}, "--iterations"),
 ])  # fmt: skip
