@@ -189,8 +189,11 @@ def recipe_table(recipe: Recipe, dagger_rows: dict[int, list[dict[str, Any]]]) -
         lines.append(
             f"| DAgger mixed {iteration} | {_mean(frames):,.0f} | {_minutes(dagger_wall)} |"
         )
-    command = "python -m experiments.generalist " + " ".join(
-        ["--seeds", *map(str, seeds), "--obs-mode", recipe.config.obs_mode]
+    config = recipe.config
+    command = (
+        f"python -m experiments.generalist --seeds {' '.join(map(str, seeds))}"
+        f" --obs-mode {config.obs_mode} --augment {config.augment}"
+        f" --iterations {config.iterations}"
     )
     lines += [
         "",

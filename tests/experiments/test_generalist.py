@@ -48,6 +48,7 @@ def test_no_dagger_iterations_flies_the_expert_and_bc_alone(tmp_path):
     manifest = json.loads((out / "data" / "manifest.json").read_text())
     frames = sum(run["frames"] for run in manifest["runs"] if run["split"] == "train")
     assert f"| BC mixed | {frames:,} |" in result["recipe"]
+    assert "--seeds 0 --obs-mode rgb --augment color --iterations 0" in result["recipe"]
 
 
 @pytest.mark.parametrize(("values", "message"), [
