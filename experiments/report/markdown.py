@@ -4,7 +4,8 @@ A block is the text between ``<!-- finding:NAME:start -->`` and ``<!-- finding:N
 (markers included). ``update_page`` replaces the blocks a page already holds and appends the
 missing ones under "## Findings of the notes", leaving every other byte of the page as it was:
 docs/results.md is shared with other generated tables. Nothing in a block depends on the time
-or the machine, so the same results give the same page.
+or on the machine that writes it (the machines a block names are those its rows record), so the
+same results give the same page.
 """
 
 from __future__ import annotations
