@@ -135,6 +135,47 @@ def summarize(records: Sequence[Mapping[str, Any]], confidence: float = 0.95) ->
     }
 
 
+# the fields of a summary that pool_summaries pools exactly
+POOLED_FIELDS = ("episodes", "successes", "collision_rate", "timeout_rate", "progress_frac",
+                 "mean_steps", "total_steps")  # fmt: skip
+
+
+def pool_summaries(
+    summaries: Sequence[Mapping[str, Any]], confidence: float = CONFIDENCE
+) -> dict[str, Any]:
+    """The summary of several summaries' episodes together, for the fields that pool exactly.
+
+    Counts add up, rates and means are weighted by episodes, and the Wilson interval is
+    computed anew over every episode: what :func:`summarize` gives for the records of all of
+    them, for :data:`POOLED_FIELDS` and the success rate and interval. A summary needs only
+    those fields, so results kept as summaries (``experiments.generalist --rows``) pool as
+    the episodes they came from would.
+    """
+    if not summaries:
+        raise ValueError("cannot pool zero summaries")
+    n = sum(int(s["episodes"]) for s in summaries)
+    successes = sum(int(s["successes"]) for s in summaries)
+
+    def weighted(key: str) -> float:
+        return math.fsum(s[key] * s["episodes"] for s in summaries) / n
+
+    low, high = wilson_interval(successes, n, confidence)
+    total_steps = sum(int(s["total_steps"]) for s in summaries)
+    return {
+        "episodes": n,
+        "successes": successes,
+        "success_rate": successes / n,
+        "success_ci_low": low,
+        "success_ci_high": high,
+        "confidence": confidence,
+        "collision_rate": weighted("collision_rate"),
+        "timeout_rate": weighted("timeout_rate"),
+        "progress_frac": weighted("progress_frac"),
+        "mean_steps": total_steps / n,
+        "total_steps": total_steps,
+    }
+
+
 def _median(records: Sequence[Mapping[str, Any]], key: str) -> float | None:
     """Median over episodes of a per-episode ``key`` (None where no episode has it)."""
     values = [r[key] for r in records if r.get(key) is not None]
