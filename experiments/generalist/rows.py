@@ -109,6 +109,8 @@ def _all_lines(path: Path) -> list[dict[str, Any]]:
     """Every line of ``path`` (none if it does not exist); one-line UserErrors for bad ones."""
     if not path.exists():
         return []
+    if not path.is_file():
+        raise UserError(f"--rows {path} is not a file: give the JSON lines file to keep")
     lines = []
     for number, text in enumerate(path.read_text().splitlines(), start=1):
         if not text.strip():
