@@ -88,6 +88,19 @@ def _pooled(records: Sequence[Mapping[str, Any]], key: str) -> float | None:
     return math.fsum(value * n for value, n in pairs) / steps
 
 
+def _successes(successes: int, episodes: int, confidence: float) -> dict[str, Any]:
+    """A summary's counts, success rate and its Wilson interval."""
+    low, high = wilson_interval(successes, episodes, confidence)
+    return {
+        "episodes": episodes,
+        "successes": successes,
+        "success_rate": successes / episodes,
+        "success_ci_low": low,
+        "success_ci_high": high,
+        "confidence": confidence,
+    }
+
+
 def summarize(records: Sequence[Mapping[str, Any]], confidence: float = 0.95) -> dict[str, Any]:
     """Aggregate per-episode records into the closed-loop metrics.
 
@@ -102,18 +115,11 @@ def summarize(records: Sequence[Mapping[str, Any]], confidence: float = 0.95) ->
     unknown = sorted(set(outcomes) - set(OUTCOMES))
     if unknown:
         raise ValueError(f"unknown outcomes {unknown}; expected one of {OUTCOMES}")
-    successes = outcomes.count("goal")
-    low, high = wilson_interval(successes, n, confidence)
     progress_m, progress_m_std = mean_std(r["progress_m"] for r in records)
     progress_frac, progress_frac_std = mean_std(r["progress_frac"] for r in records)
     steps, steps_std = mean_std(r["steps"] for r in records)
     return {
-        "episodes": n,
-        "successes": successes,
-        "success_rate": successes / n,
-        "success_ci_low": low,
-        "success_ci_high": high,
-        "confidence": confidence,
+        **_successes(outcomes.count("goal"), n, confidence),
         "collision_rate": outcomes.count("collision") / n,
         "timeout_rate": outcomes.count("timeout") / n,
         "progress_m": progress_m,
@@ -132,6 +138,41 @@ def summarize(records: Sequence[Mapping[str, Any]], confidence: float = 0.95) ->
         # the typical episode's slowest and fastest speed (records before speeds: None)
         "speed_min_median": _median(records, "speed_min"),
         "speed_max_median": _median(records, "speed_max"),
+    }
+
+
+# the fields of a summary that pool_summaries pools exactly
+POOLED_FIELDS = ("episodes", "successes", "collision_rate", "timeout_rate", "progress_frac",
+                 "mean_steps", "total_steps")  # fmt: skip
+
+
+def pool_summaries(
+    summaries: Sequence[Mapping[str, Any]], confidence: float = CONFIDENCE
+) -> dict[str, Any]:
+    """The summary of several summaries' episodes together, for the fields that pool exactly.
+
+    Counts add up, rates and means are weighted by episodes, and the Wilson interval is
+    computed anew over every episode: what :func:`summarize` gives for the records of all of
+    them, for :data:`POOLED_FIELDS` and the success rate and interval. A summary needs only
+    those fields, so results kept as summaries (``experiments.generalist --rows``) pool as
+    the episodes they came from would.
+    """
+    if not summaries:
+        raise ValueError("cannot pool zero summaries")
+    n = sum(int(s["episodes"]) for s in summaries)
+    successes = sum(int(s["successes"]) for s in summaries)
+
+    def weighted(key: str) -> float:
+        return math.fsum(s[key] * s["episodes"] for s in summaries) / n
+
+    total_steps = sum(int(s["total_steps"]) for s in summaries)
+    return {
+        **_successes(successes, n, confidence),
+        "collision_rate": weighted("collision_rate"),
+        "timeout_rate": weighted("timeout_rate"),
+        "progress_frac": weighted("progress_frac"),
+        "mean_steps": total_steps / n,
+        "total_steps": total_steps,
     }
 
 

@@ -245,6 +245,8 @@ def _cell(flights: list[dict[str, Any]]) -> dict[str, Any]:
     records = [record for data in flights for record in data["records"]]
     summary = summarize(records)
     summary["per_checkpoint_success"] = [data["summary"]["success_rate"] for data in flights]
+    # each checkpoint's own summary, in the row's order (experiments.generalist keeps them)
+    summary["per_checkpoint"] = [data["summary"] for data in flights]
     summary["seconds"] = sum(data["seconds"] for data in flights)
     return summary
 

@@ -3,9 +3,11 @@ import math
 import pytest
 
 from eval.stats import (
+    POOLED_FIELDS,
     ema,
     f_quantile,
     mean_std,
+    pool_summaries,
     spread_ratio,
     summarize,
     t_interval,
@@ -100,6 +102,21 @@ def test_summarize_rates_over_episodes_and_agreement_over_steps():
     assert s["progress_frac"] == pytest.approx((1 + 0.5 + 0.25) / 3)
     assert s["mean_steps"] == pytest.approx(500 / 3)
     assert s["total_steps"] == 500
+
+
+def test_pooled_summaries_are_the_summary_of_all_their_episodes():
+    first = [_record("goal", 100), _record("collision", 300, progress=0.5)]
+    second = [_record("timeout", 40, progress=0.25), _record("goal", 90),
+              _record("goal", 120), _record("collision", 7, progress=0.1)]  # fmt: skip
+    pooled = pool_summaries([summarize(first), summarize(second)])
+    whole = summarize(first + second)
+    for name in (*POOLED_FIELDS, "success_rate", "success_ci_low", "success_ci_high"):
+        assert pooled[name] == pytest.approx(whole[name]), name
+    # a summary reduced to the pooled fields pools the same
+    kept = [{n: summarize(part)[n] for n in POOLED_FIELDS} for part in (first, second)]
+    assert pool_summaries(kept) == pytest.approx(pooled)
+    with pytest.raises(ValueError, match="zero summaries"):
+        pool_summaries([])
 
 
 def test_summarize_rejects_empty_and_unknown_outcomes():

@@ -70,6 +70,9 @@ def test_the_suite_flies_each_row_on_each_track_and_writes_json_markdown_and_plo
     cell = data["rows"][1]["tracks"]["light"]
     assert cell["episodes"] == 6, "a row pools every checkpoint's episodes"
     assert len(cell["per_checkpoint_success"]) == 2
+    # and keeps each checkpoint's own summary, in the row's order
+    assert [each["episodes"] for each in cell["per_checkpoint"]] == [3, 3]
+    assert sum(each["successes"] for each in cell["per_checkpoint"]) == cell["successes"]
     assert data["rows"][0]["tracks"]["own"]["success_rate"] == 1.0
     markdown = result.markdown_path.read_text()
     assert "| expert | - | 100.0% [" in markdown and "`light`: light dimmer" in markdown

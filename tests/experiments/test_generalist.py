@@ -1,13 +1,16 @@
 """python -m experiments.generalist: the whole recipe, tiny, end to end and resumed."""
 
 import json
+import re
+import shlex
+import shutil
 from pathlib import Path
 
 import pytest
 
 from configflags import UserError
 from experiments.generalist import GeneralistConfig, main
-from tests.commands import assert_exit_2_one_line, run_module
+from tests.commands import ROOT, assert_exit_2_one_line, run_module
 
 
 def _tiny(out: Path, **values) -> GeneralistConfig:
@@ -26,7 +29,7 @@ def test_the_recipe_records_trains_daggers_and_flies_the_suite(tmp_path):
     result = main(_tiny(out, table_into=page, table_name="gen"))
     manifest = json.loads((out / "data" / "manifest.json").read_text())
     assert manifest["env_kwargs"]["mixture"] == "generalist"
-    labels = [row["label"] for row in result["suite"].data["rows"]]
+    labels = [row["label"] for row in result["suite"]["rows"]]
     assert labels == ["expert", "BC mixed", "DAgger mixed 1"]
     text = page.read_text()
     assert "| BC mixed |" in text and "| DAgger mixed 1 |" in text
@@ -41,7 +44,7 @@ def test_the_recipe_records_trains_daggers_and_flies_the_suite(tmp_path):
 def test_no_dagger_iterations_flies_the_expert_and_bc_alone(tmp_path):
     out = tmp_path / "recipe"
     result = main(_tiny(out, iterations=0))
-    labels = [row["label"] for row in result["suite"].data["rows"]]
+    labels = [row["label"] for row in result["suite"]["rows"]]
     assert labels == ["expert", "BC mixed"]
     assert set(json.loads((out / "timings.json").read_text())) == {"collect", "train_s0"}
     # BC's expert-labelled frames: the recording's training split, counted from its manifest
@@ -66,3 +69,71 @@ def test_a_page_without_the_markers_exits_2_before_any_work(tmp_path):
                         "--table-into", str(page))  # fmt: skip
     assert_exit_2_one_line(result, "--table-into")
     assert not (tmp_path / "out" / "data").exists()
+
+
+def test_kept_rows_bring_the_tables_back_and_pool_seeds_run_apart(tmp_path):
+    rows = tmp_path / "generalist.jsonl"
+    first = main(_tiny(tmp_path / "first", rows=rows))
+    (line,) = [json.loads(text) for text in rows.read_text().splitlines()]
+    assert line["seed"] == 0 and line["recipe"]["iterations"] == 1
+    assert set(line["suite"]) == {"expert", "BC mixed", "DAgger mixed 1"}
+    assert line["machine"]["torch"] and line["dagger"][0]["iteration"] == 1
+    # the run folders gone (another machine): the kept line makes the same tables, running nothing
+    shutil.rmtree(tmp_path / "first")
+    again = main(_tiny(tmp_path / "fresh", rows=rows))
+    assert again["table"] == first["table"] and again["recipe"] == first["recipe"]
+    assert not (tmp_path / "fresh" / "data").exists()
+    # a second seed, run elsewhere, pools with the kept one: its line is added, not replaced
+    both = main(_tiny(tmp_path / "second", rows=rows, seeds=(0, 1)))
+    lines = [json.loads(text) for text in rows.read_text().splitlines()]
+    assert [line["seed"] for line in lines] == [0, 1]
+    assert not (tmp_path / "second" / "bc_s0").exists(), "seed 0 came from the rows"
+    for label, row in zip(["expert", "BC mixed", "DAgger mixed 1"], both["suite"]["rows"],
+                          strict=True):  # fmt: skip
+        cell = row["tracks"]["own"]
+        seeds = [1] if label == "expert" else [0, 1]
+        assert cell["episodes"] == 2 * len(seeds)
+        assert cell["successes"] == sum(lines[s]["suite"][label]["own"]["successes"]
+                                        for s in seeds)  # fmt: skip
+    assert "| BC mixed | seed 0, seed 1 |" not in both["table"]
+    assert "| BC mixed | 2 |" in both["table"] and "--rows " in both["table"]
+    # a recipe with other settings is another table: its seed runs, the kept lines stay
+    main(_tiny(tmp_path / "other", rows=rows, iterations=0))
+    assert len(rows.read_text().splitlines()) == 3
+
+
+def test_a_corrupt_rows_file_exits_2_with_one_line(tmp_path):
+    rows = tmp_path / "generalist.jsonl"
+    rows.write_text('{"format": "corridor-bc generalist seed", "format_vers\n')
+    result = run_module("experiments.generalist", "--out", str(tmp_path / "out"),
+                        "--rows", str(rows))  # fmt: skip
+    assert_exit_2_one_line(result, "line 1 is not JSON")
+    rows.write_text('{"something": "else"}\n')
+    result = run_module("experiments.generalist", "--out", str(tmp_path / "out"),
+                        "--rows", str(rows))  # fmt: skip
+    assert_exit_2_one_line(result, "not a generalist seed's line")
+    assert not (tmp_path / "out" / "data").exists()
+
+
+def test_an_unknown_track_exits_2_before_any_work(tmp_path):
+    result = run_module("experiments.generalist", "--out", str(tmp_path / "out"),
+                        "--tracks", "own,moon")  # fmt: skip
+    assert_exit_2_one_line(result, "--tracks")
+    assert not (tmp_path / "out" / "data").exists()
+
+
+def test_the_results_page_blocks_are_what_the_committed_rows_give(tmp_path):
+    """docs/results.md's generalist blocks come back from experiments/rows/, running nothing."""
+    page = (ROOT / "docs" / "results.md").read_text()
+    block = page[page.index("<!-- generalist:start -->") : page.index("<!-- generalist:end -->")]
+    command = re.search(r"Generated by `(python -m experiments\.generalist [^`]+)`", block)
+    assert command, "the generalist block was not generated by the command"
+    args = shlex.split(command.group(1))[3:]
+    assert "--rows" in args, "the block is not made from committed rows"
+    copy = tmp_path / "results.md"
+    copy.write_text(page)
+    result = run_module("experiments.generalist", *args, "--table-into", str(copy),
+                        "--out", str(tmp_path / "out"), "--quiet")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "out" / "data").exists(), "every seed came from the rows"
+    assert copy.read_text() == page

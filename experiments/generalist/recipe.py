@@ -10,12 +10,16 @@ resumable (a rerun skips what is done and resumes what was interrupted):
 3. per seed, DAgger on the same mixture (its manifest's worlds): ``--iterations`` of
    ``--runs-per-iteration`` runs, fine-tuned ``--finetune-epochs`` epochs each (the measured
    better choice at obstacle density 0.5, docs/results.md);
-4. the generalisation suite (``eval.suite``): the expert, BC on the mixture and every DAgger
-   iteration, each row pooled over the seeds, with ``--table-into``.
+4. the generalisation suite (``eval.suite``, into ``OUT/suite``): the expert, BC on the
+   mixture and every DAgger iteration, each row pooling the seeds run.
 
-``OUT/recipe.json`` and ``OUT/recipe.md`` give each recipe's expert-labelled frames and wall
-time per seed (recording, training and DAgger's collection, retraining and evaluation); the
-second table goes to the ``--table-into`` page too, under ``<NAME>_recipe``.
+Each seed's results become one line (:mod:`experiments.generalist.rows`); with ``--rows FILE``
+the lines are kept in that file, and a seed already in it is not run again, so seeds run in
+different sessions pool into one table. The tables, made from the lines of every seed of
+``--seeds``: ``OUT/generalist.md`` (the suite, each row pooled over the seeds, and
+``OUT/generalist.png``) and ``OUT/recipe.md`` (each recipe's expert-labelled frames and wall
+time per seed); with ``--table-into`` they go into the page's ``NAME`` and ``NAME_recipe``
+blocks.
 """
 
 from __future__ import annotations
@@ -30,13 +34,29 @@ from typing import Any
 from artifacts.atomic import write_json_atomic, write_text_atomic
 from artifacts.markdown_block import check_page, write_block
 from bc.augment import AUGMENTS
+from bc.machine import training_machine
 from bc.run_dir import resume_config
-from configflags import UserError, option, run_main
+from configflags import UserError, option
 from dataset.reader import read_manifest
 from envs.options import EnvOptions
 from envs.spaces import OBS_MODES
+from eval.suite_report import plot_suite
+from eval.tracks import Track, tracks_from_flag
 from eval.worker_pool import usable_cores
 from experiments.dagger.dataset import expert_labelled_frames
+from experiments.generalist.rows import (
+    BC,
+    EXPERT,
+    dagger_label,
+    pooled_suite,
+    read_lines,
+    recipe_block,
+    recipe_identity,
+    seed_line,
+    suite_block,
+    suite_cells,
+    write_lines,
+)
 
 TIMINGS = "timings.json"
 
@@ -58,6 +78,11 @@ class GeneralistConfig:
     tracks: str = option("", "comma-separated suite tracks (default: all)")
     workers: int = option(0, "worker processes (0: one per usable core)")
     out: Path = option(Path("runs/generalist"), "folder of the whole recipe")
+    rows: Path | None = option(
+        None, "file that keeps each seed's results (JSON lines; docs/results.md's:"
+        " experiments/rows/generalist.jsonl): a seed in it is not run again, and the tables"
+        " pool every seed of --seeds from it",
+    )  # fmt: skip
     table_into: Path | None = option(None, "markdown page that gets the suite table")
     table_name: str = option("generalist", "block of --table-into (and NAME_recipe)")
     quiet: bool = option(False, "print only the tables")
@@ -71,6 +96,10 @@ class GeneralistConfig:
                 raise UserError(f"--{name.replace('_', '-')} must be >= 1")
         if self.iterations < 0 or self.workers < 0:
             raise UserError("--iterations and --workers must be >= 0")
+        try:
+            tracks_from_flag(self.tracks)
+        except ValueError as error:
+            raise UserError(f"--tracks: {error}") from None
 
 
 class Recipe:
@@ -150,98 +179,109 @@ class Recipe:
         self.step(f"dagger_s{seed}", False, work)
         return rows
 
-    def suite_rows(self) -> list[str]:
-        """The suite's rows: the expert, BC and each DAgger iteration, pooled over seeds."""
-        seeds = self.config.seeds
+    def suite_rows(self, seeds: list[int]) -> list[str]:
+        """The suite's rows: the expert, BC and each DAgger iteration, pooling ``seeds``."""
 
         def pooled(label: str, path: Callable[[int], Path]) -> str:
             return f"{label}=" + ",".join(str(path(seed)) for seed in seeds)
 
-        rows = ["expert", pooled("BC mixed", self.run)]
+        rows = [EXPERT, pooled(BC, self.run)]
         for iteration in range(1, self.config.iterations + 1):
-            rows.append(pooled(f"DAgger mixed {iteration}", self.dagger_run(iteration)))
+            rows.append(pooled(dagger_label(iteration), self.dagger_run(iteration)))
         return rows
 
     def dagger_run(self, iteration: int) -> Callable[[int], Path]:
         """Where DAgger iteration ``iteration`` of a seed keeps its retrained run."""
         return lambda seed: self.run(seed) / "dagger" / f"iter_{iteration:02d}" / "run"
 
+    def seed_lines(
+        self,
+        seeds: list[int],
+        dagger_rows: dict[int, list[dict[str, Any]]],
+        suite: dict[str, Any],
+        identity: dict[str, Any],
+    ) -> list[dict[str, Any]]:
+        """The lines of ``seeds``, from this run's timings, DAgger's rows and the suite's data."""
+        cells = suite_cells(suite, seeds)
+        # BC learns from the recording's training split, whatever DAgger adds later
+        bc_frames = expert_labelled_frames(read_manifest(self.data), 0)
+        return [
+            seed_line(
+                identity,
+                seed,
+                machine=training_machine(),
+                bc_frames=bc_frames,
+                collect_s=self.timings.get("collect", 0.0),
+                train_s=self.timings.get(f"train_s{seed}", 0.0),
+                dagger=dagger_rows[seed],
+                suite=cells[seed],
+            )  # fmt: skip
+            for seed in seeds
+        ]
 
-def recipe_table(recipe: Recipe, dagger_rows: dict[int, list[dict[str, Any]]]) -> str:
-    """Markdown: each recipe's expert-labelled frames and wall time, mean over the seeds."""
-    seeds = recipe.config.seeds
-    timings = recipe.timings
-    collect = timings.get("collect", 0.0)
-    lines = [
-        "| recipe | expert-labelled frames | wall time per seed |",
-        "|---|---|---|",
-    ]
-    # BC learns from the recording's training split, whatever DAgger adds later
-    bc_frames = expert_labelled_frames(read_manifest(recipe.data), 0)
-    train = [timings.get(f"train_s{seed}", 0.0) for seed in seeds]
-    bc_wall = collect + sum(train) / len(seeds)
-    lines.append(f"| BC mixed | {bc_frames:,} | {_minutes(bc_wall)} |")
-    dagger_wall = bc_wall
-    for iteration in range(1, recipe.config.iterations + 1):
-        at = [rows[iteration] for rows in dagger_rows.values() if len(rows) > iteration]
-        dagger_wall += _mean([row["wall_s"] for row in at])
-        frames = [row["expert_frames"] for row in at]
-        lines.append(
-            f"| DAgger mixed {iteration} | {_mean(frames):,.0f} | {_minutes(dagger_wall)} |"
-        )
-    config = recipe.config
-    command = (
-        f"python -m experiments.generalist --seeds {' '.join(map(str, seeds))}"
+
+def command(config: GeneralistConfig) -> str:
+    """The command line that makes the tables, as their "Generated by" line gives it."""
+    text = (
+        f"python -m experiments.generalist --seeds {' '.join(map(str, config.seeds))}"
         f" --obs-mode {config.obs_mode} --augment {config.augment}"
         f" --iterations {config.iterations}"
     )
-    lines += [
-        "",
-        f"Generated by `{command}`: the recording is shared by the seeds and counted"
-        " once; wall time on the machine that ran it, cumulative down the table.",
-    ]
-    return "\n".join(lines) + "\n"
+    return text if config.rows is None else f"{text} --rows {config.rows}"
 
 
-def _mean(values: list[float]) -> float:
-    return sum(values) / len(values) if values else 0.0
-
-
-def _minutes(seconds: float) -> str:
-    return f"{seconds / 60:.0f} min"
-
-
-def main(config: GeneralistConfig) -> dict[str, Any]:
-    """Run (or resume) the whole recipe; returns the suite's result and the recipe table."""
+def run_seeds(
+    config: GeneralistConfig, seeds: list[int], identity: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """Record (once), train, DAgger and fly the suite for ``seeds``; their lines."""
     from eval.suite import SuiteConfig
     from eval.suite import main as suite
 
-    if config.table_into is not None:
-        for name in (config.table_name, f"{config.table_name}_recipe"):
-            check_page(config.table_into, name, "--table-into", UserError)
     recipe = Recipe(config)
     recipe.collect()
     dagger_rows: dict[int, list[dict[str, Any]]] = {}
-    for seed in config.seeds:
+    for seed in seeds:
         recipe.train(seed)
         dagger_rows[seed] = recipe.dagger(seed)
     result = suite(SuiteConfig(
-        policies=tuple(recipe.suite_rows()), episodes=config.episodes, workers=config.workers,
-        tracks=config.tracks,
-        out=recipe.out / "suite", table_into=config.table_into, table_name=config.table_name,
+        policies=tuple(recipe.suite_rows(seeds)), episodes=config.episodes,
+        workers=config.workers, tracks=config.tracks, out=recipe.out / "suite",
         quiet=config.quiet,
     ))  # fmt: skip
-    table = recipe_table(recipe, dagger_rows)
-    write_text_atomic(recipe.out / "recipe.md", table)
-    write_json_atomic(recipe.out / "recipe.json", {"timings": recipe.timings,
-                      "dagger": {str(k): v for k, v in dagger_rows.items()}}, indent=2)  # fmt: skip
+    return recipe.seed_lines(seeds, dagger_rows, result.data, identity)
+
+
+def main(config: GeneralistConfig) -> dict[str, Any]:
+    """Run (or resume) the recipe for the seeds not kept yet; returns the lines and tables."""
     if config.table_into is not None:
-        write_block(config.table_into, f"{config.table_name}_recipe", table, "--table-into",
-                    UserError)  # fmt: skip
+        for name in (config.table_name, f"{config.table_name}_recipe"):
+            check_page(config.table_into, name, "--table-into", UserError)
+    tracks: tuple[Track, ...] = tracks_from_flag(config.tracks)
+    identity = recipe_identity(config, tracks)
+    kept = read_lines(config.rows, identity) if config.rows is not None else {}
+    todo = [seed for seed in config.seeds if seed not in kept]
+    if todo:
+        new = run_seeds(config, todo, identity)
+        if config.rows is not None:
+            write_lines(config.rows, new)
+        kept.update((line["seed"], line) for line in new)
+    elif not config.quiet:
+        print(f"every seed of --seeds is in {config.rows}: nothing to run")
+    lines = [kept[seed] for seed in config.seeds]
+    data = pooled_suite(lines, tracks)
+    table = suite_block(data, command(config))
+    recipe_table = recipe_block(lines, command(config))
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / "generalist.json", {"lines": lines, "table": data}, indent=1)
+    write_text_atomic(out / "generalist.md", table)
+    write_text_atomic(out / "recipe.md", recipe_table)
+    plot_suite(data, out / "generalist.png")
+    if config.table_into is not None:
+        write_block(config.table_into, config.table_name, table, "--table-into", UserError)
+        write_block(config.table_into, f"{config.table_name}_recipe", recipe_table,
+                    "--table-into", UserError)  # fmt: skip
     if not config.quiet:
         print(table)
-    return {"suite": result, "recipe": table}
-
-
-if __name__ == "__main__":
-    run_main(main, GeneralistConfig, "python -m experiments.generalist", __doc__)
+        print(recipe_table)
+    return {"lines": lines, "suite": data, "table": table, "recipe": recipe_table}
