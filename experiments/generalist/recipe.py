@@ -269,8 +269,9 @@ def main(config: GeneralistConfig) -> dict[str, Any]:
         print(f"every seed of --seeds is in {config.rows}: nothing to run")
     lines = [kept[seed] for seed in config.seeds]
     data = pooled_suite(lines, tracks)
-    table = suite_block(data, command(config))
-    recipe_table = recipe_block(lines, command(config))
+    generated_by = command(config)
+    table = suite_block(data, generated_by)
+    recipe_table = recipe_block(lines, generated_by)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "generalist.json", {"lines": lines, "table": data}, indent=1)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from artifacts.atomic import write_text_atomic
+from artifacts.formats import check_format
 from configflags import UserError
 from eval.stats import POOLED_FIELDS, pool_summaries
 from eval.suite_report import suite_markdown
@@ -41,7 +42,6 @@ def dagger_label(iteration: int) -> str:
 def recipe_identity(config: Any, tracks: Sequence[Track]) -> dict[str, Any]:
     """The recipe's settings that its results depend on, with the suite's version and tracks."""
     identity = {name: getattr(config, name) for name in IDENTITY_FIELDS}
-    identity["obs_mode"] = str(identity["obs_mode"])
     identity["suite_version"] = SUITE_VERSION
     identity["tracks"] = [track.name for track in tracks]
     return identity
@@ -109,6 +109,8 @@ def _all_lines(path: Path) -> list[dict[str, Any]]:
     """Every line of ``path`` (none if it does not exist); one-line UserErrors for bad ones."""
     if not path.exists():
         return []
+    if not path.is_file():
+        raise UserError(f"--rows {path} is not a file: give the JSON lines file to keep")
     lines = []
     for number, text in enumerate(path.read_text().splitlines(), start=1):
         if not text.strip():
@@ -120,13 +122,8 @@ def _all_lines(path: Path) -> list[dict[str, Any]]:
                 f"{path} line {number} is not JSON ({error.msg}): restore the file"
                 " from git, or delete the line to run that seed again"
             ) from None
-        if not isinstance(line, dict) or line.get("format") != FORMAT:
-            raise UserError(f"{path} line {number} is not a generalist seed's line: --rows takes"
-                            " the file that experiments.generalist writes")  # fmt: skip
-        if line.get("format_version") != FORMAT_VERSION:
-            raise UserError(f"{path} line {number} has format version"
-                            f" {line.get('format_version')}; this release reads"
-                            f" {FORMAT_VERSION}")  # fmt: skip
+        check_format(f"{path} line {number}", line, (FORMAT_VERSION,), UserError, name=FORMAT,
+                     kind="generalist seed's line")  # fmt: skip
         lines.append(line)
     return lines
 
@@ -136,11 +133,14 @@ def read_lines(path: Path, identity: Mapping[str, Any]) -> dict[int, dict[str, A
     return {line["seed"]: line for line in _all_lines(path) if line["recipe"] == identity}
 
 
+def _recipe_and_seed(line: Mapping[str, Any]) -> tuple[str, int]:
+    return json.dumps(line["recipe"], sort_keys=True), line["seed"]
+
+
 def write_lines(path: Path, lines: Sequence[Mapping[str, Any]]) -> None:
     """Add ``lines`` to ``path``, replacing a line of the same recipe and seed."""
-    new = {(json.dumps(line["recipe"], sort_keys=True), line["seed"]) for line in lines}
-    kept = [line for line in _all_lines(path)
-            if (json.dumps(line["recipe"], sort_keys=True), line["seed"]) not in new]  # fmt: skip
+    new = {_recipe_and_seed(line) for line in lines}
+    kept = [line for line in _all_lines(path) if _recipe_and_seed(line) not in new]
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, "".join(json.dumps(line) + "\n" for line in [*kept, *lines]))
 

@@ -111,7 +111,10 @@ def test_a_corrupt_rows_file_exits_2_with_one_line(tmp_path):
     rows.write_text('{"something": "else"}\n')
     result = run_module("experiments.generalist", "--out", str(tmp_path / "out"),
                         "--rows", str(rows))  # fmt: skip
-    assert_exit_2_one_line(result, "not a generalist seed's line")
+    assert_exit_2_one_line(result, "line 1 is not a corridor-bc generalist seed's line")
+    result = run_module("experiments.generalist", "--out", str(tmp_path / "out"),
+                        "--rows", str(tmp_path))  # fmt: skip
+    assert_exit_2_one_line(result, "is not a file")
     assert not (tmp_path / "out" / "data").exists()
 
 
