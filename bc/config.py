@@ -20,7 +20,8 @@ from bc.extras import EXTRA_MODES, OUTPUT_BALANCING, SPEED_HEADS, check_inputs
 from bc.heads import HEADS, check_act_thresholds
 from bc.lr_schedule import LR_SCHEDULES
 from bc.nets import NETS
-from bc.recipes import RECIPE_MIN_STEPS, default_help
+from bc.recipes import default_help, min_steps_help
+from bc.recipes import min_steps as recipe_min_steps
 from bc.recipes import resolve as resolve_recipes
 from configflags import flag_name, option
 
@@ -337,8 +338,8 @@ class TrainConfig:
     min_steps: int | None = option(
         None,
         "train more epochs when --epochs would make fewer optimiser steps than this (small"
-        f" datasets); 0 = exactly --epochs (default: {RECIPE_MIN_STEPS} when --epochs is not"
-        " given, else 0)",
+        " datasets); 0 = exactly --epochs (default when --epochs is not given:"
+        f" {min_steps_help()}; else 0)",
         group="optimisation",
     )
     seed: int = option(0, "seed of weights init and batch order", group="optimisation")
@@ -401,7 +402,7 @@ class TrainConfig:
             check_range("input_size", self.input_size, low=MIN_INPUT_SIZE)
         if self.min_steps is None:
             # the recipe's epoch count is a floor of steps too; an --epochs given is exact
-            self.min_steps = RECIPE_MIN_STEPS if self.epochs is None else 0
+            self.min_steps = recipe_min_steps(config_to_dict(self)) if self.epochs is None else 0
         # Resolved here, not on use, as the target below: config.json records the values a
         # run trained with, whatever the recipes say later (bc.recipes).
         for name, value in resolve_recipes(config_to_dict(self)).items():

@@ -15,6 +15,7 @@ from bc.recipes import (
     RECIPES,
     Recipe,
     RecipesConfig,
+    min_steps_help,
     recipes_markdown,
     resolve,
 )
@@ -98,6 +99,16 @@ def test_the_recipes_epochs_are_a_floor_of_steps_and_given_epochs_are_exact():
     assert TrainConfig().min_steps == RECIPE_MIN_STEPS == 2000
     assert TrainConfig(epochs=6).min_steps == 0, "an --epochs given is exact"
     assert TrainConfig(epochs=6, min_steps=50).min_steps == 50
+
+
+def test_sliding_tbptt_has_a_floor_of_steps_of_its_own():
+    sliding = {"net": "tiny_lstm", "bptt": "sliding"}
+    assert TrainConfig(**sliding).min_steps == 9000 > RECIPE_MIN_STEPS
+    assert TrainConfig(**sliding, accumulate=True).min_steps == RECIPE_MIN_STEPS
+    assert TrainConfig(net="tiny_lstm").min_steps == RECIPE_MIN_STEPS  # window
+    assert TrainConfig(**sliding, epochs=3).min_steps == 0, "an --epochs given is exact"
+    assert TrainConfig(**sliding, min_steps=10).min_steps == 10
+    assert "tiny_lstm --bptt sliding: 9000" in min_steps_help()
 
 
 def test_a_small_dataset_trains_more_epochs_to_make_the_minimum_steps(data, tmp_path):
