@@ -130,7 +130,7 @@ RECIPES: tuple[Recipe, ...] = (
         {"epochs": 20, "batch_size": 16},
         "windows slide by 5 steps, so each frame is seen 4 times an epoch; consecutive steps"
         " see overlapping windows of one run, so sliding leaves the majority action last: on"
-        " the README's data 20 epochs make about 9,800 steps and 3 seeds flew 90-97%, but on"
+        " the README's data 20 epochs make 9,277-9,670 steps and 3 seeds flew 90-97%, but on"
         " 40 recorded runs they made 4,754 steps: 5 of 12 seeds never predicted every action on"
         " the validation frames, the others first did at step 2,375-3,800, and one flew as a"
         " one-class policy; a floor of 9,000 steps gives a smaller dataset the README's steps",
