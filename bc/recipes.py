@@ -203,7 +203,7 @@ def recipes_markdown() -> str:
             f"`{recipe.name}`",
             ", ".join(
                 [_flag(name, value) for name, value in recipe.values.items()]
-                + ([_flag("min_steps", recipe.min_steps)] if recipe.min_steps else [])
+                + ([_flag("min_steps", recipe.min_steps)] if recipe.min_steps is not None else [])
             ),
             recipe.why,
         ]
