@@ -31,7 +31,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +41,7 @@ from rich.table import Table
 import configflags
 import envs
 from artifacts.atomic import write_json_atomic, write_text_atomic
+from artifacts.step_timings import StepTimings
 from bc.checkpoint_names import BEST_SUCCESS, CHECKPOINT_NAMES, DEFAULT_CHECKPOINT, LAST
 from bc.config import TrainConfig, config_from_dict, config_to_dict
 from bc.policy import load_policy
@@ -391,21 +391,17 @@ class Dagger:
 
     def run_all(self) -> list[dict[str, Any]]:
         rows = []
-        timings_path = self.out / "timings.json"
-        timings = json.loads(timings_path.read_text()) if timings_path.is_file() else {}
+        timings = StepTimings(self.out / "timings.json")
         for iteration in range(self.config.iterations + 1):
-            started = time.perf_counter()
-            if iteration > 0:
-                self.console.print(
-                    f"[bold]iteration {iteration}[/]: beta {self.config.beta_at(iteration):.3g}"
-                )
-                self.collect(iteration)
-                self.retrain(iteration)
-            results = self.evaluate(iteration)
             key = str(iteration)
-            if key not in timings:
-                timings[key] = time.perf_counter() - started
-                write_json_atomic(timings_path, timings, indent=2)
+            with timings.timed(key):
+                if iteration > 0:
+                    self.console.print(
+                        f"[bold]iteration {iteration}[/]: beta {self.config.beta_at(iteration):.3g}"
+                    )
+                    self.collect(iteration)
+                    self.retrain(iteration)
+                results = self.evaluate(iteration)
             rows.append(self.row(iteration, results, timings[key]))
             self.console.print(
                 f"  success {rows[-1]['success_rate']:.1%} on {rows[-1]['episodes']} held-out"

@@ -24,8 +24,6 @@ blocks.
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +31,7 @@ from typing import Any
 
 from artifacts.atomic import write_json_atomic, write_text_atomic
 from artifacts.markdown_block import check_page, write_block
+from artifacts.step_timings import StepTimings
 from bc.augment import AUGMENTS
 from bc.machine import training_machine
 from bc.run_dir import resume_config
@@ -110,8 +109,7 @@ class Recipe:
         self.config = config
         self.out = Path(config.out)
         self.out.mkdir(parents=True, exist_ok=True)
-        path = self.out / TIMINGS
-        self.timings: dict[str, float] = json.loads(path.read_text()) if path.is_file() else {}
+        self.timings = StepTimings(self.out / TIMINGS)
 
     @property
     def data(self) -> Path:
@@ -121,18 +119,16 @@ class Recipe:
         return self.out / f"bc_s{seed}"
 
     def step(self, key: str, done: bool, work: Callable[[], Any]) -> None:
-        """Run ``work`` unless ``done``; the first run that finishes it records its time.
+        """Run ``work`` unless ``done``; its time is summed over the runs that worked on it.
 
         A step that resumes itself (recording, DAgger) is never ``done`` here: run again
-        after it finished, it finds its work done and returns at once.
+        after it finished, it finds its work done and returns at once, and its time stays
+        the one recorded (:class:`artifacts.step_timings.StepTimings`).
         """
         if done:
             return
-        started = time.perf_counter()
-        work()
-        if key not in self.timings:
-            self.timings[key] = time.perf_counter() - started
-            write_json_atomic(self.out / TIMINGS, self.timings, indent=2)
+        with self.timings.timed(key):
+            work()
 
     def collect(self) -> None:
         from expert.collect import main as collect

@@ -123,3 +123,28 @@ def test_retraining_resumes_in_a_moved_out_folder(bc_run, tmp_path, monkeypatch)
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [record["epoch"] for record in records] == [1, 2, 3, 4, 5, 6]
     assert (run / "summary.json").is_file()
+
+
+def test_an_interrupted_iteration_reports_the_time_of_both_runs(bc_run, tmp_path, monkeypatch):
+    """Ctrl-C in iteration 1's retraining: its wall time sums the stopped run and the resumed."""
+
+    def interrupt_at_epoch_end(config):
+        def callback(epoch, checkpoint):
+            raise KeyboardInterrupt  # what Ctrl-C would raise there
+
+        return callback
+
+    config = DaggerConfig(run=bc_run, out=tmp_path / "out", iterations=1, runs_per_iteration=1,
+                          episodes=1, workers=1, quiet=True)  # fmt: skip
+    monkeypatch.setattr("experiments.dagger.loop.closed_loop_callback", interrupt_at_epoch_end)
+    with pytest.raises(TrainingInterrupted):
+        Dagger(config).run_all()
+    monkeypatch.undo()
+    timings_path = tmp_path / "out" / "timings.json"
+    stopped = json.loads(timings_path.read_text())
+    spent = stopped["unfinished"]["1"]  # iteration 0 (BC's evaluation) finished, 1 did not
+    assert set(stopped) == {"0", "unfinished"} and spent > 0
+    rows = Dagger(config).run_all()
+    finished = json.loads(timings_path.read_text())
+    assert set(finished) == {"0", "1"}
+    assert finished["1"] > spent and rows[1]["wall_s"] == finished["1"]
