@@ -171,6 +171,10 @@ class MetricsLog:
         """Every record of metrics.jsonl."""
         return _read_jsonl(self.metrics_path)
 
+    def timings(self) -> list[dict[str, Any]]:
+        """Every record of timing.jsonl (each epoch's seconds and samples/s)."""
+        return _read_jsonl(self.timing_path)
+
     def scalar(self, tag: str, value: float, step: int) -> None:
         """One TensorBoard scalar (none for a missing or non-finite value)."""
         if self.writer is not None and value is not None and math.isfinite(value):

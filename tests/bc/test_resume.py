@@ -25,7 +25,7 @@ from tests.commands import ROOT, kill_9_after, module_command, module_env, run_m
 
 FLAGS = ["--epochs", "3", "--batch-size", "4", "--no-progress", "--no-tensorboard",
          "--device", "cpu", "--threads", "1"]  # fmt: skip
-# summary.json fields that measure the wall clock of the last session
+# summary.json fields that measure the wall clock: they differ between two runs
 TIMING_KEYS = {"train_time_s", "samples_per_s"}
 
 
@@ -110,8 +110,13 @@ def test_the_printed_resume_command_continues_exactly(data, tmp_path, monkeypatc
     argv = _printed_resume_argv(interrupted.value)
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert argv == ["--resume", str(run_dir.relative_to(tmp_path))]
-    main(config_from_cli(argv))
+    resumed = main(config_from_cli(argv))
     _assert_same_training(run_dir, Path(straight["run_dir"]))
+    # the training time is the whole run's: the epochs before the interruption count too
+    timings = [json.loads(line) for line in (run_dir / "timing.jsonl").read_text().splitlines()]
+    assert [timing["epoch"] for timing in timings] == [1, 2, 3]
+    assert resumed["train_time_s"] == pytest.approx(sum(t["seconds"] for t in timings))
+    assert resumed["train_time_s"] > timings[-1]["seconds"] > 0
 
 
 def test_a_moved_run_resumes_from_its_new_folder(data, tmp_path, monkeypatch) -> None:
@@ -150,6 +155,9 @@ def test_a_run_killed_after_its_last_epoch_finishes_on_resume(data, tmp_path) ->
     assert {k: v for k, v in summary.items() if k not in TIMING_KEYS} == {
         k: v for k, v in finished.items() if k not in TIMING_KEYS
     }
+    # nothing left to train: the time is the finished run's own, not the resume's zero
+    assert finished["train_time_s"] > 0
+    assert summary["train_time_s"] == pytest.approx(finished["train_time_s"])
     assert (run_dir / "metrics.jsonl").read_bytes() == metrics
     with pytest.raises(TrainError, match="nothing to train"):
         main(config_from_cli(["--resume", str(run_dir)]))
