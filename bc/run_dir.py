@@ -171,9 +171,17 @@ class MetricsLog:
         """Every record of metrics.jsonl."""
         return _read_jsonl(self.metrics_path)
 
-    def timings(self) -> list[dict[str, Any]]:
-        """Every record of timing.jsonl (each epoch's seconds and samples/s)."""
-        return _read_jsonl(self.timing_path)
+    def trained(self) -> tuple[float, int]:
+        """Seconds and samples of the training that timing.jsonl records.
+
+        None for a new run; for a resumed one, its epochs before the checkpoint (the file is
+        truncated there), so that its summary gives the whole training's time, not the last
+        session's.
+        """
+        timings = _read_jsonl(self.timing_path)
+        seconds = sum(float(timing["seconds"]) for timing in timings)
+        samples = sum(float(t["seconds"]) * float(t["samples_per_s"]) for t in timings)
+        return seconds, round(samples)
 
     def scalar(self, tag: str, value: float, step: int) -> None:
         """One TensorBoard scalar (none for a missing or non-finite value)."""

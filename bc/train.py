@@ -216,13 +216,7 @@ class TrainingRun:
             rate = record.get("eval", {}).get("success_rate")
             if rate is not None:
                 self.best.success = max(self.best.success, float(rate))
-        # the epochs a resumed run trained before its checkpoint count too (timing.jsonl is
-        # truncated at it): the summary's time is the whole training's, not the last session's
-        trained = self.metrics_log.timings()
-        self.train_time = sum(float(timing["seconds"]) for timing in trained)
-        self.train_samples = round(
-            sum(float(timing["seconds"]) * float(timing["samples_per_s"]) for timing in trained)
-        )
+        self.train_time, self.train_samples = self.metrics_log.trained()
 
     def _restore(self, payload: dict[str, Any]) -> None:
         self.model.load_state_dict(payload["model"])
