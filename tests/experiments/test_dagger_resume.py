@@ -21,6 +21,7 @@ from bc.checkpoint import read_checkpoint
 from bc.train import TrainingInterrupted, config_from_cli
 from bc.train import main as train
 from experiments.dagger.loop import Dagger, DaggerConfig
+from tests.bc.helpers import interrupt_at
 from tests.commands import kill_9_after
 
 WORLD = ["--image-size", "32", "--n-segments", "1", "--segment-length", "6", "7"]
@@ -103,16 +104,15 @@ def test_kill_9_in_each_phase_then_the_same_command_ends_with_the_uninterrupted_
     assert all(torch.equal(weights[0][key], weights[1][key]) for key in weights[0])
 
 
+def _interrupt_after_epoch_1(config):
+    """DAgger's retraining callback, replaced: Ctrl-C after the retraining's first epoch."""
+    return interrupt_at(1)
+
+
 def test_retraining_resumes_in_a_moved_out_folder(bc_run, tmp_path, monkeypatch):
-    def interrupt_after_epoch_1(config):
-        def callback(epoch, checkpoint):
-            raise KeyboardInterrupt  # what Ctrl-C would raise there
-
-        return callback
-
     settings = dict(run=bc_run, iterations=1, runs_per_iteration=1, episodes=1, workers=1,
                     quiet=True)  # fmt: skip
-    monkeypatch.setattr("experiments.dagger.loop.closed_loop_callback", interrupt_after_epoch_1)
+    monkeypatch.setattr("experiments.dagger.loop.closed_loop_callback", _interrupt_after_epoch_1)
     with pytest.raises(TrainingInterrupted):
         Dagger(DaggerConfig(out=tmp_path / "out", **settings)).retrain(1)
     monkeypatch.undo()
@@ -127,16 +127,9 @@ def test_retraining_resumes_in_a_moved_out_folder(bc_run, tmp_path, monkeypatch)
 
 def test_an_interrupted_iteration_reports_the_time_of_both_runs(bc_run, tmp_path, monkeypatch):
     """Ctrl-C in iteration 1's retraining: its wall time sums the stopped run and the resumed."""
-
-    def interrupt_at_epoch_end(config):
-        def callback(epoch, checkpoint):
-            raise KeyboardInterrupt  # what Ctrl-C would raise there
-
-        return callback
-
     config = DaggerConfig(run=bc_run, out=tmp_path / "out", iterations=1, runs_per_iteration=1,
                           episodes=1, workers=1, quiet=True)  # fmt: skip
-    monkeypatch.setattr("experiments.dagger.loop.closed_loop_callback", interrupt_at_epoch_end)
+    monkeypatch.setattr("experiments.dagger.loop.closed_loop_callback", _interrupt_after_epoch_1)
     with pytest.raises(TrainingInterrupted):
         Dagger(config).run_all()
     monkeypatch.undo()
