@@ -8,6 +8,7 @@ Call ``reset()`` at the start of every episode.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -31,6 +32,7 @@ from bc.heads import (
     make_head,
 )
 from bc.nets import NETS, NetSpec
+from bc.nets.temporal import FrameStackPolicy
 
 
 @dataclass
@@ -80,14 +82,12 @@ class Policy:
         self._observation_shape = (spec.height, spec.width, spec.channels)
         # each bin's yaw command exactly as bc.heads computes it (float32), as python floats
         self._bin_yaw: list[float] = bin_to_yaw(torch.arange(self.n_bins), self.n_bins).tolist()
-        # InputNorm's per-channel affine map (x * scale + shift), as float32 arrays over C
-        scale, shift = norm._affine(torch.device("cpu"))
-        self._scale = scale.reshape(-1).numpy()
-        self._shift = shift.reshape(-1).numpy()
         # the net's input: normalised frames, oldest first, rolled in place step by step
         steps = 1 if recurrent else spec.frames
         self._stack = np.zeros((1, steps, spec.channels, spec.height, spec.width), np.float32)
         self._started = False
+        # act_batch's siamese path keeps each frame's encoder features instead of the frames
+        self._features: deque[torch.Tensor] | None = None
         self._state: Any = None
         # the bin acted on the step before: a regressor's turn goes on as the expert's did
         self._previous_bin: int | None = None
@@ -101,30 +101,35 @@ class Policy:
     def reset(self) -> None:
         """Forget the episode: empty the frame buffer, zero the LSTM state and the last bin."""
         self._started = False
+        self._features = None
         self._state = None
         self._previous_bin = None
 
-    def _frame(self, observation: np.ndarray) -> np.ndarray:
-        """The observation as the net's normalised ``(C, H, W)`` float32 frame."""
-        observation = np.asarray(observation)
-        if observation.ndim == 2 and self.spec.channels == 1:
-            observation = observation[..., None]  # depth as (H, W)
-        if observation.shape != self._observation_shape:
-            raise ValueError(
-                f"observation of shape {observation.shape}, but the policy was trained on"
-                f" {self._observation_shape} (H, W, C)"
-            )
-        if observation.dtype != np.uint8:
-            raise ValueError(
-                f"observation must be uint8 as the env returns it, got {observation.dtype}"
-            )
-        # Normalised once, when it arrives, and in numpy: the map is per element, so the stack
-        # of normalised frames holds the values that normalising the stack gave, and numpy's
-        # float32 multiply and add round exactly as torch's (InputNorm) at a fraction of the
-        # per-call cost. What the net sees is unchanged, bit for bit.
-        frame = np.multiply(observation, self._scale, dtype=np.float32)  # uint8 -> float32 exact
-        frame += self._shift
-        return frame.transpose(2, 0, 1)  # (H, W, C) -> (C, H, W)
+    def _frames(self, observations: Sequence[np.ndarray]) -> torch.Tensor:
+        """The observations as the net's normalised ``(N, C, H, W)`` float32 frames (on the cpu).
+
+        Normalised once, when a frame arrives, by the checkpoint's InputNorm: the map is per
+        element, so a stack of normalised frames holds the values that normalising the stack
+        gives, bit for bit. Copied into a contiguous ``(N, C, H, W)`` buffer, the layout the
+        convolutions were trained on.
+        """
+        checked = []
+        for observation in observations:
+            observation = np.asarray(observation)
+            if observation.ndim == 2 and self.spec.channels == 1:
+                observation = observation[..., None]  # depth as (H, W)
+            if observation.shape != self._observation_shape:
+                raise ValueError(
+                    f"observation of shape {observation.shape}, but the policy was trained on"
+                    f" {self._observation_shape} (H, W, C)"
+                )
+            if observation.dtype != np.uint8:
+                raise ValueError(
+                    f"observation must be uint8 as the env returns it, got {observation.dtype}"
+                )
+            checked.append(observation)
+        frames = torch.from_numpy(np.stack(checked)).permute(0, 3, 1, 2)  # (N, C, H, W) view
+        return self.norm(frames, out=torch.empty(frames.shape, dtype=torch.float32))
 
     def _decide(self, outputs: torch.Tensor) -> PolicyOutput:
         """The head's decision for ``outputs (1, n_outputs)``, as ``Head.predict`` makes it.
@@ -145,11 +150,7 @@ class Policy:
     def _decide_yaw(self, outputs: torch.Tensor) -> PolicyOutput:
         kind = type(self.head_module)
         if kind is ClassifierHead:
-            probs = torch.softmax(outputs.float(), dim=-1)
-            probs = (probs if probs.device.type == "cpu" else probs.cpu()).numpy()[0]
-            # numpy's argmax, like torch's, returns the first of equal maxima
-            action = int(probs.argmax())
-            return PolicyOutput(action, self._bin_yaw[action], probs)
+            return self._classified(_probabilities(outputs)[0])
         if kind in (RegressorHead, GaussianHead):
             # the float32 output is exact as a python float; clamping it there gives the
             # float32 clamp's value (NaN stays NaN)
@@ -160,6 +161,12 @@ class Policy:
         prediction = self.head_module.predict(outputs)
         probs = prediction.probs[0].cpu().numpy() if prediction.probs is not None else None
         return PolicyOutput(int(prediction.bins[0]), float(prediction.yaw[0]), probs)
+
+    def _classified(self, probs: np.ndarray) -> PolicyOutput:
+        """A classifier's decision from its class probabilities ``(n_bins,)``."""
+        # numpy's argmax, like torch's, returns the first of equal maxima
+        action = int(probs.argmax())
+        return PolicyOutput(action, self._bin_yaw[action], probs)
 
     def warm_up(self) -> None:
         """Decide once on a blank frame, then reset.
@@ -194,9 +201,24 @@ class Policy:
         """Add a step's extras to the episode's history; returns it ``(1, H, E)``."""
         return self._extras.push(extras, self._started)
 
+    def _push_features(self, features: torch.Tensor) -> deque[torch.Tensor]:
+        """Add a frame's encoder features to the episode's; returns the last ``frames`` of them.
+
+        The episode's first frame fills them all, as the dataset pads runs.
+        """
+        if self._started:
+            raise ValueError("this episode decides through act(): reset() before act_batch")
+        if self._features is None:
+            self._features = deque([features] * self.spec.frames, maxlen=self.spec.frames)
+        else:
+            self._features.append(features)
+        return self._features
+
     def _push(self, observation: np.ndarray) -> np.ndarray:
         """Add ``observation`` to the episode's frame stack; returns the stack (1, F, C, H, W)."""
-        frame = self._frame(observation)  # checked before the stack changes
+        if self._features is not None:
+            raise ValueError("this episode decides through act_batch: reset() before act()")
+        frame = self._frames([observation])[0].numpy()  # checked before the stack changes
         stack = self._stack
         if self._started:
             stack[0, :-1] = stack[0, 1:]  # numpy copies overlapping ranges safely
@@ -246,6 +268,8 @@ def act_batch(
     first = policies[0]
     if any(policy.model is not first.model for policy in policies):
         raise ValueError("act_batch needs forks of one policy (Policy.fork)")
+    if isinstance(first.model, FrameStackPolicy) and first.extras_spec is None:
+        return _decide_all(policies, _siamese_outputs(policies, observations))
     history = None
     if first.extras_spec is not None:
         given = extras if extras is not None else [None] * len(policies)
@@ -268,7 +292,50 @@ def act_batch(
         for row, policy in enumerate(policies):
             policy._state = (hidden[:, row : row + 1], cell[:, row : row + 1])
         outputs = outputs[:, -1]
+    return _decide_all(policies, outputs)
+
+
+def _siamese_outputs(
+    policies: Sequence[Policy], observations: Sequence[np.ndarray]
+) -> torch.Tensor:
+    """A siamese frame-stack net's outputs ``(B, n_outputs)``, encoding only the new frames.
+
+    Each frame is encoded once, when it arrives, and its features are kept for the net's next
+    ``frames - 1`` steps: a step encodes B frames instead of B x frames and copies no frame
+    stack. On the CPU the convolutions give the same values for an image whatever the batch
+    around it, except that a batch of one image takes another kernel: a lone frame is encoded
+    beside a copy of itself, so that the features are those of the whole stack's encoding.
+    """
+    first = policies[0]
+    model = first.model
+    frames = first._frames(observations).to(first.device)  # (B, C, H, W)
+    encoded = model.encoder(frames if len(frames) > 1 else torch.cat([frames, frames]))
+    encoded = encoded[: len(policies)]  # without a lone frame's copy
+    rows = [
+        features
+        for policy, new in zip(policies, encoded, strict=True)
+        for features in policy._push_features(new)
+    ]
+    return model.head(torch.stack(rows).view(len(policies), -1))  # (B, T*F), oldest first
+
+
+def _decide_all(policies: Sequence[Policy], outputs: torch.Tensor) -> list[PolicyOutput]:
+    """Each policy's decision on its row of ``outputs (B, n_outputs)``.
+
+    A classifier's probabilities come from one softmax over the batch (row by row the same
+    values); other heads decide row by row.
+    """
+    first = policies[0]
+    if first.output_set is None and type(first.head_module) is ClassifierHead:
+        probs = _probabilities(outputs)
+        return [policy._classified(row) for policy, row in zip(policies, probs, strict=True)]
     return [policy._decide(outputs[row : row + 1]) for row, policy in enumerate(policies)]
+
+
+def _probabilities(outputs: torch.Tensor) -> np.ndarray:
+    """A classifier's class probabilities for logits ``(B, n_bins)``, as a cpu array."""
+    probs = torch.softmax(outputs.float(), dim=-1)
+    return (probs if probs.device.type == "cpu" else probs.cpu()).numpy()
 
 
 def _batch_state(policies: Sequence[Policy]) -> tuple[torch.Tensor, torch.Tensor] | None:

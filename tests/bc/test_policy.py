@@ -74,6 +74,46 @@ def test_frame_stack_policy_sees_the_training_stacks(runs, data) -> None:
     np.testing.assert_allclose(probs, expected.numpy(), rtol=1e-4, atol=1e-6)
 
 
+def test_forks_deciding_together_see_the_training_stacks(runs, data) -> None:
+    """act_batch encodes each frame once, when it arrives, and stacks the kept features.
+
+    Two episodes of different lengths side by side, then the longer one alone (the lone-frame
+    case), then the first fork starts over: every step's probabilities are those of the
+    training's own frame stacks.
+    """
+    from bc.policy import act_batch
+
+    trainer, policy = _trainer_for(runs["frames"], data)
+    splits = load_dataset(data).splits
+    expected = {}
+    with torch.no_grad():
+        for name in ("val", "train"):
+            batch = trainer.frame_batch(splits[name], torch.arange(int(splits[name].lengths[0])))
+            expected[name] = torch.softmax(policy.model.eval()(batch.inputs), dim=-1).numpy()
+    episodes = {name: _run_frames(data, name) for name in ("val", "train")}
+    assert len(episodes["val"]) != len(episodes["train"])
+    forks = {name: policy.fork() for name in episodes}
+    got: dict[str, list[np.ndarray]] = {name: [] for name in episodes}
+    for step in range(max(len(frames) for frames in episodes.values())):
+        flying = [name for name, frames in episodes.items() if step < len(frames)]
+        outputs = act_batch([forks[n] for n in flying], [episodes[n][step] for n in flying])
+        for name, output in zip(flying, outputs, strict=True):
+            got[name].append(output.probs)
+    for name in episodes:
+        np.testing.assert_allclose(np.stack(got[name]), expected[name], rtol=1e-5, atol=1e-7)
+    fork = forks["val"]
+    fork.reset()
+    again = [act_batch([fork], [frame])[0].probs for frame in episodes["val"]]
+    np.testing.assert_allclose(np.stack(again), expected["val"], rtol=1e-5, atol=1e-7)
+    # a fork decides an episode one way: act() after act_batch needs a reset, and back
+    with pytest.raises(ValueError, match="reset"):
+        fork.act(episodes["val"][0])
+    fork.reset()
+    fork.act(episodes["val"][0])
+    with pytest.raises(ValueError, match="reset"):
+        act_batch([fork], [episodes["val"][1]])
+
+
 def test_recurrent_policy_carries_the_state_step_by_step(runs, data) -> None:
     trainer, policy = _trainer_for(runs["lstm"], data)
     split = load_dataset(data).splits["val"]
