@@ -271,6 +271,21 @@ def test_image_sizes(size):
     env.close()
 
 
+def test_a_number_finds_the_bin_the_array_path_finds():
+    """The scalar path (python floats) gives the array path's bins, ties and ends included."""
+    rng = np.random.default_rng(0)
+    for n_bins in (2, 3, 4, 5, 7):
+        ties = 1.0 - (np.arange(n_bins) + 0.5) * 2.0 / (n_bins - 1)  # halfway between bins
+        commands = np.concatenate([rng.uniform(-1.5, 1.5, 500), ties, [-1.0, 1.0, np.inf, -np.inf]])
+        expected = yaw_command_to_bin(commands, n_bins)
+        for kind in (float, np.float32, np.float64):
+            values = commands.astype(np.float32) if kind is np.float32 else commands
+            scalar = [yaw_command_to_bin(kind(c), n_bins) for c in values]
+            assert all(type(b) is int for b in scalar)
+            assert scalar == yaw_command_to_bin(values, n_bins).tolist()
+        assert scalar == expected.tolist()
+
+
 def test_discrete_bins_and_continuous_actions():
     assert np.allclose(bin_yaw_commands(3), [1.0, 0.0, -1.0])
     assert np.allclose(bin_yaw_commands(5), [1.0, 0.5, 0.0, -0.5, -1.0])
