@@ -180,6 +180,11 @@ def plan_flights(
         checkpoints: tuple[Path | None, ...] = row.checkpoints or (None,)
         digests = {c: None if c is None else _digest(c) for c in checkpoints}
         for position, checkpoint in enumerate(checkpoints):
+            # named by what flies, not by its place in the row: a checkpoint's flights are
+            # found again when the row pools other seeds around it
+            digest = digests[checkpoint]
+            repeat = [digests[c] for c in checkpoints[:position]].count(digest)
+            stem = ("expert" if digest is None else digest) + (f".{repeat}" if repeat else "")
             for track in tracks:
                 identity = {
                     "suite_version": SUITE_VERSION,
@@ -189,7 +194,7 @@ def plan_flights(
                     "agreement": config.agreement,
                     "checkpoint_sha256": digests[checkpoint],
                 }
-                path = config.out / "flights" / row.slug / f"{position}_{track.name}.json"
+                path = config.out / "flights" / row.slug / f"{stem}_{track.name}.json"
                 flights.append(PlannedFlight(row, checkpoint, track, path, identity))
     return flights
 

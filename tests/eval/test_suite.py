@@ -109,6 +109,25 @@ def test_a_rerun_reuses_finished_flights_and_flies_only_what_changed(
     assert {f.row.label for f in flown} == {"run/last"} and len(flown) == 2
 
 
+def test_a_pooled_row_finds_a_checkpoints_flights_wherever_it_sits(
+    tmp_path, checkpoint, monkeypatch
+):
+    """Seed A flown alone, then B and A pooled: A's flights are reused, B's are flown."""
+    other = checkpoint.with_name("other_seed.pt")
+    payload = torch.load(checkpoint, weights_only=True)
+    payload["model"] = {k: v + 0.01 for k, v in payload["model"].items()}
+    torch.save(payload, other)
+    _suite(tmp_path, f"p={checkpoint}")
+    flown = []
+    real = suite._fly_group
+    monkeypatch.setattr(suite, "_fly_group", lambda fs, c, o: flown.extend(fs) or real(fs, c, o))
+    _suite(tmp_path, f"p={other},{checkpoint}")
+    assert {f.checkpoint for f in flown} == {other}
+    flown.clear()
+    _suite(tmp_path, f"p={checkpoint}")  # alone again: its own flights, not B's
+    assert flown == []
+
+
 def test_bad_input_is_one_line_and_exit_2(tmp_path, checkpoint, capsys):
     err = refused_flags(SuiteConfig, "python -m eval.suite", ["--tracks", "own,moon"], capsys)
     assert "unknown track 'moon'" in err and err.count("\n") == 1
