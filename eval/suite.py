@@ -192,7 +192,7 @@ def plan_flights(
                     "episodes": config.episodes,
                     "batch": config.batch,
                     "agreement": config.agreement,
-                    "checkpoint_sha256": digests[checkpoint],
+                    "checkpoint_sha256": digest,
                 }
                 path = config.out / "flights" / row.slug / f"{stem}_{track.name}.json"
                 flights.append(PlannedFlight(row, checkpoint, track, path, identity))
