@@ -50,6 +50,14 @@ MIXTURES: dict[str, tuple[Factor, ...]] = {
         Factor("long", {"n_segments": 8}),
         Factor("narrow", {"corridor_width": 2.2}),
     ),
+    # the same with obstacles in three worlds of four: more of the worlds where the generalist
+    # fails most (docs/results.md), for DAgger to record on (experiments.dagger --mixture)
+    "generalist_obstacles": (
+        Factor("textures", {"randomize_textures": True}),
+        Factor("obstacles", {"obstacle_density": 0.5}, probability=0.75),
+        Factor("long", {"n_segments": 8}),
+        Factor("narrow", {"corridor_width": 2.2}),
+    ),
 }
 
 

@@ -62,8 +62,9 @@ OPTION_HELP = {
     "(with --randomize-textures; the generalisation suite's unseen textures)",
     "light": "training: the light every world has drawn; outside: dimmer and harsher than "
     "any of them (docs/env.md)",
-    "mixture": "draw every world from a mixture of kinds of world: none, or generalist "
-    "(textures, obstacles, long, narrow: each in half the worlds; docs/env.md)",
+    "mixture": "draw every world from a mixture of kinds of world: none, generalist "
+    "(textures, obstacles, long, narrow: each in half the worlds) or generalist_obstacles "
+    "(obstacles in three worlds of four; docs/env.md)",
     "start_offset": "metres into the corridor the agent starts",
     "start_lateral_jitter": "max start offset from the centreline (m)",
     "start_yaw_jitter": "max start heading error in degrees",

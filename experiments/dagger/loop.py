@@ -7,7 +7,9 @@ Each iteration ``i = 1..N``:
    notes' ``--alpha``), else the policy does; the expert labels every visited state. With the
    safety takeover on, the expert also acts while the agent is further off the centreline than
    ``--takeover-offset`` or turned further than ``--takeover-heading``, until both are back
-   under ``--handback`` times those thresholds, so runs go on past the first mistake.
+   under ``--handback`` times those thresholds, so runs go on past the first mistake. The
+   worlds are the BC dataset's, or those of ``--mixture`` (each such run's manifest entry
+   names it); the held-out evaluations fly the run's own worlds either way.
 2. **Aggregate**: the runs join the training split of ``OUT/data``, a copy of the BC dataset
    (hard links; the source is never changed). Their ``source`` arrays say who acted.
 3. **Retrain** the policy on the whole dataset, from scratch or fine-tuned from the previous
@@ -49,6 +51,7 @@ from bc.run_dir import resume_config
 from bc.train import main as train
 from configflags import UserError, option
 from dataset import read_manifest, run_name
+from envs.mixtures import MIXTURES
 from eval.compare_table import check_table_into, write_table_into
 from eval.during_training import closed_loop_callback
 from eval.rollout import RolloutConfig
@@ -104,6 +107,11 @@ class DaggerConfig:
     beta_schedule: str = option(
         "exponential", "how beta changes over iterations (formulas above)", choices=BETA_SCHEDULES
     )
+    mixture: str = option(
+        "",
+        "record the iterations' runs on this mixture of worlds (envs/mixtures.py) instead of"
+        " the BC dataset's worlds; the held-out evaluations stay on the run's own worlds",
+    )
     takeover: bool = option(
         True, "the expert takes over while the agent strays beyond the two thresholds below"
     )
@@ -151,6 +159,9 @@ class DaggerConfig:
             raise ValueError(f"--handback must be in (0, 1], got {self.handback:g}")
         if self.workers < 0:
             raise ValueError(f"--workers must be >= 0 (0 = the usable cores), got {self.workers}")
+        if self.mixture and self.mixture not in MIXTURES:
+            names = ", ".join(MIXTURES)
+            raise ValueError(f"--mixture must be one of {names}, got {self.mixture!r}")
 
     def beta_at(self, iteration: int) -> float:
         """Beta of iteration ``iteration`` (1-based) under the schedule."""
@@ -162,8 +173,11 @@ class DaggerConfig:
 
 
 def _identity(config: DaggerConfig, run: Path) -> dict[str, Any]:
-    # select_episodes only matters for best_success (and runs from before it stay resumable)
+    # select_episodes only matters for best_success, mixture only when given (and runs from
+    # before either stay resumable)
     unused = set() if config.which == "best_success" else {"select_episodes"}
+    if not config.mixture:
+        unused.add("mixture")
     values = {
         f.name: getattr(config, f.name)
         for f in dataclasses.fields(config)
@@ -294,7 +308,7 @@ class Dagger:
         job = RecordingJob(
             out=str(self.data),
             env_id=self.manifest["env_id"],
-            env_kwargs=self.manifest["env_kwargs"],
+            env_kwargs=self.recording_env_kwargs(),
             expert=expert,
             seed=self.manifest["seed"],
             min_steps=1,
@@ -312,15 +326,23 @@ class Dagger:
         try:
             for index in missing:
                 result = recorder.record(index)
-                self.manifest = add_run(
-                    self.data, self.manifest, result.manifest_entry("train"), iteration, beta
-                )
+                entry = result.manifest_entry("train")
+                if config.mixture:  # the run's worlds are not the manifest's env_kwargs'
+                    entry["mixture"] = config.mixture
+                self.manifest = add_run(self.data, self.manifest, entry, iteration, beta)
                 self.console.print(
                     f"  iteration {iteration}: run {index % RUN_INDEX_STRIDE + 1}/"
                     f"{config.runs_per_iteration} {result.outcome}, {result.frames} frames"
                 )
         finally:
             recorder.close()
+
+    def recording_env_kwargs(self) -> dict[str, Any]:
+        """The env arguments of the iterations' recordings: the dataset's, or --mixture's."""
+        env_kwargs = dict(self.manifest["env_kwargs"])
+        if self.config.mixture:
+            env_kwargs["mixture"] = self.config.mixture
+        return env_kwargs
 
     def retrain(self, iteration: int) -> None:
         """Train the iteration's policy, resuming a run that a kill interrupted."""

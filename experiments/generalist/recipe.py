@@ -7,7 +7,8 @@ resumable (a rerun skips what is done and resumes what was interrupted):
    textures, obstacles, long and narrow corridors, each in half the worlds), shared by the
    seeds;
 2. per training seed, ``bc.train`` on them (the defaults, ``--augment`` and ``--seed S``);
-3. per seed, DAgger on the same mixture (its manifest's worlds): ``--iterations`` of
+3. per seed, DAgger on the same mixture (its manifest's worlds; ``--dagger-mixture``
+   records on another, e.g. ``generalist_obstacles``): ``--iterations`` of
    ``--runs-per-iteration`` runs, fine-tuned ``--finetune-epochs`` epochs each (the measured
    better choice at obstacle density 0.5, docs/results.md);
 4. the generalisation suite (``eval.suite``, into ``OUT/suite``): the expert, BC on the
@@ -37,6 +38,7 @@ from bc.machine import training_machine
 from bc.run_dir import resume_config
 from configflags import UserError, flag_name, option
 from dataset.reader import read_manifest
+from envs.mixtures import MIXTURES
 from envs.options import EnvOptions
 from envs.spaces import OBS_MODES
 from eval.suite_report import plot_suite
@@ -47,6 +49,8 @@ from experiments.generalist.rows import (
     BC,
     EXPERT,
     IDENTITY_FIELDS,
+    OPTIONAL_IDENTITY_FIELDS,
+    RECORDING_MIXTURE,
     dagger_label,
     pooled_suite,
     read_lines,
@@ -73,6 +77,11 @@ class GeneralistConfig:
     iterations: int = option(4, "DAgger iterations after BC (0: BC alone)")
     runs_per_iteration: int = option(40, "runs recorded per DAgger iteration")
     finetune_epochs: int = option(3, "epochs of each DAgger iteration's fine-tuning")
+    dagger_mixture: str = option(
+        RECORDING_MIXTURE,
+        f"mixture DAgger records on (the recording's: {RECORDING_MIXTURE})",
+        choices=tuple(name for name in MIXTURES if name != "none"),
+    )
     dagger_episodes: int = option(100, "held-out episodes of DAgger's own evaluations")
     episodes: int = option(100, "suite episodes per track and checkpoint")
     tracks: str = option("", "comma-separated suite tracks (default: all)")
@@ -135,7 +144,7 @@ class Recipe:
         from expert.collect_config import CollectConfig
 
         config = self.config
-        env = EnvOptions(mixture="generalist", obs_mode=config.obs_mode)
+        env = EnvOptions(mixture=RECORDING_MIXTURE, obs_mode=config.obs_mode)
         workers = config.workers or usable_cores()
         self.step("collect", False, lambda: collect(CollectConfig(
             out=self.data, runs=config.runs, env=env, workers=workers, quiet=True,
@@ -170,6 +179,7 @@ class Recipe:
                 run=self.run(seed), iterations=config.iterations,
                 runs_per_iteration=config.runs_per_iteration, retrain="finetune",
                 finetune_epochs=config.finetune_epochs, episodes=config.dagger_episodes,
+                mixture="" if config.dagger_mixture == RECORDING_MIXTURE else config.dagger_mixture,
                 workers=config.workers, quiet=True,
             )))  # fmt: skip
 
@@ -229,7 +239,8 @@ def command(config: GeneralistConfig) -> str:
     """
     parts = [f"python -m experiments.generalist --seeds {' '.join(map(str, config.seeds))}"]
     defaults = GeneralistConfig()
-    for name in (*SHOWN_FIELDS, *(f for f in IDENTITY_FIELDS if f not in SHOWN_FIELDS), "tracks"):
+    names = (*IDENTITY_FIELDS, *OPTIONAL_IDENTITY_FIELDS)
+    for name in (*SHOWN_FIELDS, *(f for f in names if f not in SHOWN_FIELDS), "tracks"):
         value = getattr(config, name)
         if name in SHOWN_FIELDS or value != getattr(defaults, name):
             parts.append(f"{flag_name(name)} {value}")

@@ -39,9 +39,19 @@ def dagger_label(iteration: int) -> str:
     return f"DAgger mixed {iteration}"
 
 
+# the worlds the recipe records on (and DAgger too, unless --dagger-mixture says otherwise)
+RECORDING_MIXTURE = "generalist"
+# settings added later: in the identity only away from their default (the value every line
+# made before them had), so that those lines keep theirs
+OPTIONAL_IDENTITY_FIELDS = {"dagger_mixture": RECORDING_MIXTURE}
+
+
 def recipe_identity(config: Any, tracks: Sequence[Track]) -> dict[str, Any]:
     """The recipe's settings that its results depend on, with the suite's version and tracks."""
     identity = {name: getattr(config, name) for name in IDENTITY_FIELDS}
+    for name, default in OPTIONAL_IDENTITY_FIELDS.items():
+        if getattr(config, name) != default:
+            identity[name] = getattr(config, name)
     identity["suite_version"] = SUITE_VERSION
     identity["tracks"] = [track.name for track in tracks]
     return identity

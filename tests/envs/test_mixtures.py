@@ -45,6 +45,16 @@ def test_generalist_worlds_take_each_factor_in_about_half_of_them():
     assert np.array_equal(again.layout.centreline.points, env.layout.centreline.points)
 
 
+def test_generalist_obstacles_is_generalist_with_obstacles_in_three_worlds_of_four():
+    draws = [draw_world("generalist_obstacles", np.random.default_rng(seed)) for seed in range(400)]
+    share = np.mean([world.get("obstacle_density") == 0.5 for world in draws])
+    assert 0.68 < share < 0.82, share  # 0.75 +- 3.5 standard errors of 400 draws
+    for name in ("randomize_textures", "n_segments", "corridor_width"):
+        assert 0.4 < np.mean([name in world for world in draws]) < 0.6, name
+    plain = {factor.name: factor.changes for factor in MIXTURES["generalist"]}
+    assert {f.name: f.changes for f in MIXTURES["generalist_obstacles"]} == plain
+
+
 def test_a_mixed_env_passes_check_env_and_survives_pickling():
     env = CorridorEnv(**SMALL, mixture="generalist")
     check_env(env, skip_render_check=True)

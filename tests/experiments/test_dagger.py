@@ -8,12 +8,20 @@ import sys
 import time
 from pathlib import Path
 
+import gymnasium as gym
+import numpy as np
 import pytest
 
 from configflags import UserError
 from dataset import load_run
 from dataset.verify import check_dataset
-from experiments.dagger.loop import DaggerConfig, DaggerError, _check_same_config, _identity
+from experiments.dagger.loop import (
+    Dagger,
+    DaggerConfig,
+    DaggerError,
+    _check_same_config,
+    _identity,
+)
 from experiments.dagger.loop import main as dagger
 from expert.experts import SOURCE_POLICY, Takeover
 from tests.commands import assert_exit_2_one_line, run_module
@@ -73,6 +81,7 @@ def test_takeover_engages_beyond_and_hands_back_under_half():
         (["--run", "no/such/run"], "does not exist"),
         (["--beta-schedule", "cosine"], "invalid choice"),
         (["--select-episodes", "0"], "--select-episodes must be >= 1"),
+        (["--mixture", "moon"], "--mixture must be one of none, generalist"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, flags, message):
@@ -163,6 +172,30 @@ def test_kill_9_mid_iteration_resumes_and_the_dataset_verifies(bc_run, tmp_path)
     assert text.endswith("<!-- dagger:end -->\nend\n")
     assert (out / "results.md").read_text().strip() in text
     assert (tmp_path / "img" / "dagger.png").stat().st_size > 0
+
+
+def test_mixture_records_the_iterations_on_its_worlds(bc_run, tmp_path):
+    out = tmp_path / "out"
+    config = _tiny(bc_run, out, mixture="generalist_obstacles")
+    assert _identity(config, bc_run)["mixture"] == "generalist_obstacles"
+    assert "mixture" not in _identity(_tiny(bc_run, out), bc_run)  # older runs still resume
+    Dagger(config).collect(1)
+    manifest = json.loads((out / "data" / "manifest.json").read_text())
+    assert "mixture" not in manifest["env_kwargs"], "the BC dataset's worlds are unchanged"
+    added = [entry for entry in manifest["runs"] if entry.get("dagger_iteration") == 1]
+    assert [entry["mixture"] for entry in added] == ["generalist_obstacles"] * 2
+    differs = []
+    for entry in added:
+        run = load_run(out / "data" / entry["file"])
+        seed = int(run["attrs"]["seed"])
+        first = {}
+        for mixture in ("generalist_obstacles", "none"):
+            env = gym.make(manifest["env_id"], **{**manifest["env_kwargs"], "mixture": mixture})
+            first[mixture] = env.reset(seed=seed)[0]
+            env.close()
+        assert np.array_equal(first["generalist_obstacles"], run["frames"][0])
+        differs.append(not np.array_equal(first["none"], run["frames"][0]))
+    assert any(differs), "these seeds draw a mixed world: the check above can fail"
 
 
 def test_a_table_file_without_markers_is_refused_before_any_work(bc_run, tmp_path):

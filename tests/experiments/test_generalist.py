@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from configflags import UserError, parse_config
+from eval.tracks import tracks_from_flag
 from experiments.generalist import GeneralistConfig, main
-from experiments.generalist.recipe import command
-from experiments.generalist.rows import IDENTITY_FIELDS
+from experiments.generalist.recipe import Recipe, command
+from experiments.generalist.rows import IDENTITY_FIELDS, OPTIONAL_IDENTITY_FIELDS, recipe_identity
 from tests.commands import ROOT, assert_exit_2_one_line, run_module
 
 
@@ -152,6 +153,7 @@ def test_the_results_page_blocks_are_what_the_committed_rows_give(tmp_path, name
         {"augment": "color+randconv"},
         {"iterations": 6, "runs_per_iteration": 60, "finetune_epochs": 1, "epochs": 8,
          "runs": 80, "dagger_episodes": 50, "episodes": 20, "tracks": "own,long"},
+        {"dagger_mixture": "generalist_obstacles"},
     ],
 )  # fmt: skip
 def test_the_generated_by_line_gives_back_the_recipe(values):
@@ -159,5 +161,19 @@ def test_the_generated_by_line_gives_back_the_recipe(values):
     config = GeneralistConfig(seeds=(0, 2), rows=Path("rows.jsonl"), **values)
     args = shlex.split(command(config))[3:]
     parsed = parse_config(GeneralistConfig, args, "experiments.generalist")
-    for name in (*IDENTITY_FIELDS, "tracks", "seeds", "rows"):
+    for name in (*IDENTITY_FIELDS, *OPTIONAL_IDENTITY_FIELDS, "tracks", "seeds", "rows"):
         assert getattr(parsed, name) == getattr(config, name), name
+
+
+def test_dagger_mixture_reaches_dagger_and_only_a_changed_one_the_identity(tmp_path, monkeypatch):
+    import experiments.dagger.loop as loop
+
+    asked = []
+    monkeypatch.setattr(loop, "main", lambda config: asked.append(config) or [])
+    for mixture in ("generalist", "generalist_obstacles"):
+        config = _tiny(tmp_path, dagger_mixture=mixture)
+        Recipe(config).dagger(0)
+        identity = recipe_identity(config, tracks_from_flag(config.tracks))
+        assert identity.get("dagger_mixture") == (None if mixture == "generalist" else mixture)
+    # the recording's own mixture is DAgger's default (its manifest's worlds)
+    assert [config.mixture for config in asked] == ["", "generalist_obstacles"]
