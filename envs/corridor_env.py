@@ -86,8 +86,9 @@ class CorridorEnv(gym.Env):
     ``info`` always holds the privileged state: ``pose`` (x, y, yaw), ``progress_m``,
     ``progress_frac``, ``lateral_offset`` (m, + left of the centreline), ``heading_error``
     (rad), ``wall_distance`` (m from the agent's centre to the nearer corridor wall, from the
-    geometry), ``collision``, ``outcome`` (running | collision | goal), ``reward_progress``
-    and ``reward_collision``.
+    geometry), ``collision``, ``hit`` (what the agent collided with: obstacle or wall; None
+    without a collision), ``outcome`` (running | collision | goal), ``reward_progress`` and
+    ``reward_collision``.
 
     ## Arguments
     See ``__init__``: every tunable is a typed keyword argument, validated with a ValueError
@@ -318,7 +319,7 @@ class CorridorEnv(gym.Env):
         projection = centreline.project(self.x, self.y)
         self.progress = projection[0]
         self.outcome = "running"
-        return self._observation(), self._info(projection, collision=False, progress_delta=0.0)
+        return self._observation(), self._info(projection, hit=None, progress_delta=0.0)
 
     def _set_world(self, world: dict[str, Any]) -> None:
         """Set the episode's values of the mixable arguments (a mixture's world)."""
@@ -367,7 +368,8 @@ class CorridorEnv(gym.Env):
         if contact is not None:
             self.outcome = "collision" if collision else "goal"
         reward = progress_delta - (self.collision_penalty if collision else 0.0)
-        info = self._info(projection, collision=collision, progress_delta=progress_delta)
+        hit = self._body_kind(contact) if collision else None
+        info = self._info(projection, hit=hit, progress_delta=progress_delta)
         return self._observation(), float(reward), self.outcome != "running", False, info
 
     def render(self) -> np.ndarray | None:
@@ -424,6 +426,10 @@ class CorridorEnv(gym.Env):
             return None
         return self.bodies.goal if self.bodies.goal in touched else touched[0]
 
+    def _body_kind(self, body: int) -> str:
+        """What a body the agent collided with is: an obstacle, or a wall (the start's too)."""
+        return "obstacle" if body in self.bodies.obstacles else "wall"
+
     def _camera(self, width: int, height: int, with_depth: bool) -> tuple[np.ndarray, Any]:
         eye = [self.x, self.y, self.camera_height]
         target = [self.x + math.cos(self.yaw), self.y + math.sin(self.yaw), self.camera_height]
@@ -466,9 +472,14 @@ class CorridorEnv(gym.Env):
         return float(lateral), float(heading)
 
     def _info(
-        self, projection: tuple[float, float, int], collision: bool, progress_delta: float
+        self, projection: tuple[float, float, int], hit: str | None, progress_delta: float
     ) -> dict[str, Any]:
-        """Privileged state; ``projection`` is the centreline projection of the current pose."""
+        """Privileged state at the current pose.
+
+        ``projection`` is the pose's centreline projection, ``hit`` what the agent collided
+        with this step (None without a collision).
+        """
+        collision = hit is not None
         centreline = self.layout.centreline
         s, lateral, segment = projection
         heading_error = _wrap_angle(self.yaw - float(centreline.headings[segment]))
@@ -482,7 +493,8 @@ class CorridorEnv(gym.Env):
             "heading_error": float(heading_error),
             "wall_distance": float(self.corridor_width / 2.0 - abs(lateral)),
             "speed": float(self.forward_speed),
-            "collision": bool(collision),
+            "collision": collision,
+            "hit": hit,
             "outcome": self.outcome,
             "reward_progress": float(progress_delta),
             "reward_collision": float(-self.collision_penalty if collision else 0.0),

@@ -87,7 +87,8 @@ class EpisodeRecord:
     label; ``expert_nll`` the mean negative log-probability the agent gave the expert's
     label (classifiers only); ``yaw_mse`` the mean squared difference between the agent's yaw
     command and the expert's; ``latency_ms`` the agent's mean decision time per step;
-    ``speed_mean``, ``speed_min`` and ``speed_max`` the forward speed (m/s) after each step.
+    ``speed_mean``, ``speed_min`` and ``speed_max`` the forward speed (m/s) after each step;
+    ``hit`` what a collision was with (``obstacle`` or ``wall``; None for other outcomes).
     """
 
     index: int
@@ -107,6 +108,7 @@ class EpisodeRecord:
     speed_mean: float | None = None
     speed_min: float | None = None
     speed_max: float | None = None
+    hit: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -297,6 +299,7 @@ class EpisodeTally:
             speed_mean=self.speed_sum / steps,
             speed_min=self.speed_min,
             speed_max=self.speed_max,
+            hit=info.get("hit"),
         )
 
 

@@ -51,7 +51,10 @@ def summary_table(data: dict[str, Any]) -> Table:
     )
     collisions = round(s["collision_rate"] * n)
     timeouts = round(s["timeout_rate"] * n)
-    table.add_row("collisions", f"{collisions}/{n} ({pct(s['collision_rate'])})")
+    by_hit = s.get("collisions_by_hit") or {}
+    kinds = ", ".join(f"{count} with {_plural(kind, count)}" for kind, count in by_hit.items())
+    collided = f"{collisions}/{n} ({pct(s['collision_rate'])})"
+    table.add_row("collisions", f"{collided}: {kinds}" if kinds else collided)
     table.add_row("timeouts", f"{timeouts}/{n} ({pct(s['timeout_rate'])})")
     table.add_row(
         "episode length",
@@ -84,9 +87,21 @@ def failure_line(records: list[dict[str, Any]], shown: int = FAILURES_SHOWN) -> 
     if not failed:
         return ""
     parts = [
-        f"{r['index']} {r['outcome']} at {r['progress_m']:.1f} m (step {r['steps']})"
+        f"{r['index']} {r['outcome']}{_with(r.get('hit'))} at {r['progress_m']:.1f} m"
+        f" (step {r['steps']})"
         for r in failed[:shown]
     ]
     if len(failed) > shown:
         parts.append(f"and {len(failed) - shown} more")
     return f"failed episodes ({len(failed)}): " + ", ".join(parts)
+
+
+def _plural(kind: str, count: int) -> str:
+    return kind if count == 1 else f"{kind}s"
+
+
+def _with(hit: str | None) -> str:
+    """`` with an obstacle`` / `` with a wall`` for a collision that says what it hit."""
+    if hit is None:
+        return ""
+    return f" with {'an' if hit[0] in 'aeiou' else 'a'} {hit}"

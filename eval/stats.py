@@ -138,7 +138,16 @@ def summarize(records: Sequence[Mapping[str, Any]], confidence: float = 0.95) ->
         # the typical episode's slowest and fastest speed (records before speeds: None)
         "speed_min_median": _median(records, "speed_min"),
         "speed_max_median": _median(records, "speed_max"),
+        "collisions_by_hit": _collisions_by_hit(records),
     }
+
+
+def _collisions_by_hit(records: Sequence[Mapping[str, Any]]) -> dict[str, int] | None:
+    """How many collisions were with each kind of body (None where a collision lacks it)."""
+    hits = [r.get("hit") for r in records if r["outcome"] == "collision"]
+    if None in hits:  # records from before the env said what was hit
+        return None
+    return {kind: hits.count(kind) for kind in sorted(set(hits))}
 
 
 # the fields of a summary that pool_summaries pools exactly

@@ -180,8 +180,27 @@ def test_driving_into_a_wall_terminates_with_collision():
         if terminated:
             break
     assert terminated and not truncated
-    assert info["outcome"] == "collision" and info["collision"]
+    assert info["outcome"] == "collision" and info["collision"] and info["hit"] == "wall"
     assert reward < -env.collision_penalty + 1.0
+    env.close()
+
+
+def test_a_collision_away_from_the_walls_is_with_an_obstacle():
+    """The geometry says which: a sphere further than its radius from both walls hit no wall."""
+    env = CorridorEnv(**{**STRAIGHT, "obstacle_density": 1.0, "segment_length": (10.0, 10.0)})
+    obstacle_hits = 0
+    for seed in range(20):
+        env.reset(seed=seed)
+        while True:
+            _, _, terminated, truncated, info = env.step(1)  # straight ahead
+            if terminated or truncated:
+                break
+            assert info["hit"] is None
+        if info["outcome"] == "collision":
+            clear_of_walls = info["wall_distance"] > env.agent_radius + 0.05
+            assert info["hit"] == ("obstacle" if clear_of_walls else "wall"), seed
+            obstacle_hits += clear_of_walls
+    assert obstacle_hits >= 3, "these worlds put obstacles in the way: the check above can fail"
     env.close()
 
 

@@ -233,6 +233,26 @@ def test_failed_episodes_are_listed_by_index():
         "failed episodes (2): 1 collision at 2.4 m (step 19), and 1 more"
     )
     assert failure_line([record(0, "goal", 30.0, 300)]) == ""
+    hits = [{**record(1, "collision", 2.44, 19), "hit": "obstacle"},
+            {**record(2, "collision", 5.0, 40), "hit": "wall"}]  # fmt: skip
+    assert failure_line(hits) == (
+        "failed episodes (2): 1 collision with an obstacle at 2.4 m (step 19),"
+        " 2 collision with a wall at 5.0 m (step 40)"
+    )
+
+
+def test_the_collisions_row_says_what_they_hit():
+    from eval.stats import summarize
+
+    records = [{"outcome": outcome, "steps": 20, "progress_m": 2.0, "progress_frac": 0.2,
+                "corridor_length_m": 10.0, "latency_ms": 1.0, "hit": hit}
+               for outcome, hit in (("collision", "obstacle"), ("collision", "obstacle"),
+                                    ("collision", "wall"), ("goal", None))]  # fmt: skip
+    data = {"summary": summarize(records), "env_kwargs": {}, "kind": "expert", "seed": 0,
+            "overrides": {}}  # fmt: skip
+    table = summary_table(data)
+    cells = dict(zip(table.columns[0]._cells, table.columns[1]._cells, strict=True))
+    assert cells["collisions"] == "3/4 (75.0%): 2 with obstacles, 1 with wall"
 
 
 def test_the_printed_results_name_the_chosen_and_the_failed_episodes(runs, capsys):

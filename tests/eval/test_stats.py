@@ -104,6 +104,16 @@ def test_summarize_rates_over_episodes_and_agreement_over_steps():
     assert s["total_steps"] == 500
 
 
+def test_collisions_are_counted_by_what_they_hit_when_every_one_says():
+    hits = ["obstacle", "wall", "obstacle", None]
+    records = [{**_record("collision", 50), "hit": hit} for hit in hits[:3]]
+    records.append(_record("goal", 80))  # a goal has no hit
+    assert summarize(records)["collisions_by_hit"] == {"obstacle": 2, "wall": 1}
+    older = [*records, _record("collision", 20)]  # a record from before the env said it
+    assert summarize(older)["collisions_by_hit"] is None
+    assert summarize([_record("goal", 80)])["collisions_by_hit"] == {}
+
+
 def test_pooled_summaries_are_the_summary_of_all_their_episodes():
     first = [_record("goal", 100), _record("collision", 300, progress=0.5)]
     second = [_record("timeout", 40, progress=0.25), _record("goal", 90),
