@@ -368,7 +368,8 @@ class CorridorEnv(gym.Env):
         if contact is not None:
             self.outcome = "collision" if collision else "goal"
         reward = progress_delta - (self.collision_penalty if collision else 0.0)
-        hit = self._body_kind(contact) if collision else None
+        # what the agent collided with: an obstacle, or a wall (the start's too)
+        hit = ("obstacle" if contact in self.bodies.obstacles else "wall") if collision else None
         info = self._info(projection, hit=hit, progress_delta=progress_delta)
         return self._observation(), float(reward), self.outcome != "running", False, info
 
@@ -426,10 +427,6 @@ class CorridorEnv(gym.Env):
             return None
         return self.bodies.goal if self.bodies.goal in touched else touched[0]
 
-    def _body_kind(self, body: int) -> str:
-        """What a body the agent collided with is: an obstacle, or a wall (the start's too)."""
-        return "obstacle" if body in self.bodies.obstacles else "wall"
-
     def _camera(self, width: int, height: int, with_depth: bool) -> tuple[np.ndarray, Any]:
         eye = [self.x, self.y, self.camera_height]
         target = [self.x + math.cos(self.yaw), self.y + math.sin(self.yaw), self.camera_height]
@@ -474,11 +471,7 @@ class CorridorEnv(gym.Env):
     def _info(
         self, projection: tuple[float, float, int], hit: str | None, progress_delta: float
     ) -> dict[str, Any]:
-        """Privileged state at the current pose.
-
-        ``projection`` is the pose's centreline projection, ``hit`` what the agent collided
-        with this step (None without a collision).
-        """
+        """Privileged state (``hit``: what the agent collided with this step, or None)."""
         collision = hit is not None
         centreline = self.layout.centreline
         s, lateral, segment = projection

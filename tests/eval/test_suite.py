@@ -155,9 +155,10 @@ def test_the_benchmark_measures_env_only_and_closed_loop_steps_in_one_run(checkp
                               batches=(1, 2))  # fmt: skip
     rows = suite_bench(config)
     assert [row.batch for row in rows] == [1, 2]
-    # the replay steps the very episodes flown, so it is the faster of the two
-    assert all(row.env_steps_per_s > row.loop_steps_per_s > 0 for row in rows)
-    assert rows[0].env_steps == rows[0].loop_steps == rows[1].env_steps
+    # which of the two is faster is the benchmark's figure, not the test's (a loaded host
+    # can turn a 2-episode run round); that the replay steps the very episodes flown is
+    assert all(row.env_steps_per_s > 0 and row.loop_steps_per_s > 0 for row in rows)
+    assert rows[0].env_steps == rows[0].loop_steps == rows[1].env_steps == rows[1].loop_steps
 
 
 def test_an_interrupted_suite_stops_at_once_and_a_rerun_flies_only_the_rest(tmp_path, checkpoint):
