@@ -13,7 +13,7 @@ arguments, and no factor may set them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -41,22 +41,22 @@ class Factor:
             raise ValueError(f"factor {self.name!r}: probability must be in (0, 1)")
 
 
+# the generalisation suite's training-side tracks, each in half the worlds, independently
+_GENERALIST = (
+    Factor("textures", {"randomize_textures": True}),
+    Factor("obstacles", {"obstacle_density": 0.5}),
+    Factor("long", {"n_segments": 8}),
+    Factor("narrow", {"corridor_width": 2.2}),
+)
+
 MIXTURES: dict[str, tuple[Factor, ...]] = {
     "none": (),
-    # the generalisation suite's training-side tracks, each in half the worlds, independently
-    "generalist": (
-        Factor("textures", {"randomize_textures": True}),
-        Factor("obstacles", {"obstacle_density": 0.5}),
-        Factor("long", {"n_segments": 8}),
-        Factor("narrow", {"corridor_width": 2.2}),
-    ),
+    "generalist": _GENERALIST,
     # the same with obstacles in three worlds of four: more of the worlds where the generalist
     # fails most (docs/results.md), for DAgger to record on (experiments.dagger --mixture)
-    "generalist_obstacles": (
-        Factor("textures", {"randomize_textures": True}),
-        Factor("obstacles", {"obstacle_density": 0.5}, probability=0.75),
-        Factor("long", {"n_segments": 8}),
-        Factor("narrow", {"corridor_width": 2.2}),
+    "generalist_obstacles": tuple(
+        replace(factor, probability=0.75) if factor.name == "obstacles" else factor
+        for factor in _GENERALIST
     ),
 }
 

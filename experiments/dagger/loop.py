@@ -51,7 +51,7 @@ from bc.run_dir import resume_config
 from bc.train import main as train
 from configflags import UserError, option
 from dataset import read_manifest, run_name
-from envs.mixtures import MIXTURES
+from envs.mixtures import mixture_factors
 from eval.compare_table import check_table_into, write_table_into
 from eval.during_training import closed_loop_callback
 from eval.rollout import RolloutConfig
@@ -159,9 +159,11 @@ class DaggerConfig:
             raise ValueError(f"--handback must be in (0, 1], got {self.handback:g}")
         if self.workers < 0:
             raise ValueError(f"--workers must be >= 0 (0 = the usable cores), got {self.workers}")
-        if self.mixture and self.mixture not in MIXTURES:
-            names = ", ".join(MIXTURES)
-            raise ValueError(f"--mixture must be one of {names}, got {self.mixture!r}")
+        if self.mixture:
+            try:
+                mixture_factors(self.mixture)
+            except ValueError as error:
+                raise ValueError(f"--{error}") from None
 
     def beta_at(self, iteration: int) -> float:
         """Beta of iteration ``iteration`` (1-based) under the schedule."""
