@@ -128,7 +128,18 @@ def test_an_unknown_track_exits_2_before_any_work(tmp_path):
     assert not (tmp_path / "out" / "data").exists()
 
 
-@pytest.mark.parametrize("name", ["generalist", "generalist_cheap_iterations"])
+def generalist_blocks() -> list[str]:
+    """The blocks of docs/results.md that experiments.generalist generates (not _recipe)."""
+    page = (ROOT / "docs" / "results.md").read_text()
+    names = re.findall(r"<!-- (generalist\w*):start -->", page)
+    return [name for name in names if not name.endswith("_recipe")]
+
+
+def test_the_results_page_has_the_recipe_and_its_variants_blocks():
+    assert {"generalist", "generalist_cheap_iterations"} <= set(generalist_blocks())
+
+
+@pytest.mark.parametrize("name", generalist_blocks())
 def test_the_results_page_blocks_are_what_the_committed_rows_give(tmp_path, name):
     """docs/results.md's generalist blocks come back from experiments/rows/, running nothing."""
     page = (ROOT / "docs" / "results.md").read_text()
