@@ -54,7 +54,7 @@ def test_no_dagger_iterations_flies_the_expert_and_bc_alone(tmp_path):
     manifest = json.loads((out / "data" / "manifest.json").read_text())
     frames = sum(run["frames"] for run in manifest["runs"] if run["split"] == "train")
     assert f"| BC mixed | {frames:,} |" in result["recipe"]
-    assert "--seeds 0 --obs-mode rgb --augment color --iterations 0" in result["recipe"]
+    assert "--seeds 0 --obs-mode depth --augment color+randconv --iterations 0" in result["recipe"]
 
 
 @pytest.mark.parametrize(("values", "message"), [
@@ -161,7 +161,7 @@ def test_the_results_page_blocks_are_what_the_committed_rows_give(tmp_path, name
 @pytest.mark.parametrize(
     "values",
     [
-        {"augment": "color+randconv"},
+        {"obs_mode": "rgb", "augment": "color"},
         {"iterations": 6, "runs_per_iteration": 60, "finetune_epochs": 1, "epochs": 8,
          "runs": 80, "dagger_episodes": 50, "episodes": 20, "tracks": "own,long"},
         {"dagger_mixture": "generalist_obstacles"},
