@@ -1,18 +1,23 @@
 """The project's commands run as users run them, and the one-line error that bad input must give.
 
 Every command ends bad input with exit 2 and one ``error: ...`` line on stderr
-(``configflags.run_main``). The tests check that in a child Python (``run_module``), in this
-process (``refused_flags``), and kill a command with SIGKILL at a given line of its output to
-test a resume (``kill_9_after``).
+(``configflags.run_main``). The tests check that in a child Python (``run_module``), as the
+command's ``__main__`` block runs in this process (``run_here``: no interpreter start-up, which
+costs seconds per case), on the flags alone (``refused_flags``), and kill a command with SIGKILL
+at a given line of its output to test a resume (``kill_9_after``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import runpy
 import signal
 import subprocess
 import sys
 import threading
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +53,40 @@ def run_module(
         capture_output=True,
         text=True,
         timeout=timeout,
+    )
+
+
+def run_here(module: str, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """``python -m MODULE ARGS`` as ``run_module`` gives it, run in this process.
+
+    The module's ``__main__`` block runs with ``sys.argv`` set (and in ``cwd``); its exit code,
+    stdout and stderr come back as a child's would. An exception it does not handle fails the
+    test with its traceback, as a traceback on a child's stderr would. For commands that end
+    on bad input before any work: a worker process it started would be this process's child.
+    """
+    stdout, stderr = io.StringIO(), io.StringIO()
+    argv, directory, sigterm = sys.argv, Path.cwd(), signal.getsignal(signal.SIGTERM)
+    code: int | str | None = 0
+    try:
+        sys.argv = [module, *args]
+        if cwd is not None:
+            os.chdir(cwd)
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            with warnings.catch_warnings():
+                # runpy's note that the module was imported before: it runs again as __main__
+                warnings.simplefilter("ignore", RuntimeWarning)
+                runpy.run_module(module, run_name="__main__", alter_sys=True)
+    except SystemExit as exit_info:
+        code = exit_info.code
+    finally:
+        sys.argv = argv
+        os.chdir(directory)
+        signal.signal(signal.SIGTERM, sigterm)  # run_main turns SIGTERM into Ctrl-C
+    if isinstance(code, str):  # sys.exit("message"): the message on stderr, exit 1
+        stderr.write(code + "\n")
+        code = 1
+    return subprocess.CompletedProcess(
+        module_command(module, *args), code or 0, stdout.getvalue(), stderr.getvalue()
     )
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ from configflags import (
     option,
     parse_config,
     parse_given,
+    run_main,
 )
 
 
@@ -90,6 +93,21 @@ def test_config_errors_are_one_line_with_exit_code_2(capsys):
         parse_config(Outer, ["--max-steps", "-1"], "prog")
     assert exit_info.value.code == 2
     assert capsys.readouterr().err == "error: --max-steps must be >= 0, got -1\n"
+
+
+def test_sigterm_ends_a_command_as_ctrl_c_does(capsys):
+    def terminated(config: Outer) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)  # as a cluster's scheduler stops a job
+        raise AssertionError("SIGTERM did not stop the command")
+
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            run_main(terminated, Outer, "prog", None, [], interrupted="interrupted: rerun")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert exit_info.value.code == 130
+    assert capsys.readouterr().err == "error: interrupted: rerun\n"
 
 
 def test_fields_need_a_help_line_and_unique_names():

@@ -17,7 +17,14 @@ from bc.errors import ConfigError
 from bc.train import cli, config_from_cli
 from configflags import build_parser
 from tests.bc.helpers import read_metrics, small_dataset
-from tests.commands import ROOT, assert_exit_2_one_line, module_command, module_env, run_module
+from tests.commands import (
+    ROOT,
+    assert_exit_2_one_line,
+    module_command,
+    module_env,
+    run_here,
+    run_module,
+)
 
 
 def _run(
@@ -27,18 +34,24 @@ def _run(
     return run_module("bc.train", *args, cwd=cwd or ROOT, env=env, timeout=timeout)
 
 
+def _here(args: list[str]) -> subprocess.CompletedProcess:
+    """``python -m bc.train ARGS`` run in this process (the bad-input cases)."""
+    return run_here("bc.train", *args)
+
+
 def test_unknown_net(data) -> None:
+    # in a child Python, as users run it; the other bad-input cases run in this process
     assert_exit_2_one_line(
         _run(["--data", str(data), "--net", "nope"]), "unknown --net 'nope'", "tiny_nfc"
     )
 
 
 def test_frames_zero(data) -> None:
-    assert_exit_2_one_line(_run(["--data", str(data), "--frames", "0"]), "--frames must be >= 1")
+    assert_exit_2_one_line(_here(["--data", str(data), "--frames", "0"]), "--frames must be >= 1")
 
 
 def test_missing_dataset_and_dataset_without_runs(tmp_path) -> None:
-    assert_exit_2_one_line(_run(["--data", str(tmp_path / "missing")]), "does not exist")
+    assert_exit_2_one_line(_here(["--data", str(tmp_path / "missing")]), "does not exist")
     empty = tmp_path / "empty"
     (empty / "runs").mkdir(parents=True)
     (empty / "manifest.json").write_text(
@@ -56,11 +69,11 @@ def test_missing_dataset_and_dataset_without_runs(tmp_path) -> None:
             }
         )
     )
-    assert_exit_2_one_line(_run(["--data", str(empty), "--runs-dir", str(tmp_path)]), "no runs")
+    assert_exit_2_one_line(_here(["--data", str(empty), "--runs-dir", str(tmp_path)]), "no runs")
 
 
 def test_incompatible_init_from(data, tmp_path) -> None:
-    first = _run(
+    first = _here(
         [
             "--data",
             str(data),
@@ -76,7 +89,7 @@ def test_incompatible_init_from(data, tmp_path) -> None:
     )
     assert first.returncode == 0, first.stderr
     checkpoint = next(tmp_path.iterdir()) / "checkpoints" / "last.pt"
-    result = _run(
+    result = _here(
         [
             "--data",
             str(data),
@@ -92,13 +105,15 @@ def test_incompatible_init_from(data, tmp_path) -> None:
 
 
 def test_bad_flag_values_are_one_line_too(data) -> None:
-    assert_exit_2_one_line(_run(["--data", str(data), "--frames", "three"]), "--frames")
-    assert_exit_2_one_line(_run(["--data", str(data), "--optimizer", "rmsprop"]), "--optimizer")
+    assert_exit_2_one_line(_here(["--data", str(data), "--frames", "three"]), "--frames")
+    assert_exit_2_one_line(_here(["--data", str(data), "--optimizer", "rmsprop"]), "--optimizer")
 
 
 def test_no_arguments_trains_the_default_pipeline(tmp_path) -> None:
     small_dataset(tmp_path / "data" / "default")
-    result = _run(["--epochs", "1", "--batch-size", "8", "--no-progress"], cwd=tmp_path)
+    result = run_here(
+        "bc.train", "--epochs", "1", "--batch-size", "8", "--no-progress", cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert run_dir.name.endswith("_tiny_nfc_f3")
@@ -116,9 +131,9 @@ def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-@pytest.mark.parametrize(
-    "signum", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["SIGINT", "SIGTERM", "SIGKILL"]
-)
+# SIGTERM ends a command as SIGINT does (configflags.run_main turns it into Ctrl-C:
+# tests/test_configflags.py), and eval.suite's interrupted run is stopped with it
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
 def test_ctrl_c_is_one_line_and_resume_continues(data, tmp_path, signum) -> None:
     argv = ["--data", str(data), "--runs-dir", str(tmp_path), "--epochs", "10000",
             "--batch-size", "4", "--no-progress", "--no-tensorboard"]  # fmt: skip
@@ -152,7 +167,7 @@ def test_ctrl_c_is_one_line_and_resume_continues(data, tmp_path, signum) -> None
     last = read_checkpoint(run_dir / "checkpoints" / "last.pt")
     done = last["epoch"]
     assert len(read_metrics(run_dir)) in (done, done - 1)
-    result = _run(["--resume", str(run_dir), "--epochs", str(done + 1), "--no-progress"])
+    result = _here(["--resume", str(run_dir), "--epochs", str(done + 1), "--no-progress"])
     assert result.returncode == 0, result.stderr
     records = read_metrics(run_dir)
     assert [r["epoch"] for r in records] == list(range(1, done + 2))

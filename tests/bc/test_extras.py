@@ -35,7 +35,7 @@ from eval.rollout import main as rollout_main
 from expert.collect import main as collect_main
 from expert.collect_config import CollectConfig
 from tests.bc.helpers import read_metrics, tiny_config
-from tests.commands import assert_exit_2_one_line, run_module
+from tests.commands import assert_exit_2_one_line, run_here
 from tests.extras import require_extra
 
 TWO = Controls("discrete", "yaw_speed", speed_range=(0.4, 1.2))
@@ -199,8 +199,8 @@ def test_extras_a_world_cannot_give_are_refused(data, tmp_path):
 
 
 def test_bad_extras_flags_exit_2_with_one_line(data, tmp_path):
-    result = run_module("bc.train", "--data", str(data), "--runs-dir", str(tmp_path),
-                        "--extra-inputs", "speed", "--epochs", "1")  # fmt: skip
+    result = run_here("bc.train", "--data", str(data), "--runs-dir", str(tmp_path),
+                      "--extra-inputs", "speed", "--epochs", "1")  # fmt: skip
     assert_exit_2_one_line(result, "two-control")
 
 

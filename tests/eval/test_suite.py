@@ -16,7 +16,7 @@ from eval.suite import SuiteConfig
 from eval.suite_bench import SuiteBenchConfig
 from eval.suite_bench import main as suite_bench
 from eval.tracks import SUITE_VERSION, TRACKS, tracks_named
-from tests.commands import assert_exit_2_one_line, refused_flags, run_module
+from tests.commands import assert_exit_2_one_line, refused_flags, run_here, run_module
 from tests.eval.helpers import shared_tiny_run
 
 
@@ -138,14 +138,14 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, checkpoint, capsys):
     common = ["--episodes", "1", "--tracks", "own", "--out", str(tmp_path / "s")]
     assert_exit_2_one_line(run_module("eval.suite", str(misfit), *common), "does not fit")
     assert_exit_2_one_line(
-        run_module("eval.suite", str(tmp_path / "none.pt"), *common), "does not exist"
+        run_here("eval.suite", str(tmp_path / "none.pt"), *common), "does not exist"
     )
     assert_exit_2_one_line(
-        run_module("eval.suite", f"a={checkpoint}", f"a={checkpoint}", *common),
+        run_here("eval.suite", f"a={checkpoint}", f"a={checkpoint}", *common),
         "two rows are labelled 'a'",
     )
     assert_exit_2_one_line(  # two labels, one folder name
-        run_module("eval.suite", f"a b={checkpoint}", f"a_b={checkpoint}", *common),
+        run_here("eval.suite", f"a b={checkpoint}", f"a_b={checkpoint}", *common),
         "alike as a folder name",
     )
 

@@ -24,7 +24,7 @@ from experiments.dagger.loop import (
 )
 from experiments.dagger.loop import main as dagger
 from expert.experts import SOURCE_POLICY, Takeover
-from tests.commands import assert_exit_2_one_line, run_module
+from tests.commands import assert_exit_2_one_line, run_here, run_module
 from tests.eval.helpers import policies_claim_bins, spy_on_flights
 
 TINY_WORLD = ["--image-size", "32", "--n-segments", "1", "--segment-length", "4", "5"]
@@ -85,8 +85,7 @@ def test_takeover_engages_beyond_and_hands_back_under_half():
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, flags, message):
-    result = run_module("experiments.dagger", *flags, cwd=tmp_path, timeout=600)
-    assert_exit_2_one_line(result, message)
+    assert_exit_2_one_line(run_here("experiments.dagger", *flags, cwd=tmp_path), message)
 
 
 def test_a_dataset_for_another_env_is_refused(bc_run, tmp_path):

@@ -9,6 +9,7 @@ import pytest
 from configflags import UserError
 from experiments.dagger.seeds import DaggerSeedsConfig, success_cell
 from experiments.dagger.seeds import main as dagger_seeds
+from tests.commands import assert_exit_2_one_line, run_here, run_module
 
 FLAGS = {"which": "last", "iterations": 2, "runs_per_iteration": 10, "beta": 0.5,
          "beta_schedule": "exponential", "episodes": 100, "eval_seed": 0}  # fmt: skip
@@ -137,12 +138,11 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path):
     page = tmp_path / "page.md"
     page.write_text("no markers\n")
     run = _make_run(tmp_path, 0)
+    # in a child Python, as users run it; the other cases run in this process
+    result = run_module("experiments.dagger.seeds", str(tmp_path / "missing"), timeout=120)
+    assert_exit_2_one_line(result, "holds no DAgger run")
     for args, message in (
-        ([str(tmp_path / "missing")], "holds no DAgger run"),
         ([], "name the DAgger runs to report"),
         ([str(run), "--table-into", str(page)], "needs the markers"),
     ):
-        result = subprocess.run([sys.executable, "-m", "experiments.dagger.seeds", *args],
-                                capture_output=True, text=True, timeout=120)  # fmt: skip
-        assert result.returncode == 2, result.stderr
-        assert result.stderr.count("\n") == 1 and message in result.stderr
+        assert_exit_2_one_line(run_here("experiments.dagger.seeds", *args), message)

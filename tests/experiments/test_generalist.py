@@ -3,7 +3,6 @@
 import json
 import re
 import shlex
-import shutil
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ from eval.tracks import tracks_from_flag
 from experiments.generalist import GeneralistConfig, main
 from experiments.generalist.recipe import Recipe, command
 from experiments.generalist.rows import IDENTITY_FIELDS, OPTIONAL_IDENTITY_FIELDS, recipe_identity
-from tests.commands import ROOT, assert_exit_2_one_line, run_module
+from tests.commands import ROOT, assert_exit_2_one_line, run_here, run_module
 
 
 def _tiny(out: Path, **values) -> GeneralistConfig:
@@ -24,24 +23,32 @@ def _tiny(out: Path, **values) -> GeneralistConfig:
     return GeneralistConfig(**settings)
 
 
-def test_the_recipe_records_trains_daggers_and_flies_the_suite(tmp_path):
-    page = tmp_path / "results.md"
+@pytest.fixture(scope="module")
+def seed_0(tmp_path_factory) -> dict:
+    """Seed 0 of the tiny recipe, its line kept in a rows file and its tables in a page."""
+    where = tmp_path_factory.mktemp("seed_0")
+    page = where / "results.md"
     page.write_text("<!-- gen:start -->\n<!-- gen:end -->\n<!-- gen_recipe:start -->\n"
                     "<!-- gen_recipe:end -->\n")  # fmt: skip
-    out = tmp_path / "recipe"
-    result = main(_tiny(out, table_into=page, table_name="gen"))
+    out, rows = where / "recipe", where / "generalist.jsonl"
+    result = main(_tiny(out, rows=rows, table_into=page, table_name="gen"))
+    return {"out": out, "rows": rows, "page": page, "result": result}
+
+
+def test_the_recipe_records_trains_daggers_and_flies_the_suite(seed_0):
+    out, result = seed_0["out"], seed_0["result"]
     manifest = json.loads((out / "data" / "manifest.json").read_text())
     assert manifest["env_kwargs"]["mixture"] == "generalist"
     labels = [row["label"] for row in result["suite"]["rows"]]
     assert labels == ["expert", "BC mixed", "DAgger mixed 1"]
-    text = page.read_text()
+    text = seed_0["page"].read_text()
     assert "| BC mixed |" in text and "| DAgger mixed 1 |" in text
     timings = json.loads((out / "timings.json").read_text())
     assert set(timings) == {"collect", "train_s0", "dagger_s0"}
-    # a rerun finds every step done and flies nothing again
+    # a rerun (without the kept line) finds every step done in OUT and flies nothing again
     again = main(_tiny(out))
     assert json.loads((out / "timings.json").read_text()) == timings
-    assert again["recipe"] == result["recipe"]
+    assert again["suite"]["rows"] == result["suite"]["rows"]
 
 
 def test_no_dagger_iterations_flies_the_expert_and_bc_alone(tmp_path):
@@ -74,16 +81,19 @@ def test_a_page_without_the_markers_exits_2_before_any_work(tmp_path):
     assert not (tmp_path / "out" / "data").exists()
 
 
-def test_kept_rows_bring_the_tables_back_and_pool_seeds_run_apart(tmp_path):
-    rows = tmp_path / "generalist.jsonl"
-    first = main(_tiny(tmp_path / "first", rows=rows))
+def test_kept_rows_bring_the_tables_back_and_pool_seeds_run_apart(seed_0, tmp_path):
+    first, rows = seed_0["result"], seed_0["rows"]
     (line,) = [json.loads(text) for text in rows.read_text().splitlines()]
     assert line["seed"] == 0 and line["recipe"]["iterations"] == 1
     assert set(line["suite"]) == {"expert", "BC mixed", "DAgger mixed 1"}
     assert line["machine"]["torch"] and line["dagger"][0]["iteration"] == 1
     # the run folders gone (another machine): the kept line makes the same tables, running nothing
-    shutil.rmtree(tmp_path / "first")
-    again = main(_tiny(tmp_path / "fresh", rows=rows))
+    hidden = seed_0["out"].with_name("elsewhere")
+    seed_0["out"].rename(hidden)
+    try:
+        again = main(_tiny(tmp_path / "fresh", rows=rows))
+    finally:
+        hidden.rename(seed_0["out"])
     assert again["table"] == first["table"] and again["recipe"] == first["recipe"]
     assert not (tmp_path / "fresh" / "data").exists()
     # a second seed, run elsewhere, pools with the kept one: its line is added, not replaced
@@ -108,22 +118,20 @@ def test_kept_rows_bring_the_tables_back_and_pool_seeds_run_apart(tmp_path):
 def test_a_corrupt_rows_file_exits_2_with_one_line(tmp_path):
     rows = tmp_path / "generalist.jsonl"
     rows.write_text('{"format": "corridor-bc generalist seed", "format_vers\n')
-    result = run_module("experiments.generalist", "--out", str(tmp_path / "out"),
-                        "--rows", str(rows))  # fmt: skip
+    result = run_here("experiments.generalist", "--out", str(tmp_path / "out"), "--rows", str(rows))
     assert_exit_2_one_line(result, "line 1 is not JSON")
     rows.write_text('{"something": "else"}\n')
-    result = run_module("experiments.generalist", "--out", str(tmp_path / "out"),
-                        "--rows", str(rows))  # fmt: skip
+    result = run_here("experiments.generalist", "--out", str(tmp_path / "out"), "--rows", str(rows))
     assert_exit_2_one_line(result, "line 1 is not a corridor-bc generalist seed's line")
-    result = run_module("experiments.generalist", "--out", str(tmp_path / "out"),
-                        "--rows", str(tmp_path))  # fmt: skip
+    result = run_here("experiments.generalist", "--out", str(tmp_path / "out"),
+                      "--rows", str(tmp_path))  # fmt: skip
     assert_exit_2_one_line(result, "is not a file")
     assert not (tmp_path / "out" / "data").exists()
 
 
 def test_an_unknown_track_exits_2_before_any_work(tmp_path):
-    result = run_module("experiments.generalist", "--out", str(tmp_path / "out"),
-                        "--tracks", "own,moon")  # fmt: skip
+    result = run_here("experiments.generalist", "--out", str(tmp_path / "out"),
+                      "--tracks", "own,moon")  # fmt: skip
     assert_exit_2_one_line(result, "--tracks")
     assert not (tmp_path / "out" / "data").exists()
 
@@ -150,9 +158,9 @@ def test_the_results_page_blocks_are_what_the_committed_rows_give(tmp_path, name
     assert "--rows" in args, "the block is not made from committed rows"
     copy = tmp_path / "results.md"
     copy.write_text(page)
-    result = run_module("experiments.generalist", *args, "--table-into", str(copy),
-                        "--table-name", name, "--out", str(tmp_path / "out"),
-                        "--quiet")  # fmt: skip
+    result = run_here("experiments.generalist", *args, "--table-into", str(copy),
+                      "--table-name", name, "--out", str(tmp_path / "out"), "--quiet",
+                      cwd=ROOT)  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert not (tmp_path / "out" / "data").exists(), "every seed came from the rows"
     assert copy.read_text() == page

@@ -27,7 +27,7 @@ from expert import ExpertConfig
 from expert.collect import main
 from expert.collect_config import DEFAULT_RUNS, CollectConfig, CollectError
 from expert.plan import RunResult, make_plan
-from tests.commands import assert_exit_2_one_line, run_module
+from tests.commands import assert_exit_2_one_line, run_here, run_module
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY_ENV = EnvOptions(image_size=32, n_segments=1, segment_length=(4.0, 5.0))
@@ -360,16 +360,16 @@ def test_verify_and_loader_on_a_missing_manifest(tmp_path):
     ],
 )
 def test_collect_bad_input_is_one_error_line_and_exit_2(args, message):
-    assert_exit_2_one_line(run_module("expert.collect", *args), message)
+    assert_exit_2_one_line(run_here("expert.collect", *args, cwd=ROOT), message)
 
 
 def test_verify_cli_exit_codes(tmp_path):
     main(_config(tmp_path / "data"))
     assert run_module("dataset.verify", str(tmp_path / "data")).returncode == 0
     os.truncate(tmp_path / "data" / "runs" / "run_000000.h5", 100)
-    bad = run_module("dataset.verify", str(tmp_path / "data"))
+    bad = run_here("dataset.verify", str(tmp_path / "data"))
     assert bad.returncode == 1 and "bad " in bad.stdout and "run_000000.h5" in bad.stdout
-    missing = run_module("dataset.verify", str(tmp_path / "nowhere"))
+    missing = run_here("dataset.verify", str(tmp_path / "nowhere"))
     assert missing.returncode == 2 and missing.stderr.startswith("error: ")
 
 
