@@ -33,6 +33,7 @@ from bc.heads import (
 )
 from bc.nets import NETS, NetSpec
 from bc.nets.temporal import FrameStackPolicy
+from bc.sparse_inputs import head_over_used_inputs
 
 
 @dataclass
@@ -305,6 +306,8 @@ def _siamese_outputs(
     stack. On the CPU the convolutions give the same values for an image whatever the batch
     around it, except that a batch of one image takes another kernel: a lone frame is encoded
     beside a copy of itself, so that the features are those of the whole stack's encoding.
+    The head's first layer reads only the features that some row uses (most are ReLU zeros:
+    :mod:`bc.sparse_inputs`), which changes its sums' order, not their terms.
     """
     first = policies[0]
     model = first.model
@@ -316,7 +319,8 @@ def _siamese_outputs(
         for policy, new in zip(policies, encoded, strict=True)
         for features in policy._push_features(new)
     ]
-    return model.head(torch.stack(rows).view(len(policies), -1))  # (B, T*F), oldest first
+    inputs = torch.stack(rows).view(len(policies), -1)  # (B, T*F), oldest first
+    return head_over_used_inputs(model.head, inputs)  # most features are ReLU zeros
 
 
 def _decide_all(policies: Sequence[Policy], outputs: torch.Tensor) -> list[PolicyOutput]:

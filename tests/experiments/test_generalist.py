@@ -11,7 +11,12 @@ from configflags import UserError, parse_config
 from eval.tracks import tracks_from_flag
 from experiments.generalist import GeneralistConfig, main
 from experiments.generalist.recipe import Recipe, command
-from experiments.generalist.rows import IDENTITY_FIELDS, OPTIONAL_IDENTITY_FIELDS, recipe_identity
+from experiments.generalist.rows import (
+    IDENTITY_FIELDS,
+    OPTIONAL_IDENTITY_FIELDS,
+    recipe_block,
+    recipe_identity,
+)
 from tests.commands import ROOT, assert_exit_2_one_line, run_here, run_module
 
 
@@ -87,6 +92,7 @@ def test_kept_rows_bring_the_tables_back_and_pool_seeds_run_apart(seed_0, tmp_pa
     assert line["seed"] == 0 and line["recipe"]["iterations"] == 1
     assert set(line["suite"]) == {"expert", "BC mixed", "DAgger mixed 1"}
     assert line["machine"]["torch"] and line["dagger"][0]["iteration"] == 1
+    assert line["bc_check_s"] > 0  # DAgger's check of BC: its wall time only
     # the run folders gone (another machine): the kept line makes the same tables, running nothing
     hidden = seed_0["out"].with_name("elsewhere")
     seed_0["out"].rename(hidden)
@@ -113,6 +119,29 @@ def test_kept_rows_bring_the_tables_back_and_pool_seeds_run_apart(seed_0, tmp_pa
     # a recipe with other settings is another table: its seed runs, the kept lines stay
     main(_tiny(tmp_path / "other", rows=rows, iterations=0))
     assert len(rows.read_text().splitlines()) == 3
+
+
+def _line(seed: int, check_s: float | None) -> dict:
+    line = {"seed": seed, "collect_s": 600.0, "train_s": 1200.0, "bc_frames": 1000,
+            "machine": {"cpu": "cpu", "kernels": "avx2"},
+            "dagger": [{"iteration": 1, "expert_frames": 1500, "wall_s": 600.0},
+                       {"iteration": 2, "expert_frames": 2000, "wall_s": 900.0}]}  # fmt: skip
+    if check_s is not None:
+        line["bc_check_s"] = check_s
+    return line
+
+
+def test_the_recipe_table_counts_daggers_check_of_bc_where_the_lines_kept_it():
+    # BC: 600 + 1200 s = 30 min; the checks 60 and 180 s, 2 min on average; iterations 10, 15
+    kept = recipe_block([_line(0, 60.0), _line(1, 180.0)], "cmd")
+    assert "| BC mixed | 1,000 | 30 min |" in kept
+    assert "| DAgger mixed 1 | 1,500 | 42 min |" in kept
+    assert "| DAgger mixed 2 | 2,000 | 57 min |" in kept
+    assert "including its closed-loop check of BC" in kept
+    # a line made before the check was kept: the table leaves every seed's check out
+    older = recipe_block([_line(0, 60.0), _line(1, None)], "cmd")
+    assert "| DAgger mixed 1 | 1,500 | 40 min |" in older
+    assert "check of BC" not in older
 
 
 def test_a_corrupt_rows_file_exits_2_with_one_line(tmp_path):
