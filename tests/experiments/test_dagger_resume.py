@@ -22,7 +22,7 @@ from bc.train import TrainingInterrupted, config_from_cli
 from bc.train import main as train
 from experiments.dagger.loop import Dagger, DaggerConfig
 from tests.bc.helpers import interrupt_at
-from tests.commands import kill_9_after
+from tests.commands import kill_9_after, run_here
 
 WORLD = ["--image-size", "32", "--n-segments", "1", "--segment-length", "6", "7"]
 # the phases of iteration 1 in the order they run, each with a line that its start prints
@@ -83,14 +83,13 @@ def test_kill_9_in_each_phase_then_the_same_command_ends_with_the_uninterrupted_
     bc_run, tmp_path
 ):
     straight, out = tmp_path / "straight", tmp_path / "out"
-    done = subprocess.run(_command(bc_run, straight), cwd=tmp_path, capture_output=True,
-                          text=True, timeout=600)  # fmt: skip
+    # the uninterrupted run and the resume run in this process, the killed ones in a child
+    done = run_here("experiments.dagger", *_command(bc_run, straight)[3:], cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     for phase, marker in PHASES:
         output = kill_9_after(_command(bc_run, out), marker, tmp_path)
         assert _in_phase(out, phase), f"the kill did not come in {phase}:\n{output}"
-    resumed = subprocess.run(_command(bc_run, out), cwd=tmp_path, capture_output=True,
-                             text=True, timeout=600)  # fmt: skip
+    resumed = run_here("experiments.dagger", *_command(bc_run, out)[3:], cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
 
     assert _rows(out) == _rows(straight)
