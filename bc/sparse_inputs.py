@@ -43,7 +43,9 @@ def linear_over_used_inputs(layer: nn.Linear, inputs: torch.Tensor) -> torch.Ten
     """``layer(inputs)`` for ``inputs (B, in)``, computed over the columns not zero in every row."""
     if inputs.device.type != "cpu" or layer.weight.is_inference():
         return layer(inputs)  # (a weight made in inference mode keeps no version to check)
-    used = inputs.ne(0).any(0).nonzero().squeeze(1)
+    # a column's largest magnitude: zero where no row uses it (NaN stays: it is used); a
+    # fifth of the time of inputs.ne(0).any(0), whose reduction over rows is not vectorised
+    used = inputs.abs().amax(0).ne(0).nonzero().squeeze(1)
     if len(used) > DENSE_ABOVE * inputs.shape[1]:
         return layer(inputs)
     weight = _weight_t(layer).index_select(0, used)  # (used, out)

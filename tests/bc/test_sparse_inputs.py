@@ -24,6 +24,11 @@ def test_the_used_columns_give_the_whole_layers_values() -> None:
         assert (inputs == 0).all(0).float().mean() > 0.6  # columns no row uses
         assert rows == 1 or ((inputs == 0).any(0) & (inputs != 0).any(0)).any()  # and some uses
         torch.testing.assert_close(linear_over_used_inputs(layer, inputs), layer(inputs))
+    # inputs below zero (a net without a ReLU before its head), and a NaN, pass on too
+    negative = -inputs
+    torch.testing.assert_close(linear_over_used_inputs(layer, negative), layer(negative))
+    negative[0, 0] = float("nan")
+    assert linear_over_used_inputs(layer, negative)[0].isnan().all()
     # no input used: the bias alone
     zeros = torch.zeros(3, 300)
     torch.testing.assert_close(linear_over_used_inputs(layer, zeros), layer.bias.expand(3, 64))
