@@ -61,8 +61,9 @@ def run_here(module: str, *args: str, cwd: Path | None = None) -> subprocess.Com
 
     The module's ``__main__`` block runs with ``sys.argv`` set (and in ``cwd``); its exit code,
     stdout and stderr come back as a child's would. An exception it does not handle fails the
-    test with its traceback, as a traceback on a child's stderr would. For commands that end
-    on bad input before any work: a worker process it started would be this process's child.
+    test with its traceback, as a traceback on a child's stderr would. What the command sets
+    for the whole process (torch's settings, a worker process it starts) is this process's:
+    the tests that must see a command start and end on its own run it with ``run_module``.
     """
     stdout, stderr = io.StringIO(), io.StringIO()
     argv, directory, sigterm = sys.argv, Path.cwd(), signal.getsignal(signal.SIGTERM)

@@ -34,9 +34,9 @@ def _run(
     return run_module("bc.train", *args, cwd=cwd or ROOT, env=env, timeout=timeout)
 
 
-def _here(args: list[str]) -> subprocess.CompletedProcess:
-    """``python -m bc.train ARGS`` run in this process (the bad-input cases)."""
-    return run_here("bc.train", *args)
+def _here(args: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """``python -m bc.train ARGS`` run in this process (no interpreter start-up)."""
+    return run_here("bc.train", *args, cwd=cwd)
 
 
 def test_unknown_net(data) -> None:
@@ -111,9 +111,7 @@ def test_bad_flag_values_are_one_line_too(data) -> None:
 
 def test_no_arguments_trains_the_default_pipeline(tmp_path) -> None:
     small_dataset(tmp_path / "data" / "default")
-    result = run_here(
-        "bc.train", "--epochs", "1", "--batch-size", "8", "--no-progress", cwd=tmp_path
-    )
+    result = _here(["--epochs", "1", "--batch-size", "8", "--no-progress"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert run_dir.name.endswith("_tiny_nfc_f3")
