@@ -16,6 +16,7 @@ from torch import nn
 
 from bc.checkpoint import read_checkpoint
 from bc.errors import CheckpointError, ConfigError
+from bc.nets.view import with_legacy_origins
 
 ALIASES = {"backbone": "encoder"}
 
@@ -61,6 +62,7 @@ def init_from(model: nn.Module, spec: str, net_name: str) -> list[str]:
             if name in _select(list(source), part)
         }
         part = destination
+    source = with_legacy_origins(source, list(target))
     names = _select(list(source), part) if part else list(source)
     if not names:
         parts = sorted({name.split(".")[0] for name in source})
@@ -86,9 +88,9 @@ def init_from(model: nn.Module, spec: str, net_name: str) -> list[str]:
                 f"--init-from {spec}: {name} is {_shape(source[name])} in the checkpoint but"
                 f" {_shape(target[name])} in net {net_name}"
             )
-    with torch.no_grad():
-        for name in names:
-            target[name].copy_(source[name])
+    # through load_state_dict, so that modules keeping values of their own (a view's crop)
+    # take the copied ones
+    model.load_state_dict({**target, **{name: source[name] for name in names}})
     return names
 
 

@@ -25,6 +25,7 @@ from torch import nn
 
 from bc.nets.shapes import conv_stack_output_shape
 from bc.nets.siamese import register_siamese
+from bc.nets.view import CentredView
 
 HIDDEN = 512
 
@@ -38,11 +39,12 @@ class NatureEncoder(nn.Module):
         self.conv2 = nn.Conv2d(32, 64, kernel_size=4, stride=2)
         self.conv3 = nn.Conv2d(64, 64, kernel_size=3, stride=1, padding=1)
         convs = (self.conv1, self.conv2, self.conv3)
+        self.view = CentredView(convs, height, width)
         self.output_shape = conv_stack_output_shape(convs, (height, width))
         self.output_dim = math.prod(self.output_shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.relu(self.conv1(x))  # (N, 32, H1, W1)
+        x = torch.relu(self.conv1(self.view(x)))  # (N, 32, H1, W1)
         x = torch.relu(self.conv2(x))  # (N, 64, H2, W2)
         x = torch.relu(self.conv3(x))  # (N, 64, H2, W2)
         return x.flatten(1)  # (N, output_dim)

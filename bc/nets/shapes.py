@@ -36,3 +36,45 @@ def conv_stack_output_shape(
             )
         )
     return (convs[-1].out_channels, *size)
+
+
+def conv_stack_read_extent(
+    convs: Sequence[nn.Conv2d | nn.Conv3d], size: tuple[int, ...]
+) -> tuple[int, ...]:
+    """How much of an input of ``size`` the convolutions ``convs`` read, axis by axis.
+
+    ``size`` gives the trailing axes of the input (``(H, W)``, also for 3D convolutions,
+    whose leading time axis it leaves out). A convolution's windows start at the first
+    element (or in its padding) and step by the stride; where the stride does not divide
+    what is left, the last elements are never read. The extent counts from the first element.
+    """
+    axes = len(size)
+    sizes = [tuple(size)]
+    for conv in convs:
+        sizes.append(
+            tuple(
+                conv_output_size(length, kernel, stride, padding, dilation)
+                for length, kernel, stride, padding, dilation in zip(
+                    sizes[-1], *_trailing(conv, axes), strict=True
+                )
+            )
+        )
+    read = sizes[-1]
+    for conv, before in zip(reversed(convs), reversed(sizes[:-1]), strict=True):
+        read = tuple(
+            min(length, (outputs - 1) * stride + dilation * (kernel - 1) + 1 - padding)
+            for outputs, length, kernel, stride, padding, dilation in zip(
+                read, before, *_trailing(conv, axes), strict=True
+            )
+        )
+    return read
+
+
+def _trailing(conv: nn.Conv2d | nn.Conv3d, axes: int) -> tuple[tuple[int, ...], ...]:
+    """Kernel, stride, padding and dilation of ``conv`` over its last ``axes`` axes."""
+    if isinstance(conv.padding, str):
+        raise ValueError(f"padding={conv.padding!r} is not supported; give numbers")
+    return tuple(
+        tuple(values[-axes:])
+        for values in (conv.kernel_size, conv.stride, conv.padding, conv.dilation)
+    )

@@ -27,6 +27,7 @@ from bc.nets.registry import NetSpec, register_net
 from bc.nets.shapes import conv_stack_output_shape
 from bc.nets.siamese import register_siamese
 from bc.nets.temporal import RecurrentPolicy
+from bc.nets.view import CentredView
 
 HIDDEN = 1024
 
@@ -44,11 +45,12 @@ class TinyEncoder(nn.Module):
         super().__init__()
         self.conv1 = nn.Conv2d(channels, 10, kernel_size=6, stride=3)
         self.conv2 = nn.Conv2d(10, 20, kernel_size=3, stride=2)
+        self.view = CentredView((self.conv1, self.conv2), height, width)
         self.output_shape = conv_stack_output_shape((self.conv1, self.conv2), (height, width))
         self.output_dim = math.prod(self.output_shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.relu(self.conv1(x))  # (N, 10, H1, W1)
+        x = torch.relu(self.conv1(self.view(x)))  # (N, 10, H1, W1)
         x = torch.relu(self.conv2(x))  # (N, 20, H2, W2)
         return x.flatten(1)  # (N, output_dim)
 
@@ -95,9 +97,10 @@ class Tiny3dEncoder(nn.Module):
             (self.conv1, self.conv2), (frames, height, width)
         )  # (20, 1, H2, W2): the temporal kernels leave one step
         self.output_dim = math.prod(self.output_shape)
+        self.view = CentredView((self.conv1, self.conv2), height, width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.relu(self.conv1(x))  # (N, 10, T1, H1, W1)
+        x = torch.relu(self.conv1(self.view(x)))  # (N, 10, T1, H1, W1)
         x = torch.relu(self.conv2(x))  # (N, 20, 1, H2, W2)
         return x.flatten(1)
 
