@@ -46,7 +46,8 @@ def conv_stack_read_extent(
     ``size`` gives the trailing axes of the input (``(H, W)``, also for 3D convolutions,
     whose leading time axis it leaves out). A convolution's windows start at the first
     element (or in its padding) and step by the stride; where the stride does not divide
-    what is left, the last elements are never read. The extent counts from the first element.
+    what is left, the last elements are never read. The extent counts from the first element
+    to the last one read.
     """
     axes = len(size)
     sizes = [tuple(size)]
@@ -62,12 +63,18 @@ def conv_stack_read_extent(
     read = sizes[-1]
     for conv, before in zip(reversed(convs), reversed(sizes[:-1]), strict=True):
         read = tuple(
-            min(length, (outputs - 1) * stride + dilation * (kernel - 1) + 1 - padding)
-            for outputs, length, kernel, stride, padding, dilation in zip(
-                read, before, *_trailing(conv, axes), strict=True
-            )
+            _last_read(outputs, length, *numbers) + 1
+            for outputs, length, *numbers in zip(read, before, *_trailing(conv, axes), strict=True)
         )
     return read
+
+
+def _last_read(
+    outputs: int, length: int, kernel: int, stride: int, padding: int, dilation: int
+) -> int:
+    """The last input element that the first ``outputs`` windows of a convolution read."""
+    start = (outputs - 1) * stride - padding  # the last window's first tap
+    return start + dilation * min(kernel - 1, (length - 1 - start) // dilation)
 
 
 def _trailing(conv: nn.Conv2d | nn.Conv3d, axes: int) -> tuple[tuple[int, ...], ...]:

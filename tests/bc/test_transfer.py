@@ -50,6 +50,24 @@ def test_a_part_moves_between_families(trained) -> None:
     assert torch.equal(model.lstm.weight_ih_l0, lstm_before)
 
 
+def test_weights_written_before_the_centred_view_keep_theirs(trained, tmp_path) -> None:
+    _, checkpoint = trained
+    payload = torch.load(checkpoint, weights_only=True)
+    payload["model"] = {k: v for k, v in payload["model"].items() if "view" not in k}
+    legacy = tmp_path / "legacy.pt"
+    torch.save(payload, legacy)
+    whole = build_net("tiny_nfc", _spec())
+    assert whole.encoder.view.crop == (1, 1, 30, 30)  # 32 pixels: 30 read, centred
+    assert "encoder.view.origin" in init_from(whole, str(legacy), "tiny_nfc")
+    assert whole.encoder.view.crop == (0, 0, 30, 30)  # the top-left part they were trained on
+    part = build_net("tiny_lstm", _spec(1))
+    init_from(part, f"{legacy}:encoder", "tiny_lstm")
+    assert part.encoder.view.crop == (0, 0, 30, 30)
+    frames = torch.rand(2, 3, 32, 32)
+    conv1, conv2 = part.encoder.conv1, part.encoder.conv2
+    assert torch.equal(part.encoder(frames), conv2(conv1(frames).relu()).relu().flatten(1))
+
+
 def test_a_parameter_prefix_selects_one_layer(trained) -> None:
     _, checkpoint = trained
     model = build_net("tiny_nfc", _spec())
