@@ -20,6 +20,7 @@ from bc.extras import EXTRA_MODES, OUTPUT_BALANCING, SPEED_HEADS, check_inputs
 from bc.heads import HEADS, check_act_thresholds
 from bc.lr_schedule import LR_SCHEDULES
 from bc.nets import NETS
+from bc.nets.view import VIEWS
 from bc.recipes import default_help, min_steps_help
 from bc.recipes import min_steps as recipe_min_steps
 from bc.recipes import resolve as resolve_recipes
@@ -117,6 +118,7 @@ class TrainConfig:
         "augment": "none",
         "mirror": False,
         "lr_schedule": "constant",
+        "view": "top_left",
     }
     # keys of an older config.json and the fields they became
     LEGACY_KEYS: ClassVar[dict[str, str]] = {"out": "runs_dir"}
@@ -169,6 +171,14 @@ class TrainConfig:
         group="data",
     )
     net: str = option("tiny_nfc", "policy net, by registry name (see docs/nets.md)", group="net")
+    view: str = option(
+        "centred",
+        "which part of the image the convolutional encoders read where their strides leave"
+        " pixels unread (60 of 64): centred, or top_left as the nets before 2026-12-07"
+        " (docs/nets.md); weights given to --init-from must have been trained in the same",
+        choices=VIEWS,
+        group="net",
+    )
     frames: int | None = option(
         None,
         "frames per sample for feed-forward nets (the first frames of a run are repeated);"

@@ -38,6 +38,7 @@ from bc.extras import (
 from bc.heads import Head, Prediction, make_head
 from bc.metrics import MetricTracker, shortcut_metrics, speed_metrics, track
 from bc.nets import NetSpec
+from bc.nets.view import set_view
 from bc.outputs import Labels, OutputSet, split_labels, without_weights
 from bc.sampling import (
     FrameUnit,
@@ -494,6 +495,7 @@ def build_model(config: TrainConfig, dataset: Dataset, head: Head) -> tuple[nn.M
         )
         spec = image_spec(spec, values, dataset.env_kwargs)
         model = build_policy_net(config.net, spec, values, dataset.env_kwargs, head)
+        set_view(model, config.view)
         return model, spec
     except ValueError as error:
         raise TrainError(f"cannot build net {config.net}: {error}") from None

@@ -27,17 +27,40 @@ from torch import nn
 
 from bc.nets.shapes import conv_stack_read_extent
 
+# where the crop sits: centred, or at the top-left corner (the nets before 2026-12-07)
+VIEWS = ("centred", "top_left")
+
 
 class CentredView(nn.Module):
-    """Crops ``(..., H, W)`` images to the ``extent`` that ``convs`` read, centred in them."""
+    """Crops ``(..., H, W)`` images to the ``extent`` that ``convs`` read, centred in them.
+
+    :meth:`place` moves the crop to the top-left corner instead (``--view top_left``: what the
+    nets before the centred view read, to train them again as they were).
+    """
 
     def __init__(self, convs: Sequence[nn.Conv2d | nn.Conv3d], height: int, width: int):
         super().__init__()
         self.extent = conv_stack_read_extent(convs, (height, width))
         self.size = (height, width)
-        centred = [(size - read) // 2 for size, read in zip(self.size, self.extent, strict=True)]
-        self.register_buffer("origin", torch.tensor(centred, dtype=torch.long))
-        self._origin = tuple(centred)  # python ints: a traced or exported graph slices by them
+        self.register_buffer("origin", torch.zeros(2, dtype=torch.long))
+        self._origin = (0, 0)  # python ints: a traced or exported graph slices by them
+        self.place("centred")
+
+    def origin_of(self, view: str) -> tuple[int, int]:
+        """The crop's ``(top, left)`` corner in view ``view`` (one of :data:`VIEWS`)."""
+        if view not in VIEWS:
+            raise ValueError(f"view must be one of {', '.join(VIEWS)}, got {view!r}")
+        if view == "top_left":
+            return (0, 0)
+        top, left = ((size - read) // 2 for size, read in zip(self.size, self.extent, strict=True))
+        return (top, left)
+
+    def place(self, view: str) -> None:
+        """Move the crop to view ``view``."""
+        origin = self.origin_of(view)
+        with torch.no_grad():
+            self.origin.copy_(torch.tensor(origin))
+        self._origin = origin
 
     @property
     def crop(self) -> tuple[int, int, int, int]:
@@ -98,3 +121,19 @@ def with_legacy_origins(
         if any(name.startswith(encoder + "conv") for name in source):
             upgraded[key] = torch.zeros(2, dtype=torch.long)
     return upgraded
+
+
+def set_view(model: nn.Module, view: str) -> None:
+    """Put every encoder view of ``model`` in view ``view`` (a new net's choice of crop)."""
+    for module in model.modules():
+        if isinstance(module, CentredView):
+            module.place(view)
+
+
+def views_not_in(model: nn.Module, view: str) -> list[str]:
+    """The names of ``model``'s encoder views whose crop is not where view ``view`` puts it."""
+    return [
+        name
+        for name, module in model.named_modules()
+        if isinstance(module, CentredView) and module._origin != module.origin_of(view)
+    ]

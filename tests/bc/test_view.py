@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
+from bc.config import TrainConfig, config_from_dict, config_to_dict
+from bc.errors import ConfigError
 from bc.nets import NetSpec, build_net
+from bc.nets.view import set_view, views_not_in
+from bc.train import main
+from tests.bc.helpers import small_dataset, tiny_config
 
 SPEC = NetSpec(frames=3, channels=1, height=64, width=64)
 
@@ -65,3 +72,36 @@ def test_an_origin_that_does_not_fit_is_refused():
     model = build_net("tiny_nfc", SPEC)
     with pytest.raises(RuntimeError, match=r"origin \[5, 0\] does not fit a 60x60 crop"):
         model.encoder.view.load_state_dict({"origin": torch.tensor([5, 0])})
+
+
+def test_set_view_moves_every_crop_and_views_not_in_names_the_others():
+    model = build_net("tiny_lstm", NetSpec(frames=1, channels=1))
+    assert views_not_in(model, "centred") == []
+    set_view(model, "top_left")
+    assert model.encoder.view.crop == (0, 0, 60, 60)
+    assert views_not_in(model, "centred") == ["encoder.view"]
+    assert views_not_in(model, "top_left") == []
+
+
+def test_a_config_written_before_the_view_reads_top_left():
+    values = config_to_dict(TrainConfig())
+    del values["view"]
+    assert config_from_dict(TrainConfig, values).view == "top_left"
+    assert TrainConfig().view == "centred"
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    return small_dataset(tmp_path_factory.mktemp("view") / "data")
+
+
+def test_train_keeps_the_view_it_is_given_and_refuses_weights_of_another(data, tmp_path):
+    top_left = main(tiny_config(data, tmp_path / "a", steps=1, view="top_left"))
+    checkpoint = Path(top_left["checkpoints"]["last"])
+    saved = torch.load(checkpoint, weights_only=True)
+    assert saved["model"]["encoder.view.origin"].tolist() == [0, 0]
+    assert saved["config"]["view"] == "top_left"
+    # fine-tuning in the same view takes the weights; in another, a one-line error
+    main(tiny_config(data, tmp_path / "b", steps=1, view="top_left", init_from=[str(checkpoint)]))
+    with pytest.raises(ConfigError, match="does not read the centred view of this run"):
+        main(tiny_config(data, tmp_path / "c", steps=1, init_from=[str(checkpoint)]))
