@@ -27,6 +27,7 @@ blocks.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,7 @@ from artifacts.markdown_block import check_page, write_block
 from artifacts.step_timings import StepTimings
 from bc.augment import AUGMENTS
 from bc.machine import training_machine
+from bc.nets.view import VIEWS
 from bc.run_dir import resume_config
 from configflags import UserError, flag_name, option
 from dataset.reader import read_manifest
@@ -81,6 +83,12 @@ class GeneralistConfig:
         choices=AUGMENTS,
     )
     epochs: int | None = option(None, "BC training epochs (default: the net's recipe)")
+    view: str = option(
+        "centred",
+        "the part of the image the encoder reads (bc.train --view; top_left: the nets before"
+        " 2026-12-07, which the lines of that time in experiments/rows/ were made with)",
+        choices=VIEWS,
+    )
     iterations: int = option(3, "DAgger iterations after BC (0: BC alone)")
     runs_per_iteration: int = option(40, "runs recorded per DAgger iteration")
     finetune_epochs: int = option(3, "epochs of each DAgger iteration's fine-tuning")
@@ -162,15 +170,33 @@ class Recipe:
         from bc.train import main as train
 
         run = self.run(seed)
+        self.check_view(run)
         done = (run / "summary.json").is_file()
         values = {"data": str(self.data), "seed": seed, "augment": self.config.augment,
-                  "epochs": self.config.epochs, "progress": False,
+                  "epochs": self.config.epochs, "view": self.config.view, "progress": False,
                   "tensorboard": False}  # fmt: skip
         if (run / "checkpoints").is_dir():  # interrupted: resume where it stopped
             work = lambda: train(resume_config(str(run)))  # noqa: E731
         else:
             work = lambda: train(TrainConfig(run_dir=str(run), **values))  # noqa: E731
         self.step(f"train_s{seed}", done, work)
+
+    def check_view(self, run: Path) -> None:
+        """Refuse a seed's run trained in another view than the one asked (a stale ``--out``)."""
+        from bc.config import TrainConfig, config_from_dict
+
+        saved = run / "config.json"
+        if not saved.is_file():
+            return
+        try:
+            view = config_from_dict(TrainConfig, json.loads(saved.read_text())).view
+        except (OSError, ValueError, TypeError) as error:
+            raise UserError(f"cannot read {saved}: {error}") from None
+        if view != self.config.view:
+            raise UserError(
+                f"{run} was trained with --view {view}, not {self.config.view}: give"
+                f" --view {view}, or another --out"
+            )
 
     def dagger(self, seed: int) -> list[dict[str, Any]]:
         from experiments.dagger.loop import DaggerConfig

@@ -202,6 +202,7 @@ def test_the_results_page_blocks_are_what_the_committed_rows_give(tmp_path, name
         {"iterations": 6, "runs_per_iteration": 60, "finetune_epochs": 1, "epochs": 8,
          "runs": 80, "dagger_episodes": 50, "episodes": 20, "tracks": "own,long"},
         {"dagger_mixture": "generalist_obstacles"},
+        {"view": "top_left"},
     ],
 )  # fmt: skip
 def test_the_generated_by_line_gives_back_the_recipe(values):
@@ -225,3 +226,15 @@ def test_dagger_mixture_reaches_dagger_and_only_a_changed_one_the_identity(tmp_p
         assert identity.get("dagger_mixture") == (None if mixture == "generalist" else mixture)
     # the recording's own mixture is DAgger's default (its manifest's worlds)
     assert [config.mixture for config in asked] == ["", "generalist_obstacles"]
+
+
+def test_the_view_is_in_new_lines_and_a_run_of_another_is_refused(tmp_path):
+    tracks = tracks_from_flag("own")
+    assert recipe_identity(_tiny(tmp_path), tracks)["view"] == "centred"
+    # lines made before the view was centred have none: they are top_left's
+    assert "view" not in recipe_identity(_tiny(tmp_path, view="top_left"), tracks)
+    run = tmp_path / "bc_s0"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"seed": 0}))  # written before --view
+    with pytest.raises(UserError, match="was trained with --view top_left, not centred"):
+        Recipe(_tiny(tmp_path)).train(0)
