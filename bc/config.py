@@ -19,8 +19,7 @@ from bc.errors import ConfigError
 from bc.extras import EXTRA_MODES, OUTPUT_BALANCING, SPEED_HEADS, check_inputs
 from bc.heads import HEADS, check_act_thresholds
 from bc.lr_schedule import LR_SCHEDULES
-from bc.nets import NETS
-from bc.nets.view import VIEWS
+from bc.nets import NETS, VIEWS
 from bc.recipes import default_help, min_steps_help
 from bc.recipes import min_steps as recipe_min_steps
 from bc.recipes import resolve as resolve_recipes
@@ -113,13 +112,9 @@ class TrainConfig:
 
     # what a key missing from an older config.json stood for (the behaviour before it existed)
     LEGACY_DEFAULTS: ClassVar[dict[str, Any]] = {
-        "nll_beta": 0.0,
-        "min_steps": 0,
-        "augment": "none",
-        "mirror": False,
-        "lr_schedule": "constant",
-        "view": "top_left",
-    }
+        "nll_beta": 0.0, "min_steps": 0, "augment": "none", "mirror": False,
+        "lr_schedule": "constant", "view": "top_left",
+    }  # fmt: skip
     # keys of an older config.json and the fields they became
     LEGACY_KEYS: ClassVar[dict[str, str]] = {"out": "runs_dir"}
 
@@ -171,14 +166,9 @@ class TrainConfig:
         group="data",
     )
     net: str = option("tiny_nfc", "policy net, by registry name (see docs/nets.md)", group="net")
-    view: str = option(
-        "centred",
-        "which part of the image the convolutional encoders read where their strides leave"
-        " pixels unread (60 of 64): centred, or top_left as the nets before 2026-12-07"
-        " (docs/nets.md); weights given to --init-from must have been trained in the same",
-        choices=VIEWS,
-        group="net",
-    )
+    view: str = option("centred", "part of the image the conv encoders read where their strides"
+                       " leave pixels unread: centred, or top_left as the nets before 2026-12-07"
+                       " (docs/nets.md)", choices=VIEWS, group="net")  # fmt: skip
     frames: int | None = option(
         None,
         "frames per sample for feed-forward nets (the first frames of a run are repeated);"

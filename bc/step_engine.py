@@ -37,8 +37,7 @@ from bc.extras import (
 )
 from bc.heads import Head, Prediction, make_head
 from bc.metrics import MetricTracker, shortcut_metrics, speed_metrics, track
-from bc.nets import NetSpec
-from bc.nets.view import set_view
+from bc.nets import NetSpec, set_view
 from bc.outputs import Labels, OutputSet, split_labels, without_weights
 from bc.sampling import (
     FrameUnit,

@@ -48,10 +48,9 @@ from bc.checkpoint import (
 )
 from bc.config import TrainConfig
 from bc.data import InputNorm, load_dataset
-from bc.errors import ConfigError, TrainError
+from bc.errors import TrainError
 from bc.lr_schedule import scheduled_lr, training_progress
 from bc.metrics import METRIC_COLUMNS, metric_cells
-from bc.nets.view import views_not_in
 from bc.run_dir import (
     MetricsLog,
     copy_atomic,
@@ -194,14 +193,7 @@ class TrainingRun:
             if config.pretrained:
                 load_pretrained(self.model, config.pretrained, config.net)
             for source in config.init_from:
-                init_from(self.model, source, config.net)
-                elsewhere = views_not_in(self.model, config.view)
-                if elsewhere:
-                    raise ConfigError(
-                        f"--init-from {source}: its {elsewhere[0]} does not read the"
-                        f" {config.view} view of this run; give the --view its weights were"
-                        " trained in (docs/nets.md, the centred view)"
-                    )
+                init_from(self.model, source, config.net, config.view)
         self.frozen = freeze(self.model, config.freeze) if config.freeze else []
         self.model.to(self.device)
         self.trainer = Trainer(

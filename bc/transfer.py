@@ -16,7 +16,7 @@ from torch import nn
 
 from bc.checkpoint import read_checkpoint
 from bc.errors import CheckpointError, ConfigError
-from bc.nets.view import with_legacy_origins
+from bc.nets.view import views_not_in, with_legacy_origins
 
 ALIASES = {"backbone": "encoder"}
 
@@ -41,14 +41,15 @@ def parse_init_from(spec: str) -> tuple[Path, str | None]:
     return Path(path), part
 
 
-def init_from(model: nn.Module, spec: str, net_name: str) -> list[str]:
+def init_from(model: nn.Module, spec: str, net_name: str, view: str | None = None) -> list[str]:
     """Copy the weights of ``CKPT[:PART[=DEST]]`` into ``model``; returns the names copied.
 
     ``PART=DEST`` copies the checkpoint's PART into the model's DEST, for nets whose parts
     sit elsewhere (an image-only run's ``encoder`` into an extras policy's ``image.encoder``).
 
     Every selected tensor must exist in ``model`` with the same shape, and without a PART
-    the two nets must have the same state-dict keys; otherwise a one-line CheckpointError.
+    the two nets must have the same state-dict keys; with ``view``, the encoders must read
+    that view after the copy (bc.nets.view); otherwise a one-line CheckpointError.
     """
     path, part = parse_init_from(spec)
     source = read_checkpoint(path)["model"]
@@ -91,6 +92,12 @@ def init_from(model: nn.Module, spec: str, net_name: str) -> list[str]:
     # through load_state_dict, so that modules keeping values of their own (a view's crop)
     # take the copied ones
     model.load_state_dict({**target, **{name: source[name] for name in names}})
+    elsewhere = views_not_in(model, view) if view is not None else []
+    if elsewhere:
+        raise CheckpointError(
+            f"--init-from {spec}: its {elsewhere[0]} does not read the {view} view of this"
+            " run; give the --view its weights were trained in (docs/nets.md)"
+        )
     return names
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from bc.config import TrainConfig, config_from_dict, config_to_dict
-from bc.errors import ConfigError
+from bc.errors import CheckpointError
 from bc.nets import NetSpec, build_net
 from bc.nets.view import set_view, views_not_in
 from bc.train import main
@@ -103,5 +103,5 @@ def test_train_keeps_the_view_it_is_given_and_refuses_weights_of_another(data, t
     assert saved["config"]["view"] == "top_left"
     # fine-tuning in the same view takes the weights; in another, a one-line error
     main(tiny_config(data, tmp_path / "b", steps=1, view="top_left", init_from=[str(checkpoint)]))
-    with pytest.raises(ConfigError, match="does not read the centred view of this run"):
+    with pytest.raises(CheckpointError, match="does not read the centred view of this run"):
         main(tiny_config(data, tmp_path / "c", steps=1, init_from=[str(checkpoint)]))
