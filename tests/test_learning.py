@@ -25,7 +25,7 @@ from expert.collect import main as collect
 from expert.collect_config import CollectConfig
 from tests.bc.helpers import tiny_config
 
-EPISODES = 10
+EPISODES = 40
 WORLD = EnvOptions(image_size=32, n_segments=2)
 
 
