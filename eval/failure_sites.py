@@ -63,20 +63,26 @@ class SiteRow:
         return self.walls + self.obstacles + self.unrecorded + self.timeouts
 
 
-def evaluation_files(paths: tuple[Path, ...]) -> list[Path]:
-    """The JSON files under ``paths`` (files as given, folders searched), in order."""
-    files: list[Path] = []
+def evaluations(paths: tuple[Path, ...]) -> list[tuple[Path, dict[str, Any]]]:
+    """The evaluation files under ``paths`` (files as given, folders searched) and their data.
+
+    A file named on its own must be an evaluation; a folder's other JSON files are skipped.
+    """
+    found: list[tuple[Path, dict[str, Any]]] = []
     for path in paths:
         if path.is_dir():
-            found = sorted(path.rglob("*.json"))
-            files += [file for file in found if _is_evaluation(read_json(file))]
+            read = [(file, read_json(file)) for file in sorted(path.rglob("*.json"))]
+            found += [(file, data) for file, data in read if _is_evaluation(data)]
         elif path.is_file():
-            files.append(path)
+            data = read_json(path)
+            if not _is_evaluation(data):
+                raise EvalError(f"{path} is not an evaluation file (no env_kwargs/records)")
+            found.append((path, data))
         else:
             raise EvalError(f"{path} does not exist")
-    if not files:
+    if not found:
         raise EvalError(f"no evaluation file under {', '.join(map(str, paths))}")
-    return files
+    return found
 
 
 def _is_evaluation(data: Any) -> bool:
@@ -107,10 +113,7 @@ def main(config: FailureSitesConfig) -> list[SiteRow]:
     """Count every evaluation's failed episodes by site; print the table and return its rows."""
     counts: Counter[tuple[str, str]] = Counter()
     episodes = 0
-    for path in evaluation_files(config.paths):
-        data = read_json(path)
-        if not _is_evaluation(data):
-            raise EvalError(f"{path} is not an evaluation file (no env_kwargs/records)")
+    for path, data in evaluations(config.paths):
         failed = [record for record in data["records"] if record["outcome"] != "goal"]
         episodes += len(data["records"])
         if not failed:

@@ -27,15 +27,24 @@ def conv_stack_output_shape(
     ``size`` is the input's ``(H, W)`` for 2D convolutions, ``(T, H, W)`` for 3D ones.
     """
     for conv in convs:
-        if isinstance(conv.padding, str):  # "same" / "valid": no encoder here uses them
-            raise ValueError(f"padding={conv.padding!r} is not supported; give numbers")
-        size = tuple(
-            conv_output_size(length, kernel, stride, padding, dilation)
-            for length, kernel, stride, padding, dilation in zip(
-                size, conv.kernel_size, conv.stride, conv.padding, conv.dilation, strict=True
+        if len(conv.kernel_size) != len(size):
+            raise ValueError(f"a {len(conv.kernel_size)}D convolution on a {len(size)}D size")
+    return (convs[-1].out_channels, *_sizes_through(convs, size)[-1])
+
+
+def _sizes_through(
+    convs: Sequence[nn.Conv2d | nn.Conv3d], size: tuple[int, ...]
+) -> list[tuple[int, ...]]:
+    """The input's trailing ``size`` and each convolution's output size over those axes."""
+    sizes = [tuple(size)]
+    for conv in convs:
+        sizes.append(
+            tuple(
+                conv_output_size(length, *numbers)
+                for length, *numbers in zip(sizes[-1], *_trailing(conv, len(size)), strict=True)
             )
         )
-    return (convs[-1].out_channels, *size)
+    return sizes
 
 
 def conv_stack_read_extent(
@@ -50,16 +59,7 @@ def conv_stack_read_extent(
     to the last one read.
     """
     axes = len(size)
-    sizes = [tuple(size)]
-    for conv in convs:
-        sizes.append(
-            tuple(
-                conv_output_size(length, kernel, stride, padding, dilation)
-                for length, kernel, stride, padding, dilation in zip(
-                    sizes[-1], *_trailing(conv, axes), strict=True
-                )
-            )
-        )
+    sizes = _sizes_through(convs, size)
     read = sizes[-1]
     for conv, before in zip(reversed(convs), reversed(sizes[:-1]), strict=True):
         read = tuple(

@@ -27,7 +27,6 @@ blocks.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -183,15 +182,9 @@ class Recipe:
 
     def check_view(self, run: Path) -> None:
         """Refuse a seed's run trained in another view than the one asked (a stale ``--out``)."""
-        from bc.config import TrainConfig, config_from_dict
-
-        saved = run / "config.json"
-        if not saved.is_file():
+        if not (run / "config.json").is_file():
             return
-        try:
-            view = config_from_dict(TrainConfig, json.loads(saved.read_text())).view
-        except (OSError, ValueError, TypeError) as error:
-            raise UserError(f"cannot read {saved}: {error}") from None
+        view = resume_config(run).view
         if view != self.config.view:
             raise UserError(
                 f"{run} was trained with --view {view}, not {self.config.view}: give"
