@@ -75,6 +75,10 @@ class GeneralistConfig:
     seeds: tuple[int, ...] = option((0, 1, 2), "training seeds (one policy each)")
     runs: int = option(160, "expert runs recorded on the mixture (shared by the seeds)")
     obs_mode: str = option("depth", "camera: rgb, depth or rgbd", choices=OBS_MODES)
+    image_size: int = option(
+        64, "camera image side in pixels (60: the whole image is what the tiny net's strides"
+        " read, docs/nets.md)",
+    )  # fmt: skip
     augment: str = option(
         "color+randconv",
         "training augmentation (bc.train --augment; it acts on colour channels only, so on"
@@ -117,12 +121,22 @@ class GeneralistConfig:
                      "episodes"):  # fmt: skip
             if getattr(self, name) < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be >= 1")
+        try:
+            self.recording_env()
+        except ValueError as error:  # the env's own complaint, under the flag's name
+            raise UserError(str(error)) from None
         if self.iterations < 0 or self.workers < 0:
             raise UserError("--iterations and --workers must be >= 0")
         try:
             tracks_from_flag(self.tracks)
         except ValueError as error:
             raise UserError(f"--tracks: {error}") from None
+
+    def recording_env(self) -> EnvOptions:
+        """The worlds and camera the recipe records on."""
+        return EnvOptions(
+            mixture=RECORDING_MIXTURE, obs_mode=self.obs_mode, image_size=self.image_size
+        )
 
 
 class Recipe:
@@ -158,7 +172,7 @@ class Recipe:
         from expert.collect_config import CollectConfig
 
         config = self.config
-        env = EnvOptions(mixture=RECORDING_MIXTURE, obs_mode=config.obs_mode)
+        env = config.recording_env()
         workers = config.workers or usable_cores()
         self.step("collect", False, lambda: collect(CollectConfig(
             out=self.data, runs=config.runs, env=env, workers=workers, quiet=True,

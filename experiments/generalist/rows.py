@@ -43,7 +43,9 @@ def dagger_label(iteration: int) -> str:
 RECORDING_MIXTURE = "generalist"
 # settings added later: in the identity only away from their default (the value every line
 # made before them had), so that those lines keep theirs
-OPTIONAL_IDENTITY_FIELDS = {"dagger_mixture": RECORDING_MIXTURE, "view": "top_left"}
+OPTIONAL_IDENTITY_FIELDS = {
+    "dagger_mixture": RECORDING_MIXTURE, "view": "top_left", "image_size": 64,
+}  # fmt: skip
 
 
 def recipe_identity(config: Any, tracks: Sequence[Track]) -> dict[str, Any]:
