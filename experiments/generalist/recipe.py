@@ -79,6 +79,10 @@ class GeneralistConfig:
         64, "camera image side in pixels (60: the whole image is what the tiny net's strides"
         " read, docs/nets.md)",
     )  # fmt: skip
+    fov: float = option(
+        90.0, "camera field of view in degrees, for the recording and so for BC, DAgger and"
+        " the suite (wider: a bend's opening stays in view longer)",
+    )  # fmt: skip
     augment: str = option(
         "color+randconv",
         "training augmentation (bc.train --augment; it acts on colour channels only, so on"
@@ -134,9 +138,8 @@ class GeneralistConfig:
 
     def recording_env(self) -> EnvOptions:
         """The worlds and camera the recipe records on."""
-        return EnvOptions(
-            mixture=RECORDING_MIXTURE, obs_mode=self.obs_mode, image_size=self.image_size
-        )
+        return EnvOptions(mixture=RECORDING_MIXTURE, obs_mode=self.obs_mode,
+                          image_size=self.image_size, fov=self.fov)  # fmt: skip
 
 
 class Recipe:

@@ -44,7 +44,7 @@ RECORDING_MIXTURE = "generalist"
 # settings added later: in the identity only away from their default (the value every line
 # made before them had), so that those lines keep theirs
 OPTIONAL_IDENTITY_FIELDS = {
-    "dagger_mixture": RECORDING_MIXTURE, "view": "top_left", "image_size": 64,
+    "dagger_mixture": RECORDING_MIXTURE, "view": "top_left", "image_size": 64, "fov": 90.0,
 }  # fmt: skip
 
 

@@ -71,7 +71,7 @@ def test_no_dagger_iterations_flies_the_expert_and_bc_alone(tmp_path):
 
 @pytest.mark.parametrize(("values", "message"), [
     ({"seeds": ()}, "--seeds"), ({"runs": 0}, "--runs"), ({"iterations": -1}, "--iterations"),
-    ({"image_size": 16}, "--image-size"),
+    ({"image_size": 16}, "--image-size"), ({"fov": 180.0}, "--fov"),
 ])  # fmt: skip
 def test_bad_settings_are_refused(tmp_path, values, message):
     with pytest.raises(UserError, match=message):
@@ -205,6 +205,7 @@ def test_the_results_page_blocks_are_what_the_committed_rows_give(tmp_path, name
         {"dagger_mixture": "generalist_obstacles"},
         {"view": "top_left"},
         {"image_size": 60},
+        {"fov": 120.0},
     ],
 )  # fmt: skip
 def test_the_generated_by_line_gives_back_the_recipe(values):
@@ -242,16 +243,19 @@ def test_the_view_is_in_new_lines_and_a_run_of_another_is_refused(tmp_path):
         Recipe(_tiny(tmp_path)).train(0)
 
 
-def test_the_image_size_reaches_the_recording_and_only_a_changed_one_the_identity(
-    tmp_path, monkeypatch
+@pytest.mark.parametrize(
+    ("name", "default", "other"), [("image_size", 64, 60), ("fov", 90.0, 120.0)]
+)
+def test_a_camera_setting_reaches_the_recording_and_only_a_changed_one_the_identity(
+    tmp_path, monkeypatch, name, default, other
 ):
     import expert.collect as collect
 
     asked = []
     monkeypatch.setattr(collect, "main", lambda config: asked.append(config))
     tracks = tracks_from_flag("own")
-    for size in (64, 60):
-        config = _tiny(tmp_path / str(size), image_size=size)
+    for value in (default, other):
+        config = _tiny(tmp_path / str(value), **{name: value})
         Recipe(config).collect()
-        assert recipe_identity(config, tracks).get("image_size") == (None if size == 64 else size)
-    assert [config.env.image_size for config in asked] == [64, 60]
+        assert recipe_identity(config, tracks).get(name) == (None if value == default else value)
+    assert [getattr(config.env, name) for config in asked] == [default, other]
