@@ -209,9 +209,6 @@ def _run_pool(
             # so the workers stop now instead of finishing their shares first
             _stop_workers(pool)
             raise
-        finally:
-            for future in pending:
-                future.cancel()
     # a record put just before its unit returned may still be on its way through the pipe
     total = sum(len(records) for records in results.values())
     while reported < total:
@@ -224,7 +221,9 @@ def _run_pool(
 
 def _stop_workers(pool: ProcessPoolExecutor) -> None:
     # ProcessPoolExecutor has no public way to stop busy workers before Python 3.14
-    # (terminate_workers); its _processes maps pid -> Process
+    # (terminate_workers); its _processes maps pid -> Process. The waiting futures are the
+    # pool's own thread's to cancel (shutdown) or fail (it finds the workers gone): cancelling
+    # them from here races with it, and its thread dies with InvalidStateError (Python 3.11)
     for process in list(getattr(pool, "_processes", {}).values()):
         process.terminate()
     pool.shutdown(wait=False, cancel_futures=True)

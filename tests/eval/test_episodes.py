@@ -81,6 +81,24 @@ def test_two_workers_give_the_same_records_as_one():
     assert len({r.steps for r in one}) > 1  # the episodes differ: a real comparison
 
 
+def test_an_interrupted_pool_stops_without_a_traceback_from_its_threads(monkeypatch):
+    # Ctrl-C while episodes wait their turn: the pool's own thread fails the waiting futures
+    # as it finds its workers stopped, so nothing else may cancel them meanwhile (that race
+    # printed an InvalidStateError traceback from the thread after "error: interrupted")
+    import threading
+
+    failures = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: failures.append(args.exc_value))
+
+    def interrupt(record):
+        raise KeyboardInterrupt
+
+    for _ in range(3):  # each round leaves most of its 12 episodes waiting
+        with pytest.raises(KeyboardInterrupt):
+            run_episodes(_spec(), make_tasks(0, 12), workers=2, on_result=interrupt)
+    assert failures == []
+
+
 def test_in_process_run_restores_torch_threads_and_random_state():
     torch.set_num_threads(2)
     torch.manual_seed(1234)
