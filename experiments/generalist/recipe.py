@@ -5,9 +5,10 @@ resumable (a rerun skips what is done and resumes what was interrupted):
 
 1. record ``--runs`` expert runs on the generalist mixture of worlds (``--mixture generalist``:
    textures, obstacles, long and narrow corridors, each in half the worlds), shared by the
-   seeds, with a depth camera (``--obs-mode``: the defaults are the recipe docs/results.md
-   measured best, depth and 3 DAgger iterations; ``--obs-mode rgb --iterations 4`` is the
-   colour recipe measured before it);
+   seeds, with a depth camera of 120 degrees and 60 pixels (``--obs-mode``, ``--fov``,
+   ``--image-size``: the defaults are the recipe docs/results.md measured best, a wide depth
+   camera and 3 DAgger iterations; ``--fov 90 --image-size 64`` is the depth recipe before it,
+   ``--obs-mode rgb --iterations 4`` the colour recipe);
 2. per training seed, ``bc.train`` on them (the defaults, ``--augment`` and ``--seed S``);
 3. per seed, DAgger on the same mixture (its manifest's worlds; ``--dagger-mixture``
    records on another, e.g. ``generalist_obstacles``): ``--iterations`` of
@@ -76,12 +77,13 @@ class GeneralistConfig:
     runs: int = option(160, "expert runs recorded on the mixture (shared by the seeds)")
     obs_mode: str = option("depth", "camera: rgb, depth or rgbd", choices=OBS_MODES)
     image_size: int = option(
-        64, "camera image side in pixels (60: the whole image is what the tiny net's strides"
-        " read, docs/nets.md)",
+        60, "camera image side in pixels (60: the whole image is what the tiny net's strides"
+        " read, docs/nets.md; 64: the recipe's lines before 2026-12-08)",
     )  # fmt: skip
     fov: float = option(
-        90.0, "camera field of view in degrees, for the recording and so for BC, DAgger and"
-        " the suite (wider: a bend's opening stays in view longer)",
+        120.0, "camera field of view in degrees, for the recording and so for BC, DAgger and"
+        " the suite (wider: a bend's opening stays in view longer; 90: the recipe's lines"
+        " before 2026-12-08)",
     )  # fmt: skip
     augment: str = option(
         "color+randconv",
