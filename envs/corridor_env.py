@@ -11,7 +11,6 @@ import numpy as np
 import pybullet as pb
 from gymnasium import spaces
 
-from envs import clients
 from envs.arguments import RENDER_MODES, check_arguments
 from envs.controls import Controls, approach
 from envs.geometry import (
@@ -195,7 +194,7 @@ class CorridorEnv(gym.Env):
         channels = obs_channels(obs_mode)
         self.observation_space = spaces.Box(0, 255, (self.height, self.width, channels), np.uint8)
 
-        self._client = clients.connect()  # one a closed env gave back, if any
+        self._client = pb.connect(pb.DIRECT)
         self._far_plane = max(30.0, self.depth_range)
         self._projection = pb.computeProjectionMatrixFOV(
             self.fov, self.width / self.height, _NEAR_PLANE, self._far_plane,
@@ -382,7 +381,7 @@ class CorridorEnv(gym.Env):
 
     def close(self) -> None:
         if self._client >= 0:
-            clients.release(self._client)  # kept for the next env (envs/clients.py)
+            pb.disconnect(physicsClientId=self._client)
             self._client = -1
 
     def __getstate__(self) -> dict[str, Any]:
