@@ -4,11 +4,19 @@
 default). Each flies its share of the tracks' episodes closed loop as ``eval.suite`` flies
 them: ``--batch`` episodes side by side, the policy deciding for all of them in one forward
 pass, a slot that ends taking the next episode, from track to track (policy included). It
-then replays the same episodes in the same envs with the actions they took, without the
-policy: the env-only steps/s of exactly those worlds, steps and resets (the ceiling). Both
-are timed inside the workers, in the same run, so start-up is left out of both and their
-ratio is what the policy's decisions cost. Every ``--batches`` value is measured; batch 1 is
-one episode at a time, as ``eval.rollout`` flies by default.
+then steps the same episodes again with the actions they took, without the policy, twice:
+
+- one at a time, in one env per track built beforehand: the env-only steps/s of exactly
+  those worlds, steps and resets (the ceiling);
+- side by side as the closed loop flew them (same worker, same slots, envs built as a slot
+  moves to the next track), each episode's recorded action standing in for the policy's
+  decision: the cost of the batch without the policy. Stepping many PyBullet clients in turn
+  is slower than stepping one: each comes back to a cache the others have used.
+
+All three are timed inside the workers, in the same run, so start-up is left out; the ratio
+(closed loop over env-only) is what the policy's decisions and the batch cost together. Every
+``--batches`` value is measured; batch 1 is one episode at a time, as ``eval.rollout`` flies
+by default.
 
 Figures from a machine shared with other jobs drop and swing: run it on an idle one.
 """
@@ -17,6 +25,7 @@ from __future__ import annotations
 
 import multiprocessing
 import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -27,8 +36,9 @@ from rich.console import Console
 from rich.table import Table
 
 from configflags import option, run_main
+from eval.agents import Decision
 from eval.episode_group import EpisodeGroupWorker
-from eval.episodes import EnvSpec, EpisodeTask, make_tasks
+from eval.episodes import EnvSpec, EpisodeTask, WorkerSetup, make_tasks
 from eval.errors import EvalError
 from eval.fly import load_pilot, worker_setup
 from eval.run_files import newest_run, resolve_checkpoint
@@ -40,31 +50,63 @@ _flown: dict[tuple[int, int], list[Any]] = {}
 
 
 class _Recorder(gym.Wrapper):
-    """Keeps the actions of each episode (by its reset seed) for the env-only replay."""
+    """Keeps the actions of each episode (by its reset seed) for the replays.
 
-    def __init__(self, env: gym.Env, key: int):
+    ``key``: which env spec; ``record`` False: an env of a replay, which only reads them.
+    """
+
+    def __init__(self, env: gym.Env, key: int, record: bool):
         super().__init__(env)
         self.key = key
+        self.record = record
         self.actions: list[Any] = []
 
     def reset(self, *, seed: int | None = None, options: Any = None) -> Any:
-        self.actions = _flown.setdefault((self.key, int(seed or 0)), [])
-        self.actions.clear()
+        if self.record:
+            self.actions = _flown.setdefault((self.key, int(seed or 0)), [])
+            self.actions.clear()
         return self.env.reset(seed=seed, options=options)
 
     def step(self, action: Any) -> Any:
-        self.actions.append(action)
+        if self.record:
+            self.actions.append(action)
         return self.env.step(action)
 
 
 @dataclass(frozen=True)
 class RecordingEnvSpec(EnvSpec):
-    """An EnvSpec whose envs keep the actions they are stepped with (``key``: which env)."""
+    """An EnvSpec whose envs keep the actions they are stepped with (``key``: which env).
+
+    With ``record`` False its envs are a replay's: they keep nothing.
+    """
 
     key: int = 0
+    record: bool = True
 
     def make(self) -> gym.Env:
-        return _Recorder(super().make(), self.key)
+        return _Recorder(super().make(), self.key, self.record)
+
+
+class _ReplayAgent:
+    """Decides each step with the action its episode took in the closed loop (no policy)."""
+
+    name = "replay"
+
+    def __init__(self) -> None:
+        self._actions: Iterator[Any] = iter(())
+
+    def reset(self, env: gym.Env, seed: int) -> None:
+        self._actions = iter(_flown[(env.key, seed)])
+
+    def act(self, env: gym.Env, obs: Any) -> Decision:
+        # bin 0 only satisfies the episode's tally: nothing is compared with a label
+        return Decision(next(self._actions), 0, 0.0)
+
+
+@dataclass(frozen=True)
+class _ReplayAgentFactory:
+    def build(self, env: gym.Env) -> _ReplayAgent:
+        return _ReplayAgent()
 
 
 @dataclass(frozen=True)
@@ -107,9 +149,9 @@ def _replay(specs: list[EnvSpec]) -> tuple[int, float]:
     return steps, seconds
 
 
-def _closed_loop(setup: Any, tasks: list[EpisodeTask]) -> tuple[int, float]:
+def _closed_loop(setup: WorkerSetup, tasks: list[EpisodeTask]) -> tuple[int, float]:
     worker = EpisodeGroupWorker(setup)
-    # the policy's first calls allocate: one episode before the clock starts
+    # the agent's first calls allocate: one episode before the clock starts
     worker.run(tasks[:1])
     started = time.perf_counter()
     steps = sum(record.steps for record in worker.run(tasks))
@@ -118,30 +160,54 @@ def _closed_loop(setup: Any, tasks: list[EpisodeTask]) -> tuple[int, float]:
     return steps, seconds
 
 
-def _measure(job: tuple[Any, list[EnvSpec], list[EpisodeTask]]) -> dict[str, float]:
+def _side_by_side(setup: WorkerSetup, tasks: list[EpisodeTask]) -> tuple[int, float]:
+    """The closed loop's episodes flown side by side again, each with the actions it took."""
+    replays = [
+        replace(task, env=replace(task.env, record=False) if task.env is not None else None)
+        for task in tasks
+    ]
+    agent = _ReplayAgentFactory()
+    return _closed_loop(replace(setup, agent=agent, env=replace(setup.env, record=False)), replays)
+
+
+def _measure(job: tuple[WorkerSetup, list[EnvSpec], list[EpisodeTask]]) -> dict[str, float]:
     setup, specs, tasks = job
     limit_torch_threads(setup.torch_threads)
     _flown.clear()
     loop_count, loop_seconds = _closed_loop(setup, tasks)
     env_count, env_seconds = _replay(specs)
+    side_count, side_seconds = _side_by_side(setup, tasks)
     return {"env_steps": env_count, "env_seconds": env_seconds,
+            "side_steps": side_count, "side_seconds": side_seconds,
             "loop_steps": loop_count, "loop_seconds": loop_seconds}  # fmt: skip
 
 
 @dataclass(frozen=True)
 class SuiteBenchRow:
-    """One batch size: env-only and closed-loop steps/s over all workers, and their ratio."""
+    """One batch size: steps/s over all workers, and their ratios.
+
+    The env alone, one episode at a time (``env``) and side by side as the closed loop flew
+    them (``side``), and the closed loop (``loop``).
+    """
 
     batch: int
     workers: int
     env_steps_per_s: float
+    side_steps_per_s: float
     loop_steps_per_s: float
     env_steps: int = 0
+    side_steps: int = 0
     loop_steps: int = 0
 
     @property
     def ratio(self) -> float:
+        """Closed loop over env-only: what the policy and the batch cost together."""
         return self.loop_steps_per_s / self.env_steps_per_s
+
+    @property
+    def side_ratio(self) -> float:
+        """Side by side over one at a time, without the policy: what the batch alone costs."""
+        return self.side_steps_per_s / self.env_steps_per_s
 
 
 def main(config: SuiteBenchConfig) -> list[SuiteBenchRow]:
@@ -170,16 +236,21 @@ def main(config: SuiteBenchConfig) -> list[SuiteBenchRow]:
         jobs = [(setup, specs, [tasks[p] for p in share]) for share in shares]
         with ProcessPoolExecutor(len(jobs), mp_context=context) as pool:
             results = list(pool.map(_measure, jobs))
-        env_rate = sum(r["env_steps"] / r["env_seconds"] for r in results)
-        loop_rate = sum(r["loop_steps"] / r["loop_seconds"] for r in results)
-        rows.append(SuiteBenchRow(batch, len(jobs), env_rate, loop_rate,
-                                  sum(r["env_steps"] for r in results),
-                                  sum(r["loop_steps"] for r in results)))  # fmt: skip
+        rate = {
+            part: sum(r[f"{part}_steps"] / r[f"{part}_seconds"] for r in results)
+            for part in ("env", "side", "loop")
+        }
+        steps = {part: sum(r[f"{part}_steps"] for r in results) for part in ("env", "side", "loop")}
+        rows.append(SuiteBenchRow(batch, len(jobs), rate["env"], rate["side"], rate["loop"],
+                                  steps["env"], steps["side"], steps["loop"]))  # fmt: skip
     table = Table(title=f"suite throughput, {checkpoint}, {usable_cores()} usable cores")
-    for column in ("batch", "workers", "env-only steps/s", "closed-loop steps/s", "ratio"):
+    columns = ("batch", "workers", "env-only steps/s", "side by side, no policy",
+               "closed-loop steps/s", "ratio")  # fmt: skip
+    for column in columns:
         table.add_column(column, justify="right")
     for row in rows:
         table.add_row(str(row.batch), str(row.workers), f"{row.env_steps_per_s:,.0f}",
+                      f"{row.side_steps_per_s:,.0f} ({row.side_ratio:.2f})",
                       f"{row.loop_steps_per_s:,.0f}", f"{row.ratio:.2f}")  # fmt: skip
     Console().print(table)
     return rows
