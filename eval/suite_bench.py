@@ -162,10 +162,7 @@ def _closed_loop(setup: WorkerSetup, tasks: list[EpisodeTask]) -> tuple[int, flo
 
 def _side_by_side(setup: WorkerSetup, tasks: list[EpisodeTask]) -> tuple[int, float]:
     """The closed loop's episodes flown side by side again, each with the actions it took."""
-    replays = [
-        replace(task, env=replace(task.env, record=False) if task.env is not None else None)
-        for task in tasks
-    ]
+    replays = [replace(task, env=replace(task.env, record=False)) for task in tasks]
     agent = _ReplayAgentFactory()
     return _closed_loop(replace(setup, agent=agent, env=replace(setup.env, record=False)), replays)
 
